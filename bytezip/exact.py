@@ -1,0 +1,238 @@
+"""Exact integer-valued inference of a trained `Megabyte`, for coding.
+
+The range decoder must see bit-identical distributions to the encoder's, whatever the batch size, thread
+count, code path (parallel forward or KV-cached step) or device. Floating-point sums are the only thing that
+depends on those, so every sum here is a sum of integers that float32/float64 holds exactly:
+
+- linear layers: int8 weights (per output row) x int8 activations (per input row), K <= 1040, so
+  |sum| < 2^24 is exact in float32 whatever order a kernel picks; per-row scales are applied afterwards;
+- RMS norm: squares of 20-bit integers (each row quantised against its own max) summed in float64;
+- attention: 16-bit queries and keys (per row) and 21-bit values on a fixed grid, dot products and
+  weighted sums in float64, softmax weights from an integer exp table indexed by the exact row maximum;
+- next-byte distribution: logits -> integer frequencies through an exp table.
+
+Between sums only elementwise IEEE operations appear (+ - * sqrt, reciprocal, round), never a platform
+exp/rsqrt or a fused kernel, and every elementwise formula is one function shared by both paths.
+"""
+from __future__ import annotations
+
+from decimal import Decimal, getcontext
+
+import torch
+
+from .model import Attention, Block, Megabyte
+
+NORM_BITS = 20              # RMS norm: each element as an integer of NORM_BITS bits against the row max
+QK_ONE = 2.0 ** 15          # queries and keys: per-row integers in [-2^15, 2^15]
+V_GRID = 2.0 ** 13          # values: fixed point 2^-13, |v| < 2^7 -> 20-bit integers
+V_MAX = 2.0 ** 20
+ATT_STEPS = 64              # softmax table: steps per nat below the row max
+ATT_LEN = 16 * ATT_STEPS    # weights below e^-16 of the max are zero
+OUT_STEPS = 32              # output table: steps per nat below the most likely byte
+OUT_LEN = 20 * OUT_STEPS    # beyond that every byte keeps frequency 1
+ATT_ONE, OUT_ONE = 2 ** 15, 2 ** 16
+QUERY_BLOCK = 256           # parallel attention works on this many queries at a time (bounds memory)
+
+
+def _exp_table(steps: int, length: int, one: int, floor: int, tail: int) -> list[int]:
+    """round(one * e^(-i/steps)) for i < length, then `tail`; Decimal.exp is correctly rounded everywhere."""
+    getcontext().prec = 40
+    table = [max(floor, int((Decimal(one) * (Decimal(-i) / steps).exp()).to_integral_value()))
+             for i in range(length)]
+    return table + [tail]
+
+
+ATT_TABLE = _exp_table(ATT_STEPS, ATT_LEN, ATT_ONE, 0, 0)
+OUT_TABLE = _exp_table(OUT_STEPS, OUT_LEN, OUT_ONE, 1, 1)
+
+
+def quantize_rows(x: torch.Tensor, one: float):
+    """x [..., K] -> (integers in [-one, one] as x.dtype, row scale [..., 1]); x ~= ints * scale."""
+    amax = x.abs().amax(-1, keepdim=True).clamp_min(2.0 ** -60)
+    ints = torch.round(x * (one * torch.reciprocal(amax))).clamp_(-one, one)
+    return ints, amax * (1.0 / one)
+
+
+class ExactLinear:
+    """int8 x int8 linear layer with exact float32 accumulation (K <= 1040)."""
+
+    def __init__(self, weight: torch.Tensor):  # weight [out, in], float32
+        assert weight.shape[1] <= 1040, "int8 dot products stay exact in float32 only up to K = 1040"
+        wq, self.ws = quantize_rows(weight.detach().float(), 127.0)
+        self.wq = wq.t().contiguous()                                  # [in, out]
+        self.ws = self.ws.reshape(-1)                                   # [out]
+
+    def to(self, device):
+        self.wq, self.ws = self.wq.to(device), self.ws.to(device)
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        q, s = quantize_rows(x, 127.0)
+        return (q @ self.wq) * s * self.ws
+
+
+def rms_norm(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """RMS norm whose sum of squares is a sum of integers (exact in float64 for K <= 2^12)."""
+    ints, scale = quantize_rows(x.double(), 2.0 ** NORM_BITS)
+    ss = (ints * ints).sum(-1, keepdim=True)
+    rms = scale * torch.sqrt(ss * (1.0 / x.shape[-1]))
+    inv = torch.reciprocal(torch.sqrt(rms * rms + 1e-6))
+    return x * inv.float() * gain
+
+
+class KVCache:
+    """Preallocated keys (per-row integers + scales) and values (fixed-point integers) of one layer."""
+
+    def __init__(self, batch: int, n_kv: int, length: int, dh: int, device):
+        self.k = torch.zeros(batch, n_kv, length, dh, dtype=torch.float64, device=device)
+        self.ks = torch.zeros(batch, n_kv, length, 1, dtype=torch.float64, device=device)
+        self.v = torch.zeros(batch, n_kv, length, dh, dtype=torch.float64, device=device)
+
+    def put(self, start: int, k: torch.Tensor, v: torch.Tensor):  # k, v [B, n_kv, T, dh] float32
+        end = start + k.shape[2]
+        self.k[:, :, start:end], self.ks[:, :, start:end] = quantize_rows(k.double(), QK_ONE)
+        self.v[:, :, start:end] = torch.round(v.double() * V_GRID).clamp_(-V_MAX, V_MAX)
+
+
+class ExactAttention:
+    def __init__(self, attn: Attention, gain: torch.Tensor, device):
+        self.gain = gain.detach().float().to(device)
+        self.qkv, self.proj = ExactLinear(attn.qkv.weight).to(device), ExactLinear(attn.proj.weight).to(device)
+        self.n_heads, self.n_kv, self.dh = attn.n_heads, attn.n_kv, attn.dh
+        self.att_table = torch.tensor(ATT_TABLE, dtype=torch.float64, device=device)
+        self.score_to_index = ATT_STEPS / self.dh ** 0.5
+
+    def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+        """x [B, T, d] at positions start..start+T-1; attends to cached positions < start and causally within."""
+        B, T, d = x.shape
+        qkv = self.qkv(rms_norm(x, self.gain))
+        H, Hk, dh = self.n_heads, self.n_kv, self.dh
+        q, k, v = qkv.split([H * dh, Hk * dh, Hk * dh], -1)
+        cache.put(start, k.view(B, T, Hk, dh).transpose(1, 2), v.view(B, T, Hk, dh).transpose(1, 2))
+        q = q.view(B, T, Hk, H // Hk, dh).permute(0, 2, 3, 1, 4)                     # [B, Hk, rep, T, dh]
+        qi, qs = quantize_rows(q.double(), QK_ONE)
+        out = torch.empty(B, Hk, H // Hk, T, dh, dtype=torch.float64, device=x.device)
+        for a in range(0, T, QUERY_BLOCK):
+            b = min(T, a + QUERY_BLOCK)
+            n_keys = start + b
+            keys, kscale, vals = (t[:, :, None, :n_keys] for t in (cache.k, cache.ks, cache.v))
+            score = (qi[..., a:b, :] @ keys.transpose(-1, -2)) * qs[..., a:b, :] * kscale.transpose(-1, -2)
+            if b - a > 1:  # causal mask inside the block: query start+i sees keys <= start+i
+                qpos = torch.arange(start + a, start + b, device=x.device)[:, None]
+                kpos = torch.arange(n_keys, device=x.device)[None, :]
+                score = score.masked_fill(kpos > qpos, float("-inf"))
+            below_max = (score.amax(-1, keepdim=True) - score) * self.score_to_index
+            idx = torch.round(below_max).clamp_(max=ATT_LEN).long()
+            weights = self.att_table[idx]                                           # integers <= 2^15
+            num = weights @ vals                                                     # exact in float64
+            out[..., a:b, :] = num * (torch.reciprocal(weights.sum(-1, keepdim=True)) * (1.0 / V_GRID))
+        y = out.float().permute(0, 3, 1, 2, 4).reshape(B, T, d)
+        return self.proj(y)
+
+
+class ExactBlock:
+    def __init__(self, blk: Block, device):
+        self.attn = ExactAttention(blk.attn, blk.norm1.weight, device)
+        self.gain2 = blk.norm2.weight.detach().float().to(device)
+        self.fc, self.out = ExactLinear(blk.mlp.fc.weight).to(device), ExactLinear(blk.mlp.out.weight).to(device)
+
+    def __call__(self, x, cache: KVCache, start: int):
+        x = x + self.attn(x, cache, start)
+        return x + self.out(torch.relu(self.fc(rms_norm(x, self.gain2))).square())
+
+
+class ExactMegabyte:
+    """Integer-valued MEGABYTE: `freqs` (parallel, encoding) and `Stepper` (incremental, decoding) agree exactly."""
+
+    def __init__(self, model: Megabyte, device="cpu"):
+        cfg = self.cfg = model.cfg
+        self.device = torch.device(device)
+        f = lambda t: t.detach().float().to(self.device)
+        self.P, self.dg, self.dl = cfg.patch_size, cfg.d_global, cfg.d_local
+        self.g_emb, self.g_start, self.g_pos = f(model.global_byte_emb.weight), f(model.global_start), f(model.global_pos)
+        self.g_blocks = [ExactBlock(b, self.device) for b in model.global_blocks]
+        self.g_norm = f(model.global_norm.weight)
+        self.g_to_l = ExactLinear(model.global_to_local.weight).to(self.device)
+        self.l_emb, self.l_pos = f(model.local_byte_emb.weight), f(model.local_pos)
+        self.l_blocks = [ExactBlock(b, self.device) for b in model.local_blocks]
+        self.l_norm = f(model.local_norm.weight)
+        self.head = ExactLinear(model.head.weight).to(self.device)
+        self.out_table = torch.tensor(OUT_TABLE, dtype=torch.int64, device=self.device)
+        self.g_kv = (cfg.n_kv_heads, cfg.d_global // cfg.n_global_heads)
+        self.l_kv = (cfg.n_kv_heads, cfg.d_local // cfg.n_local_heads)
+
+    # -- pieces shared by both paths -------------------------------------------------------------
+    def _global(self, prev_patches: torch.Tensor, caches, start: int) -> torch.Tensor:
+        """prev_patches [B, T, P] bytes (the patch before each position) -> local conditioning [B, T, P, dl]."""
+        B, T, P = prev_patches.shape
+        h = self.g_emb[prev_patches].reshape(B, T, self.dg)
+        if start == 0:
+            h[:, 0] = self.g_start
+        h = h + self.g_pos[start:start + T]
+        for blk, cache in zip(self.g_blocks, caches):
+            h = blk(h, cache, start)
+        return self.g_to_l(rms_norm(h, self.g_norm).reshape(B, T, P, self.dg // P))
+
+    def _local_in(self, prev_bytes: torch.Tensor, pos: slice, g: torch.Tensor) -> torch.Tensor:
+        return self.l_emb[prev_bytes] + self.l_pos[pos] + g
+
+    def _frequencies(self, z: torch.Tensor) -> torch.Tensor:
+        """Final local states [..., dl] -> integer next-byte frequencies [..., 256] (int64, each >= 1)."""
+        logits = self.head(rms_norm(z, self.l_norm))
+        idx = torch.round((logits.amax(-1, keepdim=True) - logits) * float(OUT_STEPS)).clamp_(max=OUT_LEN)
+        return self.out_table[idx.long()]
+
+    def _caches(self, batch: int, n_layers: int, length: int, kv):
+        return [KVCache(batch, kv[0], length, kv[1], self.device) for _ in range(n_layers)]
+
+    # -- parallel path ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def frequencies(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, n] bytes (n a multiple of P) -> frequencies [B, n, 256] of each byte given those before it."""
+        x = x.to(self.device)
+        B, n = x.shape
+        P = self.P
+        T = n // P
+        assert T * P == n and T <= self.cfg.max_patches
+        patches = x.reshape(B, T, P)
+        prev_patches = torch.cat([torch.zeros_like(patches[:, :1]), patches[:, :-1]], 1)
+        g = self._global(prev_patches, self._caches(B, len(self.g_blocks), T, self.g_kv), 0)
+        prev = torch.cat([torch.full_like(patches[..., :1], 256), patches[..., :-1]], -1)
+        z = self._local_in(prev, slice(0, P), g).reshape(B * T, P, self.dl)
+        caches = self._caches(B * T, len(self.l_blocks), P, self.l_kv)
+        for blk, cache in zip(self.l_blocks, caches):
+            z = blk(z, cache, 0)
+        return self._frequencies(z).reshape(B, n, 256)
+
+    def stepper(self, batch: int, max_patches: int | None = None) -> "Stepper":
+        return Stepper(self, batch, max_patches or self.cfg.max_patches)
+
+
+class Stepper:
+    """Incremental decoding of `batch` lanes in lockstep: one global step per patch, one local step per byte."""
+
+    def __init__(self, m: ExactMegabyte, batch: int, max_patches: int):
+        self.m, self.B = m, batch
+        self.g_caches = m._caches(batch, len(m.g_blocks), max_patches, m.g_kv)
+        self.l_caches = m._caches(batch, len(m.l_blocks), m.P, m.l_kv)
+        self.patch = torch.zeros(batch, m.P, dtype=torch.int64, device=m.device)  # bytes of the current patch
+        self.t = 0   # bytes seen so far (same for every lane)
+        self.g = None
+
+    @torch.no_grad()
+    def next_frequencies(self) -> torch.Tensor:
+        """Frequencies [B, 256] of the next byte of every lane, given the bytes pushed so far."""
+        m, P = self.m, self.m.P
+        k, p = divmod(self.t, P)
+        if p == 0:
+            self.g = m._global(self.patch[:, None, :], self.g_caches, k)[:, 0]     # [B, P, dl]
+        prev = self.patch[:, p - 1] if p else torch.full((self.B,), 256, dtype=torch.int64, device=m.device)
+        z = m._local_in(prev, p, self.g[:, p])[:, None, :]                          # [B, 1, dl]
+        for blk, cache in zip(m.l_blocks, self.l_caches):
+            z = blk(z, cache, p)
+        return m._frequencies(z[:, 0])
+
+    def push(self, byte: torch.Tensor):
+        """Record the byte [B] each lane just coded."""
+        self.patch[:, self.t % self.m.P] = byte.to(self.m.device)
+        self.t += 1
