@@ -1,0 +1,348 @@
+"""Compressor and decompressor: chunks, lanes and the range coder, with a python-zstandard-like API.
+
+The input is cut into chunks of `chunk_size` bytes coded independently. Each chunk is stored with the
+cheapest of neural / zstd / raw, so no input grows beyond the fixed header and a few bytes per chunk. A
+neural chunk is one range-coder stream of its bytes under the exact model's distributions: the encoder gets
+them all from one parallel forward; the decoder advances many chunks together as lanes of one batch, one
+incremental model step per byte for all lanes.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import constriction
+import numpy as np
+import torch
+import zstandard
+
+from . import format as fmt
+from .exact import ExactMegabyte
+from .format import BytezipError, ChecksumError, FormatError, ModelError
+from .model import Megabyte, load_model
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = "bytezip-v1"
+DEFAULT_LANES = 256          # chunks decoded together (memory ~ lanes x model KV cache)
+ENCODE_BATCH = 16            # chunks per parallel forward when encoding (memory ~ batch x T^2)
+ZSTD_LEVEL = 19
+
+_CODER_MODEL = constriction.stream.model.Categorical(perfect=False)
+
+
+# -- the model an archive is coded with -------------------------------------------------------------
+@dataclass
+class CodingModel:
+    """An exact model plus the identity recorded in archives (name and digest of its weights)."""
+    exact: ExactMegabyte
+    model_id: str
+    digest: bytes
+
+    @property
+    def context(self) -> int:
+        return self.exact.cfg.patch_size * self.exact.cfg.max_patches
+
+
+def weights_digest(model: Megabyte) -> bytes:
+    """SHA-256 prefix of the canonical float32 weights (independent of file layout)."""
+    from safetensors.torch import save
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    return hashlib.sha256(save(state)).digest()[:fmt.DIGEST_BYTES]
+
+
+def resolve_model_path(name: str | os.PathLike | None) -> Path:
+    """A model is `<prefix>.safetensors` + `<prefix>.json`; a bare name is looked up in models/."""
+    name = str(name or os.environ.get("BYTEZIP_MODEL") or DEFAULT_MODEL)
+    for base in (Path(name), MODELS_DIR / name):
+        base = base.with_suffix("") if base.suffix in (".json", ".safetensors") else base
+        if Path(str(base) + ".safetensors").is_file() and Path(str(base) + ".json").is_file():
+            return base
+    raise ModelError(f"model '{name}' not found (looked for {name}.safetensors/.json here and in {MODELS_DIR})")
+
+
+_loaded: dict[tuple[str, str], CodingModel] = {}
+
+
+def coding_model(model=None, device="cpu") -> CodingModel:
+    """Accepts None (the shipped model), a name or path prefix, a `Megabyte`, or a `CodingModel`."""
+    if isinstance(model, CodingModel):
+        return model
+    device = resolve_device(device)
+    if isinstance(model, Megabyte):
+        return CodingModel(ExactMegabyte(model, device), "custom", weights_digest(model))
+    base = resolve_model_path(model)
+    key = (str(base.resolve()), str(device))
+    if key not in _loaded:
+        try:
+            net = load_model(str(base))
+            meta = json.loads(Path(str(base) + ".json").read_text())
+        except Exception as e:  # a damaged model file is the user's problem to see, in one line
+            raise ModelError(f"cannot load model {base}: {e}") from None
+        model_id = str(meta.get("name", base.name))[:255]
+        _loaded[key] = CodingModel(ExactMegabyte(net, device), model_id, weights_digest(net))
+    return _loaded[key]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BytezipError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+# -- one function per coding step, shared by both directions ------------------------------------------
+def probabilities(freqs: np.ndarray) -> np.ndarray:
+    """Integer frequencies [..., 256] -> float64 probabilities for the coder (elementwise IEEE, exact)."""
+    freqs = freqs.astype(np.float64)
+    return freqs / freqs.sum(-1, keepdims=True)
+
+
+def _words_to_bytes(words: np.ndarray) -> bytes:
+    return words.astype("<u4").tobytes().rstrip(b"\0")
+
+
+def _bytes_to_words(payload: bytes) -> np.ndarray:
+    payload += b"\0" * (-len(payload) % 4)
+    return np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+
+
+@functools.lru_cache(maxsize=8)
+def _zstd_compressor(chunk_size: int) -> zstandard.ZstdCompressor:
+    """Level 19 with its tables sized for one chunk (building them for the default 8 MB window is slow)."""
+    params = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, source_size=chunk_size, format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+        write_content_size=0, write_checksum=0, write_dict_id=0)
+    return zstandard.ZstdCompressor(compression_params=params)
+
+
+def _zstd_compress(chunk: bytes) -> bytes:
+    return _zstd_compressor(len(chunk)).compress(chunk)
+
+
+def _zstd_decompress(payload: bytes, raw_size: int) -> bytes:
+    try:
+        out = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompress(
+            payload, max_output_size=raw_size)
+    except zstandard.ZstdError as e:
+        raise FormatError(f"corrupted archive (zstd chunk: {e})") from None
+    if len(out) != raw_size:
+        raise FormatError("corrupted archive (zstd chunk has the wrong size)")
+    return out
+
+
+def neural_frequencies(m: CodingModel, chunks: list[bytes]) -> list[np.ndarray]:
+    """Parallel forward over a batch of chunks -> per chunk int64 frequencies [len, 256]."""
+    P = m.exact.cfg.patch_size
+    width = -(-max(map(len, chunks)) // P) * P
+    x = np.zeros((len(chunks), width), dtype=np.int64)
+    for i, c in enumerate(chunks):
+        x[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
+    f = m.exact.frequencies(torch.from_numpy(x)).cpu().numpy()
+    return [f[i, :len(c)] for i, c in enumerate(chunks)]
+
+
+def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
+    enc = constriction.stream.queue.RangeEncoder()
+    enc.encode(np.frombuffer(chunk, dtype=np.uint8).astype(np.int32), _CODER_MODEL, probabilities(freqs))
+    return _words_to_bytes(enc.get_compressed())
+
+
+def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int]) -> list[bytes]:
+    """Decode several neural chunks as lanes of one batch (one model step per byte for all lanes)."""
+    P = m.exact.cfg.patch_size
+    decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
+    longest = max(sizes)
+    out = np.zeros((len(sizes), longest), dtype=np.uint8)
+    stepper = m.exact.stepper(len(sizes), -(-longest // P))
+    active = list(range(len(sizes)))
+    symbols = np.zeros(len(sizes), dtype=np.int64)
+    for t in range(longest):
+        probs = probabilities(stepper.next_frequencies().cpu().numpy())
+        active = [i for i in active if sizes[i] > t]
+        for i in active:
+            symbols[i] = decoders[i].decode(_CODER_MODEL, probs[i:i + 1])[0]
+        out[:, t] = symbols
+        stepper.push(torch.from_numpy(symbols))
+    return [out[i, :n].tobytes() for i, n in enumerate(sizes)]
+
+
+# -- the public objects -------------------------------------------------------------------------
+class Compressor:
+    """Configured once, reused for many inputs. `neural=False` codes with zstd/raw only (no model needed)."""
+
+    def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
+                 batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True):
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = coding_model(model, device) if neural else None
+        self.chunk_size = chunk_size or (self.model.context if self.model else 1 << 16)
+        if not 1 <= self.chunk_size <= fmt.MAX_CHUNK_SIZE:
+            raise BytezipError(f"chunk size must be between 1 and {fmt.MAX_CHUNK_SIZE}")
+        if self.model and self.chunk_size > self.model.context:
+            raise BytezipError(f"chunk size {self.chunk_size} exceeds the model's context of {self.model.context}")
+        self.batch = batch
+
+    def header(self) -> fmt.Header:
+        if self.model:
+            return fmt.Header(self.chunk_size, self.model.model_id, self.model.digest)
+        return fmt.Header(self.chunk_size)
+
+    def code_chunks(self, chunks: list[bytes]) -> list[tuple[int, bytes]]:
+        """(codec, payload) for each chunk: the smallest of neural, zstd and raw."""
+        freqs = neural_frequencies(self.model, chunks) if self.model else [None] * len(chunks)
+        coded = []
+        for chunk, f in zip(chunks, freqs):
+            best = (fmt.RAW, chunk)
+            candidates = [(fmt.ZSTD, _zstd_compress(chunk))]
+            if f is not None:
+                candidates.append((fmt.NEURAL, neural_encode(f, chunk)))
+            for codec, payload in candidates:
+                if 0 < len(payload) < len(best[1]):
+                    best = (codec, payload)
+            coded.append(best)
+        return coded
+
+    def copy_stream(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
+        """Compress ifh to ofh, holding at most `batch` chunks in memory. Returns (bytes read, bytes written)."""
+        written = ofh.write(self.header().to_bytes())
+        digest, total, count = hashlib.sha256(), 0, 0
+        while True:
+            chunks = []
+            for _ in range(self.batch):
+                c = _read_exact(ifh, self.chunk_size)
+                if c:
+                    chunks.append(c)
+                if len(c) < self.chunk_size:
+                    break
+            if not chunks:
+                break
+            for chunk, (codec, payload) in zip(chunks, self.code_chunks(chunks)):
+                digest.update(chunk)
+                written += ofh.write(fmt.chunk_record_bytes(codec, len(chunk), payload))
+                total += len(chunk)
+                count += 1
+            if progress:
+                progress(sum(map(len, chunks)))
+            if len(chunks[-1]) < self.chunk_size:
+                break
+        written += ofh.write(fmt.Trailer(count, total, digest.digest()[:fmt.DIGEST_BYTES]).to_bytes())
+        return total, written
+
+    def compress(self, data: bytes) -> bytes:
+        out = io.BytesIO()
+        self.copy_stream(io.BytesIO(data), out)
+        return out.getvalue()
+
+
+class Decompressor:
+    """Decodes archives; loads the model only when a neural chunk needs it, and checks it is the right one."""
+
+    def __init__(self, *, model=None, device="cpu", lanes: int = DEFAULT_LANES, threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        self._model_arg, self.device, self.lanes = model, device, max(1, lanes)
+
+    def _model_for(self, header: fmt.Header) -> CodingModel:
+        if isinstance(self._model_arg, (CodingModel, Megabyte)):
+            m = coding_model(self._model_arg, self.device)
+        else:
+            try:
+                m = coding_model(self._model_arg or header.model_id, self.device)
+            except ModelError:
+                raise ModelError(f"archive needs model '{header.model_id}', which is not available") from None
+        if m.digest != header.model_digest:
+            raise ModelError(f"archive was made with model '{header.model_id}' "
+                             f"({header.model_digest.hex()}), but the model here is '{m.model_id}' ({m.digest.hex()})")
+        if header.chunk_size > m.context:
+            raise FormatError(f"corrupted archive (chunk size {header.chunk_size} exceeds the model's context)")
+        return m
+
+    def copy_stream(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
+        """Decompress ifh to ofh, `lanes` neural chunks at a time; raises unless every check passes.
+        Returns (bytes read, bytes written). Output written before a failure must be discarded by the caller."""
+        reader = fmt.Reader(ifh)
+        header = reader.header()
+        model = None
+        digest, written = hashlib.sha256(), 0
+        pending: list[tuple[fmt.ChunkRecord, bytes]] = []
+
+        def flush():
+            nonlocal model, written
+            neural = [(r, p) for r, p in pending if r.codec == fmt.NEURAL]
+            decoded = {}
+            if neural:
+                model = model or self._model_for(header)
+                outs = neural_decode(model, [p for _, p in neural], [r.raw_size for r, _ in neural])
+                decoded = {id(r): o for (r, _), o in zip(neural, outs)}
+            for r, p in pending:
+                if r.codec == fmt.NEURAL:
+                    data = decoded[id(r)]
+                else:
+                    data = p if r.codec == fmt.RAW else _zstd_decompress(p, r.raw_size)
+                digest.update(data)
+                written += ofh.write(data)
+                if progress:
+                    progress(len(data))
+            pending.clear()
+
+        n_neural = 0
+        for rec, payload in reader.records(header):
+            pending.append((rec, payload))
+            n_neural += rec.codec == fmt.NEURAL
+            if n_neural >= self.lanes:
+                flush()
+                n_neural = 0
+        flush()
+        if digest.digest()[:fmt.DIGEST_BYTES] != reader.trailer.checksum:
+            raise ChecksumError("checksum mismatch: the decoded data is not the original (corrupted archive)")
+        return reader.pos, written
+
+    def decompress(self, blob: bytes) -> bytes:
+        out = io.BytesIO()
+        self.copy_stream(io.BytesIO(blob), out)
+        return out.getvalue()
+
+
+def _read_exact(fh: BinaryIO, n: int) -> bytes:
+    """Read n bytes unless the stream ends first (pipes may return short reads)."""
+    parts, got = [], 0
+    while got < n:
+        b = fh.read(n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+@dataclass
+class ArchiveInfo:
+    header: fmt.Header
+    chunks: list[fmt.ChunkRecord]
+    trailer: fmt.Trailer
+    archive_size: int
+
+
+def read_info(fh: BinaryIO) -> ArchiveInfo:
+    """Parse an archive's structure without decoding (what `bytezip list` shows)."""
+    reader = fmt.Reader(fh)
+    header = reader.header()
+    chunks = [rec for rec, _ in reader.records(header)]
+    return ArchiveInfo(header, chunks, reader.trailer, reader.pos)
+
+
+def compress(data: bytes, **options) -> bytes:
+    """Compress bytes with the shipped model (options as for `Compressor`)."""
+    return Compressor(**options).compress(data)
+
+
+def decompress(blob: bytes, **options) -> bytes:
+    return Decompressor(**options).decompress(blob)

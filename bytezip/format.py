@@ -1,0 +1,171 @@
+"""The .bzp archive format (version 1): a header, one record per chunk, an end record.
+
+All integers are unsigned LEB128 varints unless a width is given. The layout is written so that an
+archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
+before anything is allocated for it.
+
+    header   magic b"\\x89BZP" | version u8 = 1 | flags u8 | chunk_size | model_id_len u8 | model_id (ASCII)
+             | model_digest 8 bytes (SHA-256 prefix of the canonical weights; zeros when model_id is empty)
+    chunk    codec u8 (0 raw, 1 zstd, 2 neural) | raw_size | coded_size | payload (coded_size bytes)
+    end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the original bytes)
+
+Rules a decoder checks: flags == 0; 1 <= chunk_size <= 2^24; every chunk but the last has raw_size ==
+chunk_size and the last 1 <= raw_size <= chunk_size; coded_size <= raw_size (the encoder stores a chunk raw
+rather than let it grow) and a raw chunk has coded_size == raw_size; a zstd payload is a magicless zstd frame;
+a neural payload is the range coder's little-endian 32-bit words with trailing zero bytes dropped;
+chunk_count and original_size match the records; the checksum matches the decoded bytes; nothing follows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+MAGIC = b"\x89BZP"
+VERSION = 1
+MAX_CHUNK_SIZE = 1 << 24
+RAW, ZSTD, NEURAL = 0, 1, 2
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural"}
+END = 0xFF
+DIGEST_BYTES = 8
+
+
+class BytezipError(Exception):
+    """Any problem bytezip reports to a user: the message is one line, fit to print after the file name."""
+
+
+class FormatError(BytezipError):
+    """The bytes are not a valid bytezip archive (wrong magic, truncated, corrupted, inconsistent)."""
+
+
+class ModelError(BytezipError):
+    """The archive needs a model that is not available or whose weights differ."""
+
+
+class ChecksumError(BytezipError):
+    """The decoded bytes do not match the checksum stored in the archive."""
+
+
+def encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+@dataclass
+class Header:
+    chunk_size: int
+    model_id: str = ""
+    model_digest: bytes = bytes(DIGEST_BYTES)
+    flags: int = 0
+
+    def to_bytes(self) -> bytes:
+        mid = self.model_id.encode("ascii")
+        assert len(mid) < 256 and len(self.model_digest) == DIGEST_BYTES
+        return (MAGIC + bytes([VERSION, self.flags]) + encode_varint(self.chunk_size)
+                + bytes([len(mid)]) + mid + self.model_digest)
+
+
+@dataclass
+class ChunkRecord:
+    codec: int
+    raw_size: int
+    coded_size: int
+    offset: int = 0           # where the payload starts in the archive (for listing)
+
+
+@dataclass
+class Trailer:
+    chunk_count: int
+    original_size: int
+    checksum: bytes
+
+    def to_bytes(self) -> bytes:
+        return bytes([END]) + encode_varint(self.chunk_count) + encode_varint(self.original_size) + self.checksum
+
+
+def chunk_record_bytes(codec: int, raw_size: int, payload: bytes) -> bytes:
+    return bytes([codec]) + encode_varint(raw_size) + encode_varint(len(payload)) + payload
+
+
+class Reader:
+    """Parses an archive from a binary stream, checking every field as it goes."""
+
+    def __init__(self, fh: BinaryIO):
+        self.fh = fh
+        self.pos = 0
+
+    def _read(self, n: int, what: str) -> bytes:
+        data = self.fh.read(n)
+        self.pos += len(data)
+        if len(data) != n:
+            raise FormatError(f"truncated archive (ends inside the {what})")
+        return data
+
+    def _varint(self, what: str, limit: int) -> int:
+        n = shift = 0
+        for _ in range(10):
+            b = self._read(1, what)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                if n > limit:
+                    raise FormatError(f"corrupted archive ({what} {n} exceeds {limit})")
+                return n
+        raise FormatError(f"corrupted archive (overlong {what})")
+
+    def header(self) -> Header:
+        magic = self.fh.read(4)
+        self.pos += len(magic)
+        if magic != MAGIC:
+            raise FormatError("not a bytezip archive (bad magic)")
+        version, flags = self._read(2, "header")
+        if version != VERSION:
+            raise FormatError(f"unsupported archive format version {version} (this bytezip reads {VERSION})")
+        if flags != 0:
+            raise FormatError(f"corrupted archive (unknown flags {flags:#04x})")
+        chunk_size = self._varint("chunk size", MAX_CHUNK_SIZE)
+        if chunk_size == 0:
+            raise FormatError("corrupted archive (chunk size 0)")
+        mid = self._read(self._read(1, "header")[0], "model id")
+        try:
+            model_id = mid.decode("ascii")
+        except UnicodeDecodeError:
+            raise FormatError("corrupted archive (model id is not ASCII)") from None
+        return Header(chunk_size, model_id, self._read(DIGEST_BYTES, "model digest"), flags)
+
+    def records(self, header: Header) -> Iterator[tuple[ChunkRecord, bytes | None]]:
+        """Yields (record, payload) per chunk; after the loop `self.trailer` holds the checked end record."""
+        count = total = 0
+        last_short = False
+        while True:
+            codec = self._read(1, "chunk table")[0]
+            if codec == END:
+                break
+            if codec not in CODEC_NAMES:
+                raise FormatError(f"corrupted archive (unknown codec {codec} in chunk {count})")
+            if last_short:
+                raise FormatError(f"corrupted archive (chunk {count - 1} is short but not last)")
+            raw = self._varint("chunk size", header.chunk_size)
+            coded = self._varint("coded chunk size", raw)
+            if raw == 0 or (codec == RAW and coded != raw) or (codec != RAW and coded == 0):
+                raise FormatError(f"corrupted archive (chunk {count}: {CODEC_NAMES[codec]} {raw} -> {coded} bytes)")
+            last_short = raw < header.chunk_size
+            rec = ChunkRecord(codec, raw, coded, self.pos)
+            yield rec, self._read(coded, f"chunk {count}")
+            count += 1
+            total += raw
+        n = self._varint("chunk count", 1 << 40)
+        size = self._varint("original size", 1 << 60)
+        checksum = self._read(DIGEST_BYTES, "checksum")
+        if n != count or size != total:
+            raise FormatError(f"corrupted archive (end record says {n} chunks / {size} bytes, "
+                              f"found {count} / {total})")
+        if self.fh.read(1):
+            raise FormatError("corrupted archive (data after the end record)")
+        self.trailer = Trailer(n, size, checksum)
