@@ -7,8 +7,9 @@ depends on those, so every sum here is a sum of integers that float32/float64 ho
 - linear layers: int8 weights (per output row) x int8 activations (per input row), K <= 1040, so
   |sum| < 2^24 is exact in float32 whatever order a kernel picks; per-row scales are applied afterwards;
 - RMS norm: squares of 20-bit integers (each row quantised against its own max) summed in float64;
-- attention: 16-bit queries and keys (per row) and 21-bit values on a fixed grid, dot products and
-  weighted sums in float64, softmax weights from an integer exp table indexed by the exact row maximum;
+- attention: 16-bit queries (per row) x 21-bit keys and values on a fixed grid, dot products and
+  weighted sums in float64, softmax weights from an integer exp table indexed by the distance of each
+  (integer) dot product below the row's maximum;
 - next-byte distribution: logits -> integer frequencies through an exp table.
 
 Between sums only elementwise IEEE operations appear (+ - * sqrt, reciprocal, round), never a platform
@@ -23,10 +24,10 @@ import torch
 from .model import Attention, Block, Megabyte
 
 NORM_BITS = 20              # RMS norm: each element as an integer of NORM_BITS bits against the row max
-QK_ONE = 2.0 ** 15          # queries and keys: per-row integers in [-2^15, 2^15]
-V_GRID = 2.0 ** 13          # values: fixed point 2^-13, |v| < 2^7 -> 20-bit integers
-V_MAX = 2.0 ** 20
-ATT_STEPS = 64              # softmax table: steps per nat below the row max
+Q_ONE = 2.0 ** 15           # queries: per-row integers in [-2^15, 2^15]
+KV_GRID = 2.0 ** 13         # keys and values: fixed point 2^-13, |x| < 2^7 -> 20-bit integers
+KV_MAX = 2.0 ** 20
+ATT_STEPS = 64              # softmax table: steps per nat below the row max (index = floor)
 ATT_LEN = 16 * ATT_STEPS    # weights below e^-16 of the max are zero
 OUT_STEPS = 32              # output table: steps per nat below the most likely byte
 OUT_LEN = 20 * OUT_STEPS    # beyond that every byte keeps frequency 1
@@ -34,16 +35,16 @@ ATT_ONE, OUT_ONE = 2 ** 15, 2 ** 16
 QUERY_BLOCK = 256           # parallel attention works on this many queries at a time (bounds memory)
 
 
-def _exp_table(steps: int, length: int, one: int, floor: int, tail: int) -> list[int]:
-    """round(one * e^(-i/steps)) for i < length, then `tail`; Decimal.exp is correctly rounded everywhere."""
+def _exp_table(steps: int, length: int, one: int, floor: int, tail: int, offset: float) -> list[int]:
+    """round(one * e^(-(i + offset)/steps)) for i < length, then `tail`; Decimal.exp is correctly rounded."""
     getcontext().prec = 40
-    table = [max(floor, int((Decimal(one) * (Decimal(-i) / steps).exp()).to_integral_value()))
+    table = [max(floor, int((Decimal(one) * (-(Decimal(i) + Decimal(offset)) / steps).exp()).to_integral_value()))
              for i in range(length)]
     return table + [tail]
 
 
-ATT_TABLE = _exp_table(ATT_STEPS, ATT_LEN, ATT_ONE, 0, 0)
-OUT_TABLE = _exp_table(OUT_STEPS, OUT_LEN, OUT_ONE, 1, 1)
+ATT_TABLE = _exp_table(ATT_STEPS, ATT_LEN, ATT_ONE, 0, 0, 0.5)   # indexed by floor: the bin's middle
+OUT_TABLE = _exp_table(OUT_STEPS, OUT_LEN, OUT_ONE, 1, 1, 0.0)
 
 
 def quantize_rows(x: torch.Tensor, one: float):
@@ -81,17 +82,20 @@ def rms_norm(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
 
 
 class KVCache:
-    """Preallocated keys (per-row integers + scales) and values (fixed-point integers) of one layer."""
+    """Preallocated keys and values of one layer, as fixed-point integers (float64)."""
 
     def __init__(self, batch: int, n_kv: int, length: int, dh: int, device):
         self.k = torch.zeros(batch, n_kv, length, dh, dtype=torch.float64, device=device)
-        self.ks = torch.zeros(batch, n_kv, length, 1, dtype=torch.float64, device=device)
         self.v = torch.zeros(batch, n_kv, length, dh, dtype=torch.float64, device=device)
 
     def put(self, start: int, k: torch.Tensor, v: torch.Tensor):  # k, v [B, n_kv, T, dh] float32
         end = start + k.shape[2]
-        self.k[:, :, start:end], self.ks[:, :, start:end] = quantize_rows(k.double(), QK_ONE)
-        self.v[:, :, start:end] = torch.round(v.double() * V_GRID).clamp_(-V_MAX, V_MAX)
+        self.k[:, :, start:end] = to_fixed_point(k)
+        self.v[:, :, start:end] = to_fixed_point(v)
+
+
+def to_fixed_point(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(x.double() * KV_GRID).clamp_(-KV_MAX, KV_MAX)
 
 
 class ExactAttention:
@@ -100,7 +104,7 @@ class ExactAttention:
         self.qkv, self.proj = ExactLinear(attn.qkv.weight).to(device), ExactLinear(attn.proj.weight).to(device)
         self.n_heads, self.n_kv, self.dh = attn.n_heads, attn.n_kv, attn.dh
         self.att_table = torch.tensor(ATT_TABLE, dtype=torch.float64, device=device)
-        self.score_to_index = ATT_STEPS / self.dh ** 0.5
+        self.score_to_index = ATT_STEPS / (self.dh ** 0.5 * KV_GRID)
 
     def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
         """x [B, T, d] at positions start..start+T-1; attends to cached positions < start and causally within."""
@@ -110,22 +114,22 @@ class ExactAttention:
         q, k, v = qkv.split([H * dh, Hk * dh, Hk * dh], -1)
         cache.put(start, k.view(B, T, Hk, dh).transpose(1, 2), v.view(B, T, Hk, dh).transpose(1, 2))
         q = q.view(B, T, Hk, H // Hk, dh).permute(0, 2, 3, 1, 4)                     # [B, Hk, rep, T, dh]
-        qi, qs = quantize_rows(q.double(), QK_ONE)
+        qi, qs = quantize_rows(q.double(), Q_ONE)
+        to_index = qs * self.score_to_index                                          # [B, Hk, rep, T, 1]
         out = torch.empty(B, Hk, H // Hk, T, dh, dtype=torch.float64, device=x.device)
         for a in range(0, T, QUERY_BLOCK):
             b = min(T, a + QUERY_BLOCK)
             n_keys = start + b
-            keys, kscale, vals = (t[:, :, None, :n_keys] for t in (cache.k, cache.ks, cache.v))
-            score = (qi[..., a:b, :] @ keys.transpose(-1, -2)) * qs[..., a:b, :] * kscale.transpose(-1, -2)
-            if b - a > 1:  # causal mask inside the block: query start+i sees keys <= start+i
-                qpos = torch.arange(start + a, start + b, device=x.device)[:, None]
-                kpos = torch.arange(n_keys, device=x.device)[None, :]
-                score = score.masked_fill(kpos > qpos, float("-inf"))
-            below_max = (score.amax(-1, keepdim=True) - score) * self.score_to_index
-            idx = torch.round(below_max).clamp_(max=ATT_LEN).long()
-            weights = self.att_table[idx]                                           # integers <= 2^15
+            keys, vals = cache.k[:, :, None, :n_keys], cache.v[:, :, None, :n_keys]
+            dots = qi[..., a:b, :] @ keys.transpose(-1, -2)                          # exact integers
+            if b - a > 1:  # causal mask on the block's own keys: query start+i sees keys <= start+i
+                own = dots[..., start + a:]
+                own.masked_fill_(torch.ones(b - a, b - a, dtype=torch.bool, device=x.device).triu_(1),
+                                 float("-inf"))
+            below_max = torch.sub(dots.amax(-1, keepdim=True), dots, out=dots).mul_(to_index[..., a:b, :])
+            weights = self.att_table[below_max.clamp_(max=ATT_LEN).long()]         # integers <= 2^15
             num = weights @ vals                                                     # exact in float64
-            out[..., a:b, :] = num * (torch.reciprocal(weights.sum(-1, keepdim=True)) * (1.0 / V_GRID))
+            out[..., a:b, :] = num * (torch.reciprocal(weights.sum(-1, keepdim=True)) * (1.0 / KV_GRID))
         y = out.float().permute(0, 3, 1, 2, 4).reshape(B, T, d)
         return self.proj(y)
 

@@ -1,0 +1,112 @@
+"""Codec round trips and exactness: parallel forward (encode) vs incremental steps (decode)."""
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import bytezip
+from bytezip import codec, format as fmt
+from bytezip.exact import ExactMegabyte
+from conftest import english_text, image_pixels, wav_bytes
+
+
+def codecs_used(blob: bytes) -> list[int]:
+    return [r.codec for r in bytezip.read_info(io.BytesIO(blob)).chunks]
+
+
+INPUTS = {
+    "empty": b"",
+    "one byte": b"x",
+    "all byte values": bytes(range(256)),
+    "text": english_text()[:3000],
+    "image pixels": image_pixels(),
+    "wav": wav_bytes(),
+    "long repeats": b"abcdefgh" * 700 + b"\0" * 3000,
+    "odd size": english_text()[:257 * 3 + 1],
+    "one under a patch": b"abc",
+}
+
+
+@pytest.mark.parametrize("name", list(INPUTS))
+def test_round_trip(name, trained_model):
+    data = INPUTS[name]
+    cm = bytezip.coding_model(trained_model)
+    blob = bytezip.compress(data, model=cm)
+    assert bytezip.decompress(blob, model=cm) == data
+
+
+def test_text_uses_neural_chunks(trained_model):
+    data = english_text()[5000:9000]
+    blob = bytezip.compress(data, model=trained_model)
+    assert fmt.NEURAL in codecs_used(blob)
+    assert len(blob) < len(data) * 0.6
+    assert bytezip.decompress(blob, model=trained_model) == data
+
+
+def test_random_megabyte_stays_near_raw(random_model):
+    data = np.random.default_rng(1).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
+    cm = bytezip.coding_model(random_model)
+    comp = bytezip.Compressor(model=cm, batch=64)
+    blob = comp.compress(data)
+    n_chunks = -(-len(data) // comp.chunk_size)
+    assert len(blob) <= len(data) + 64 + 6 * n_chunks
+    assert fmt.ZSTD not in codecs_used(blob)
+    assert bytezip.decompress(blob, model=cm) == data
+
+
+def test_zstd_only_needs_no_model():
+    data = b"spam and eggs " * 1000
+    blob = bytezip.Compressor(neural=False).compress(data)
+    assert bytezip.read_info(io.BytesIO(blob)).header.model_id == ""
+    assert bytezip.decompress(blob, model="no-such-model") == data
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parallel_encode_incremental_decode_identical(trained_model, lanes, threads):
+    """Encode with the parallel forward in one batch; decode step by step with other lane/thread counts."""
+    data = english_text()[:1000] + image_pixels()[:500] + b"\x01\x02" * 150
+    cm = bytezip.coding_model(trained_model)
+    old = torch.get_num_threads()
+    try:
+        blob = bytezip.Compressor(model=cm, batch=64).compress(data)
+        assert codecs_used(blob).count(fmt.NEURAL) >= 4
+        torch.set_num_threads(threads)
+        assert bytezip.Decompressor(model=cm, lanes=lanes).decompress(blob) == data
+        # and the archive does not depend on the encoder's batch or threads either
+        assert bytezip.Compressor(model=cm, batch=1).compress(data) == blob
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_frequencies_independent_of_other_lanes(trained_model):
+    """A chunk's distributions are the same alone, in a batch, and next to different neighbours."""
+    em = ExactMegabyte(trained_model)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (5, 256), generator=g)
+    together = em.frequencies(x)
+    other = x.clone()
+    other[[0, 2, 3, 4]] = torch.randint(0, 256, (4, 256), generator=g)
+    assert torch.equal(em.frequencies(x[1:2])[0], together[1])
+    assert torch.equal(em.frequencies(other)[1], together[1])
+    stepper = em.stepper(5)
+    for t in range(256):
+        assert torch.equal(stepper.next_frequencies(), together[:, t])
+        stepper.push(x[:, t])
+
+
+def test_exact_model_costs_under_one_percent(trained_model):
+    """Code length under the exact integer model vs the float model's cross-entropy on the same bytes."""
+    data = np.frombuffer(english_text()[20000:20000 + 8 * 256], dtype=np.uint8)
+    x = torch.from_numpy(data.astype(np.int64)).reshape(8, 256)
+    with torch.no_grad():
+        float_bits = torch.nn.functional.cross_entropy(
+            trained_model(x).reshape(-1, 256).double(), x.reshape(-1), reduction="sum").item() / np.log(2)
+    f = ExactMegabyte(trained_model).frequencies(x).double()
+    exact_bits = -torch.log2(f.gather(-1, x[..., None])[..., 0] / f.sum(-1)).sum().item()
+    assert exact_bits < float_bits * 1.01
+    coded = sum(len(codec.neural_encode(fi.long().numpy(), bytes(row.tolist())))
+                for fi, row in zip(f, x.to(torch.uint8)))
+    assert coded * 8 < exact_bits * 1.01 + 8 * 8 * 8   # range coder: a few bytes per chunk at most
