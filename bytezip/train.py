@@ -44,6 +44,10 @@ resumes), gradient clipping 1.0, fp32 on CPU and bf16 autocast on CUDA. Loss is 
 byte. From ``--qat-from`` of the schedule on, linear layers train with int8 fake quantisation, because the
 exact coder (`bytezip.exact`) runs int8 weights and activations; the last part of training adapts to that.
 
+On a CPU shared with other jobs, run with ``OMP_WAIT_POLICY=PASSIVE`` in the environment (it must be set
+before torch loads): with the default spinning OpenMP threads, 2 threads on 2 busy cores ran 2-4x slower
+than with passive waiting, and int8 QAT (many small elementwise kernels) suffered most.
+
 Checkpoints (private, torch.save) go to ``checkpoints/latest.pt`` every ``--ckpt-minutes``; ``--resume``
 continues exactly from there. Every ``--eval-minutes`` rank 0 measures held-out bits per byte and, when it is
 the best so far, exports the weights with `save_model` (safetensors + JSON card metadata). Once QAT is on, a
