@@ -6,7 +6,8 @@ depends on those, so every sum here is a sum of integers that float32/float64 ho
 
 - linear layers: int8 weights (per output row) x int8 activations (per input row), K <= 1040, so
   |sum| < 2^24 is exact in float32 whatever order a kernel picks; per-row scales are applied afterwards;
-- RMS norm: squares of 20-bit integers (each row quantised against its own max) summed in float64;
+- RMS norm: folded into the next linear layer where there is one (squares of its int8 row, float32),
+  else squares of 20-bit integers (each row quantised against its own max) summed in float64;
 - attention: 16-bit queries (per row) x 21-bit keys and values on a fixed grid, dot products and
   weighted sums in float64, softmax weights from an integer exp table indexed by the distance of each
   (integer) dot product below the row's maximum;
@@ -55,20 +56,26 @@ def quantize_rows(x: torch.Tensor, one: float):
 
 
 class ExactLinear:
-    """int8 x int8 linear layer with exact float32 accumulation (K <= 1040)."""
+    """int8 x int8 linear layer with exact float32 accumulation (K <= 1040).
 
-    def __init__(self, weight: torch.Tensor):  # weight [out, in], float32
+    With `norm_gain`, an RMS norm is folded in: W @ (g * x / rms(x)) = (W diag g) @ x / rms(x), and rms(x)
+    comes from the same int8 row (sum of squares <= 127^2 K < 2^24, exact in float32)."""
+
+    def __init__(self, weight: torch.Tensor, norm_gain: torch.Tensor | None = None, device="cpu"):
         assert weight.shape[1] <= 1040, "int8 dot products stay exact in float32 only up to K = 1040"
-        wq, self.ws = quantize_rows(weight.detach().float(), 127.0)
-        self.wq = wq.t().contiguous()                                  # [in, out]
-        self.ws = self.ws.reshape(-1)                                   # [out]
-
-    def to(self, device):
-        self.wq, self.ws = self.wq.to(device), self.ws.to(device)
-        return self
+        weight = weight.detach().float()
+        if norm_gain is not None:
+            weight = weight * norm_gain.detach().float()
+        self.norm = norm_gain is not None
+        wq, ws = quantize_rows(weight, 127.0)
+        self.wq = wq.t().contiguous().to(device)                       # [in, out]
+        self.ws = ws.reshape(-1).to(device)                            # [out]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         q, s = quantize_rows(x, 127.0)
+        if self.norm:
+            ss = (q * q).sum(-1, keepdim=True) * (1.0 / x.shape[-1])
+            s = s * torch.reciprocal(torch.sqrt(ss * (s * s) + 1e-6))
         return (q @ self.wq) * s * self.ws
 
 
@@ -100,8 +107,8 @@ def to_fixed_point(x: torch.Tensor) -> torch.Tensor:
 
 class ExactAttention:
     def __init__(self, attn: Attention, gain: torch.Tensor, device):
-        self.gain = gain.detach().float().to(device)
-        self.qkv, self.proj = ExactLinear(attn.qkv.weight).to(device), ExactLinear(attn.proj.weight).to(device)
+        self.qkv = ExactLinear(attn.qkv.weight, gain, device)
+        self.proj = ExactLinear(attn.proj.weight, device=device)
         self.n_heads, self.n_kv, self.dh = attn.n_heads, attn.n_kv, attn.dh
         self.att_table = torch.tensor(ATT_TABLE, dtype=torch.float64, device=device)
         self.score_to_index = ATT_STEPS / (self.dh ** 0.5 * KV_GRID)
@@ -109,7 +116,7 @@ class ExactAttention:
     def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
         """x [B, T, d] at positions start..start+T-1; attends to cached positions < start and causally within."""
         B, T, d = x.shape
-        qkv = self.qkv(rms_norm(x, self.gain))
+        qkv = self.qkv(x)
         H, Hk, dh = self.n_heads, self.n_kv, self.dh
         q, k, v = qkv.split([H * dh, Hk * dh, Hk * dh], -1)
         cache.put(start, k.view(B, T, Hk, dh).transpose(1, 2), v.view(B, T, Hk, dh).transpose(1, 2))
@@ -137,12 +144,12 @@ class ExactAttention:
 class ExactBlock:
     def __init__(self, blk: Block, device):
         self.attn = ExactAttention(blk.attn, blk.norm1.weight, device)
-        self.gain2 = blk.norm2.weight.detach().float().to(device)
-        self.fc, self.out = ExactLinear(blk.mlp.fc.weight).to(device), ExactLinear(blk.mlp.out.weight).to(device)
+        self.fc = ExactLinear(blk.mlp.fc.weight, blk.norm2.weight, device)
+        self.out = ExactLinear(blk.mlp.out.weight, device=device)
 
     def __call__(self, x, cache: KVCache, start: int):
         x = x + self.attn(x, cache, start)
-        return x + self.out(torch.relu(self.fc(rms_norm(x, self.gain2))).square())
+        return x + self.out(torch.relu(self.fc(x)).square())
 
 
 class ExactMegabyte:
@@ -156,11 +163,10 @@ class ExactMegabyte:
         self.g_emb, self.g_start, self.g_pos = f(model.global_byte_emb.weight), f(model.global_start), f(model.global_pos)
         self.g_blocks = [ExactBlock(b, self.device) for b in model.global_blocks]
         self.g_norm = f(model.global_norm.weight)
-        self.g_to_l = ExactLinear(model.global_to_local.weight).to(self.device)
+        self.g_to_l = ExactLinear(model.global_to_local.weight, device=self.device)
         self.l_emb, self.l_pos = f(model.local_byte_emb.weight), f(model.local_pos)
         self.l_blocks = [ExactBlock(b, self.device) for b in model.local_blocks]
-        self.l_norm = f(model.local_norm.weight)
-        self.head = ExactLinear(model.head.weight).to(self.device)
+        self.head = ExactLinear(model.head.weight, model.local_norm.weight, self.device)
         self.out_table = torch.tensor(OUT_TABLE, dtype=torch.int64, device=self.device)
         self.g_kv = (cfg.n_kv_heads, cfg.d_global // cfg.n_global_heads)
         self.l_kv = (cfg.n_kv_heads, cfg.d_local // cfg.n_local_heads)
@@ -182,7 +188,7 @@ class ExactMegabyte:
 
     def _frequencies(self, z: torch.Tensor) -> torch.Tensor:
         """Final local states [..., dl] -> integer next-byte frequencies [..., 256] (int64, each >= 1)."""
-        logits = self.head(rms_norm(z, self.l_norm))
+        logits = self.head(z)
         idx = torch.round((logits.amax(-1, keepdim=True) - logits) * float(OUT_STEPS)).clamp_(max=OUT_LEN)
         return self.out_table[idx.long()]
 
