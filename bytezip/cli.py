@@ -1,0 +1,808 @@
+"""The `bytezip` command: compress, decompress, test and list .bzp archives with zstd's conventions.
+
+    bytezip FILE...                  compress each FILE to FILE.bzp (same as `bytezip compress` / `bytezip -z`)
+    bytezip -d FILE.bzp...           decompress to FILE             (`bytezip decompress`)
+    bytezip -t FILE.bzp...           decode and verify, write nothing (`bytezip test`)
+    bytezip -l FILE.bzp...           show what an archive holds     (`bytezip list`)
+    bytezip bench ... / bytezip train ...
+
+Inputs are never modified. Every output goes to a temporary file beside its destination that is fsync'd and
+renamed into place only once complete; a failure or an interrupt removes it. An existing file is never
+overwritten without -f; inputs are removed only with --rm, after a verified success. Each problem is one line
+on stderr, `bytezip: FILE: problem`; the remaining files are still processed, and the exit status is 1 if any
+failed (130 after an interrupt).
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import stat
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import click
+
+from . import __version__
+from . import format as fmt
+from .codec import Compressor, Decompressor, read_info, resolve_device, resolve_model_path
+from .format import BytezipError
+
+SUFFIX = ".bzp"
+STDIO = "-"
+PROGRESS_DELAY = 1.0    # seconds of work before a progress bar appears
+EXIT_INTERRUPTED = 130     # 128 + SIGINT, as a shell reports it
+EXIT_TERMINATED = 143      # 128 + SIGTERM
+
+
+# -- small helpers (module level so that tests can stand in for a terminal or a failing disk) -------------
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _open_read(path: str) -> BinaryIO:
+    return open(path, "rb")
+
+
+def _display(name: str) -> str:
+    return "stdin" if name == STDIO else name
+
+
+class Failure(Exception):
+    """One file failed: `bytezip: name: message`."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name, self.message = name, message
+
+
+class Fatal(Failure):
+    """A failure that every remaining file would share (the model cannot be loaded, ...): stop there."""
+
+
+class BrokenPipe(Failure):
+    """The reader of stdout went away (`bytezip -dc x.bzp | head`): stop quietly, as gzip does."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like ^C so that temporary files are removed."""
+
+
+def _os_message(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+def human(n: int) -> str:
+    """1.23 KiB (1259 B), as zstd -l writes sizes."""
+    if n < 1024:
+        return f"{n} B"
+    value, unit = float(n), "B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024:
+            break
+    return f"{value:.2f} {unit} ({n} B)"
+
+
+class SizeType(click.ParamType):
+    """An integer with an optional K/M suffix (powers of 1024): 4096, 64K, 1M."""
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*(?:([kKmM])(?:i?[bB])?)?\s*", str(value))
+        if not m:
+            self.fail(f"{value!r} is not a size (examples: 4096, 64K, 1M)", param, ctx)
+        return int(m.group(1)) << {None: 0, "k": 10, "m": 20}[m.group(2) and m.group(2).lower()]
+
+
+# -- output: a temporary file renamed into place, or stdout ---------------------------------------------
+class AtomicOutput:
+    """A temporary file in the destination's directory; `commit` syncs it and renames it to `dest`."""
+
+    def __init__(self, dest: str, force: bool):
+        self.dest, self.force = dest, force
+        directory = os.path.dirname(os.path.abspath(dest))
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=".tmp",
+                                            dir=directory)
+        except OSError as e:
+            raise Failure(dest, f"cannot create output: {_os_message(e)}") from None
+        self.fh = os.fdopen(fd, "wb")
+        self.done = False
+
+    def commit(self, like: os.stat_result | None):
+        """Make the data durable, give it the input's permissions and times, and rename it into place."""
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            if like is not None and stat.S_ISREG(like.st_mode):
+                os.fchmod(self.fh.fileno(), stat.S_IMODE(like.st_mode))
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(self.fh.fileno(), 0o666 & ~umask)
+            self.fh.close()
+            if like is not None and stat.S_ISREG(like.st_mode):
+                os.utime(self.tmp, ns=(like.st_atime_ns, like.st_mtime_ns))
+            if self.force:
+                os.replace(self.tmp, self.dest)
+            else:
+                self._rename_no_clobber()
+            self.done = True
+        except OSError as e:
+            raise Failure(self.dest, _os_message(e)) from None
+        _fsync_dir(os.path.dirname(os.path.abspath(self.dest)))
+
+    def _rename_no_clobber(self):
+        """Rename without ever replacing a file that appeared meanwhile (a hard link fails if dest exists)."""
+        try:
+            os.link(self.tmp, self.dest)
+        except FileExistsError:
+            raise Failure(self.dest, "already exists; not overwritten (use -f to overwrite)") from None
+        except OSError:  # no hard links on this file system: check, then rename
+            if os.path.lexists(self.dest):
+                raise Failure(self.dest, "already exists; not overwritten (use -f to overwrite)") from None
+            os.rename(self.tmp, self.dest)
+            return
+        os.unlink(self.tmp)
+
+    def discard(self):
+        if self.done:
+            return
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+
+
+def _fsync_dir(directory: str):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _NullSink:
+    def write(self, b) -> int:
+        return len(b)
+
+
+# -- progress bar on stderr ---------------------------------------------------------------------------
+class ProgressBar:
+    """A rich progress bar that appears only after PROGRESS_DELAY seconds of work; a no-op when disabled."""
+
+    def __init__(self, enabled: bool, label: str, total: int | None):
+        self.enabled, self.label, self.total = enabled, label, total
+        self.done = 0
+        self._progress = self._task = self._timer = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self):
+        if self.enabled:
+            self._timer = threading.Timer(PROGRESS_DELAY, self._start)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def _start(self):
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn, TaskProgressColumn,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        with self._lock:
+            if self._closed:
+                return
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                DownloadColumn(binary_units=True), TimeElapsedColumn(), TimeRemainingColumn(), console=Console(file=sys.stderr, force_terminal=True), transient=True)
+            self._task = self._progress.add_task(self.label, total=self.total, completed=self.done)
+            self._progress.start()
+
+    def phase(self, label: str, total: int | None):
+        """Start over with a new label (e.g. verifying after compressing)."""
+        with self._lock:
+            self.label, self.total, self.done = label, total, 0
+            if self._progress is not None:
+                self._progress.reset(self._task, total=total, completed=0, description=label)
+
+    def advance(self, n: int):
+        with self._lock:
+            self.done += n
+            if self._progress is not None:
+                self._progress.update(self._task, completed=self.done)
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._progress is not None:
+                self._progress.stop()
+        return False
+
+
+# -- the work --------------------------------------------------------------------------------------
+@dataclass
+class Options:
+    output: str | None = None
+    stdout: bool = False
+    remove: bool = False
+    force: bool = False
+    verbosity: int = 1           # 0 with -q, 2 with -v, 3 with -vv
+    model: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+    chunk_size: int | None = None
+    lanes: int | None = None
+
+
+@dataclass
+class Result:
+    name: str
+    n_in: int
+    n_out: int
+    dest: str | None
+    seconds: float
+
+
+class Session:
+    """Processes the files of one command line, reusing one compressor or decompressor for all."""
+
+    def __init__(self, mode: str, opts: Options):
+        self.mode, self.opts = mode, opts
+        self._compressor: Compressor | None = None
+        self._decompressor: Decompressor | None = None
+        self._listed = 0
+        self.stdout = click.get_binary_stream("stdout")
+        self.stdin = click.get_binary_stream("stdin")
+
+    # messages
+    def error(self, name: str, message: str):
+        click.echo(f"bytezip: {_display(name)}: {message}", err=True)
+
+    def note(self, line: str, level: int = 2):
+        if self.opts.verbosity >= level:
+            click.echo(line, err=True)
+
+    def _bar(self, label: str, total: int | None, to_stdout: bool) -> ProgressBar:
+        enabled = (self.opts.verbosity >= 1 and _isatty(sys.stderr)
+                   and not (to_stdout and _isatty(sys.stdout)))
+        return ProgressBar(enabled, label, total)
+
+    # coders, made on first use
+    def compressor(self, name: str) -> Compressor:
+        if self._compressor is None:
+            o = self.opts
+            try:
+                if o.model == "none":
+                    self._compressor = Compressor(neural=False, chunk_size=o.chunk_size, threads=o.threads)
+                else:
+                    self._compressor = Compressor(model=o.model, device=o.device, chunk_size=o.chunk_size,
+                                                  threads=o.threads)
+            except BytezipError as e:
+                raise Fatal(name, str(e)) from None
+        return self._compressor
+
+    def decompressor(self, model=None) -> Decompressor:
+        o = self.opts
+        kw = dict(device=o.device, threads=o.threads)
+        if o.lanes:
+            kw["lanes"] = o.lanes
+        if model is not None:
+            return Decompressor(model=model, **kw)
+        if self._decompressor is None:
+            self._decompressor = Decompressor(model=None if o.model in (None, "none") else o.model, **kw)
+        return self._decompressor
+
+    # inputs and outputs
+    def open_input(self, name: str) -> tuple[BinaryIO, os.stat_result | None]:
+        if name == STDIO:
+            if _isatty(sys.stdin) and not self.opts.force:
+                raise Failure(name, "is a terminal; not reading data from it (use -f to force)")
+            return self.stdin, None
+        try:
+            st = os.stat(name)
+        except OSError as e:
+            raise Failure(name, _os_message(e)) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise Failure(name, "is a directory -- ignored")
+        try:
+            fh = _open_read(name)
+        except OSError as e:
+            raise Failure(name, _os_message(e)) from None
+        return fh, os.fstat(fh.fileno())
+
+    def destination(self, name: str) -> str | None:
+        """The output path, or None for stdout."""
+        o = self.opts
+        if o.stdout:
+            return None
+        if o.output:
+            return o.output
+        if name == STDIO:
+            return None
+        if self.mode == "compress":
+            if name.endswith(SUFFIX) and not o.force:
+                raise Failure(name, f"already has the {SUFFIX} suffix -- ignored (use -f to compress it again)")
+            return name + SUFFIX
+        if not name.endswith(SUFFIX):
+            raise Failure(name, f"unknown suffix -- ignored (expected {SUFFIX}; use -o or -c to name the output)")
+        if not os.path.basename(name[:-len(SUFFIX)]):
+            raise Failure(name, f"nothing left of the name without {SUFFIX} (use -o to name the output)")
+        return name[:-len(SUFFIX)]
+
+    def check_destination(self, name: str, dest: str | None, st: os.stat_result | None):
+        if dest is None:
+            if self.mode == "compress" and _isatty(sys.stdout) and not self.opts.force:
+                raise Failure("stdout", "is a terminal; not writing compressed data to it (use -f to force)")
+            return
+        try:
+            dst = os.stat(dest)
+        except OSError:
+            return
+        if st is not None and os.path.samestat(st, dst):
+            raise Failure(name, f"the output {dest} is the input itself -- ignored")
+        if stat.S_ISDIR(dst.st_mode):
+            raise Failure(dest, "is a directory; cannot write the output there")
+        if not self.opts.force:
+            raise Failure(dest, "already exists; not overwritten (use -f to overwrite)")
+
+    def write(self, dest: str | None, st, work):
+        """Run work(ofh, path) into dest (through a temporary file at `path`) or stdout (path None)."""
+        if dest is None:
+            try:
+                result = work(self.stdout, None)
+                self.stdout.flush()
+            except BrokenPipeError:
+                _silence_stdout()
+                raise BrokenPipe("stdout", "broken pipe") from None
+            return result
+        out = AtomicOutput(dest, self.opts.force)
+        try:
+            result = work(out.fh, out.tmp)
+            out.commit(st)
+            return result
+        finally:
+            out.discard()
+
+    def remove_input(self, name: str, st: os.stat_result | None, dest: str | None):
+        if not self.opts.remove or name == STDIO:
+            return
+        if dest is None:
+            self.note(f"bytezip: {name}: kept (--rm applies only when writing to a file)", 1)
+            return
+        if st is None or not stat.S_ISREG(st.st_mode):
+            self.note(f"bytezip: {name}: not a regular file; kept", 1)
+            return
+        try:
+            os.unlink(name)
+        except OSError as e:
+            raise Failure(name, f"cannot remove: {_os_message(e)}") from None
+
+    # the modes
+    def compress(self, name: str) -> Result:
+        fh, st = self.open_input(name)
+        try:
+            dest = self.destination(name)
+            self.check_destination(name, dest, st)
+            comp = self.compressor(name)
+            t0 = time.monotonic()
+            total = st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None
+
+            def work(ofh, path):
+                with self._bar(_display(name), total, dest is None) as bar:
+                    n_in, n_out = comp.copy_stream(fh, ofh, progress=bar.advance)
+                    if self.opts.remove and path is not None:  # decode what was written before deleting anything
+                        bar.phase(f"verifying {_display(name)}", n_in)
+                        ofh.flush()
+                        with open(path, "rb") as check:
+                            _, n_back = self.decompressor(comp.model).copy_stream(check, _NullSink(),
+                                                                                   progress=bar.advance)
+                        if n_back != n_in:
+                            raise BytezipError(f"verification failed ({n_back} bytes decoded, {n_in} read)")
+                return n_in, n_out
+
+            try:
+                n_in, n_out = self.write(dest, st, work)
+            except BytezipError as e:
+                raise Failure(name, str(e)) from None
+            except OSError as e:
+                raise Failure(dest or "stdout", _os_message(e)) from None
+            self.remove_input(name, st, dest)
+        finally:
+            if fh is not self.stdin:
+                fh.close()
+        r = Result(name, n_in, n_out, dest, time.monotonic() - t0)
+        pct = f"{100 * r.n_out / r.n_in:.2f}% " if r.n_in else ""
+        bpb = f", {8 * r.n_out / r.n_in:.3f} bits/byte" if r.n_in else ""
+        self.note(f"{_display(name)} : {pct}({r.n_in} => {r.n_out} bytes, {dest or 'stdout'}){bpb}{self._speed(r)}")
+        return r
+
+    def decompress(self, name: str, test: bool = False) -> Result:
+        fh, st = self.open_input(name)
+        try:
+            dest = None if test else self.destination(name)
+            if not test:
+                self.check_destination(name, dest, st)
+            t0 = time.monotonic()
+            total = None
+            try:
+                if st is not None and stat.S_ISREG(st.st_mode):  # check the structure (and learn the size) first
+                    total = read_info(fh).trailer.original_size
+                    fh.seek(0)
+                dec = self.decompressor()
+
+                def work(ofh, path):
+                    with self._bar(_display(name), total, dest is None and not test) as bar:
+                        return dec.copy_stream(fh, ofh, progress=bar.advance)
+
+                n_in, n_out = work(_NullSink(), None) if test else self.write(dest, st, work)
+            except BytezipError as e:
+                raise Failure(name, str(e)) from None
+            except OSError as e:
+                raise Failure(dest or name, _os_message(e)) from None
+            if not test:
+                self.remove_input(name, st, dest)
+        finally:
+            if fh is not self.stdin:
+                fh.close()
+        r = Result(name, n_in, n_out, dest, time.monotonic() - t0)
+        if test:
+            self.note(f"{_display(name)} : OK ({r.n_in} => {r.n_out} bytes){self._speed(r)}")
+        else:
+            self.note(f"{_display(name)} : {r.n_out} bytes ({r.n_in} => {r.n_out} bytes, {dest or 'stdout'})"
+                      f"{self._speed(r)}")
+        return r
+
+    def list(self, name: str) -> Result:
+        fh, st = self.open_input(name)
+        try:
+            info = read_info(fh)
+        except BytezipError as e:
+            raise Failure(name, str(e)) from None
+        except OSError as e:
+            raise Failure(name, _os_message(e)) from None
+        finally:
+            if fh is not self.stdin:
+                fh.close()
+        if self._listed:
+            click.echo()
+        click.echo(format_info(_display(name), info))
+        self._listed += 1
+        return Result(name, info.archive_size, info.trailer.original_size, None, 0.0)
+
+    def _speed(self, r: Result) -> str:
+        if self.opts.verbosity < 3:
+            return ""
+        return f", {r.seconds:.2f} s, {max(r.n_in, r.n_out) / max(r.seconds, 1e-9) / 1024:.1f} KiB/s"
+
+
+def format_info(name: str, info) -> str:
+    """What `bytezip list` shows for one archive (the fields of `zstd -lv`, plus the chunk codecs)."""
+    h, t = info.header, info.trailer
+    original, archive = t.original_size, info.archive_size
+    lines = [name]
+    add = lambda k, v: lines.append(f"  {k + ':':<17}{v}")
+    add("Original size", human(original))
+    add("Compressed size", human(archive))
+    if original:
+        add("Ratio", f"{original / archive:.3f} ({100 * archive / original:.2f}%)")
+        add("Bits per byte", f"{8 * archive / original:.3f}")
+    else:
+        add("Ratio", "- (empty input)")
+        add("Bits per byte", "-")
+    add("Chunk size", human(h.chunk_size))
+    add("Chunks", str(len(info.chunks)))
+    for codec, cname in fmt.CODEC_NAMES.items():
+        recs = [c for c in info.chunks if c.codec == codec]
+        raw, coded = sum(c.raw_size for c in recs), sum(c.coded_size for c in recs)
+        detail = f", {raw} => {coded} bytes" if recs else ""
+        if recs and raw:
+            detail += f" ({8 * coded / raw:.3f} bits/byte)"
+        lines.append(f"    {cname + ':':<15}{len(recs)}{detail}")
+    overhead = archive - sum(c.coded_size for c in info.chunks)
+    add("Overhead", f"{overhead} bytes (header, chunk records, end record)")
+    if h.model_id:
+        add("Model", f"{h.model_id} (digest {h.model_digest.hex()})")
+    else:
+        add("Model", "none (zstd/raw only)")
+    add("Check", f"SHA-256/{8 * fmt.DIGEST_BYTES} {t.checksum.hex()}")
+    return "\n".join(lines)
+
+
+def _silence_stdout():
+    """After EPIPE, point stdout at /dev/null so that the final flush at exit does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def run(mode: str, files: tuple[str, ...], opts: Options) -> int:
+    """Process every file, report each failure in one line, return the exit status."""
+    files = list(files) or [STDIO]
+    if opts.output == STDIO:
+        opts.output, opts.stdout = None, True
+    if opts.output and len(files) > 1:
+        raise click.UsageError("-o/--output takes a single input file")
+    if opts.output and opts.stdout:
+        raise click.UsageError("-o/--output and -c/--stdout exclude each other")
+    if files.count(STDIO) > 1:
+        raise click.UsageError("standard input ('-') can be read only once")
+    if mode == "compress" and (opts.stdout or (STDIO in files and not opts.output)) and len(files) > 1:
+        raise click.UsageError("several archives on stdout could not be told apart; compress one file to stdout")
+    try:
+        if opts.model not in (None, "none") and mode != "list":
+            resolve_model_path(opts.model)
+        if mode != "list":
+            resolve_device(opts.device)
+    except BytezipError as e:
+        click.echo(f"bytezip: {e}", err=True)
+        return 1
+    session = Session(mode, opts)
+    failed, results = 0, []
+    for name in files:
+        try:
+            if mode == "compress":
+                results.append(session.compress(name))
+            elif mode == "list":
+                results.append(session.list(name))
+            else:
+                results.append(session.decompress(name, test=(mode == "test")))
+        except BrokenPipe:
+            return 1
+        except Fatal as e:
+            session.error(e.name, e.message)
+            return 1
+        except Failure as e:
+            session.error(e.name, e.message)
+            failed += 1
+        except KeyboardInterrupt as e:
+            session.error(name, "interrupted; no output left behind")
+            return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+        except Exception as e:  # a bug: still one line, the traceback only with -vv
+            if opts.verbosity >= 3:
+                traceback.print_exc()
+            session.error(name, f"internal error: {type(e).__name__}: {e}")
+            failed += 1
+    if len(results) > 1:
+        n_in, n_out = sum(r.n_in for r in results), sum(r.n_out for r in results)
+        if mode == "compress":
+            pct = f"{100 * n_out / n_in:.2f}% " if n_in else ""
+            session.note(f"{len(results)} files compressed : {pct}({n_in} => {n_out} bytes)")
+        elif mode == "list":
+            ratio = f", ratio {n_out / n_in:.3f}" if n_in else ""
+            click.echo(f"{len(results)} archives: {human(n_out)} original, {human(n_in)} compressed{ratio}")
+        else:
+            session.note(f"{len(results)} files {'tested' if mode == 'test' else 'decompressed'} : "
+                         f"{n_in} => {n_out} bytes")
+    return 1 if failed else 0
+
+
+# -- the command line --------------------------------------------------------------------------------
+MODE_FLAGS = {"-z": "compress", "--compress": "compress", "-d": "decompress", "--decompress": "decompress",
+              "--uncompress": "decompress", "-t": "test", "--test": "test", "-l": "list", "--list": "list"}
+SHORT_MODES = {"z": "compress", "d": "decompress", "t": "test", "l": "list"}
+VALUE_OPTIONS = {"-o", "--output", "--model", "--device", "-T", "--threads", "--chunk-size", "--lanes"}
+SHORT_VALUE_OPTIONS = {"o", "T"}
+
+
+def split_mode(args: list[str]) -> tuple[str | None, list[str]]:
+    """Take zstd's mode flags (-z -d -t -l, also inside clusters such as -dc) out of args; the last one wins."""
+    mode, rest, i = None, [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        if a in MODE_FLAGS:
+            mode = MODE_FLAGS[a]
+        elif a in VALUE_OPTIONS:
+            rest.extend(args[i:i + 2])
+            i += 1
+        elif a.startswith("-") and not a.startswith("--") and len(a) > 2:
+            kept = ""
+            for j, ch in enumerate(a[1:], 1):
+                if ch in SHORT_VALUE_OPTIONS:
+                    kept += a[j:]
+                    if j == len(a) - 1 and i + 1 < len(args):  # -co FILE: the value is the next word
+                        rest.extend(["-" + kept, args[i + 1]])
+                        i += 1
+                        kept = None
+                    break
+                if ch in SHORT_MODES:
+                    mode = SHORT_MODES[ch]
+                else:
+                    kept += ch
+            if kept:
+                rest.append("-" + kept)
+        else:
+            rest.append(a)
+        i += 1
+    return mode, rest
+
+
+class BytezipGroup(click.Group):
+    """Subcommands, plus zstd's shorthands: `bytezip FILE` compresses, `bytezip -d|-z|-t|-l ...` pick a mode."""
+
+    COMMANDS = ["compress", "decompress", "test", "list", "bench", "train"]
+
+    def parse_args(self, ctx, args):
+        args = list(args)
+        if args and (args[0] in self.COMMANDS or (len(args) == 1 and args[0] in ("-h", "--help", "-V", "--version"))):
+            return super().parse_args(ctx, args)
+        mode, rest = split_mode(args)
+        return super().parse_args(ctx, [mode or "compress", *rest])
+
+    def list_commands(self, ctx):
+        return list(self.COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name == "bench":
+            return _bench_command()
+        return super().get_command(ctx, name)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Like click's, but every error exits with status 1 (as zstd and gzip do), usage errors included."""
+        try:
+            rv = super().main(args, prog_name or "bytezip", complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            e.show()
+            rv = 1
+        except click.Abort:
+            rv = EXIT_INTERRUPTED
+        rv = rv if isinstance(rv, int) else 0
+        if standalone_mode:
+            sys.exit(rv)
+        return rv
+
+
+CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
+
+
+@click.group(cls=BytezipGroup, context_settings=CONTEXT, invoke_without_command=False,
+             epilog="Shorthands as in zstd: `bytezip FILE...` compresses; `bytezip -d|-z|-t|-l [OPTIONS] "
+                    "FILE...` decompresses, compresses, tests, lists. `-` or no FILE: stdin to stdout.")
+@click.version_option(__version__, "-V", "--version", prog_name="bytezip")
+def cli():
+    """bytezip: lossless compression with a MEGABYTE transformer and a range coder."""
+
+
+def _common(f, *, output=True, compress=False, coder=True):
+    """Attach the options shared by the modes (the same names zstd uses)."""
+    opts = []
+    if output:
+        opts += [
+            click.option("-o", "--output", metavar="FILE", help="Write to FILE (single input only; '-' = stdout)."),
+            click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output."),
+            click.option("--rm/--keep", " /-k", "remove", default=False,
+                         help="Remove each input after a verified success (default: keep, -k)."),
+            click.option("-f", "--force", is_flag=True,
+                         help="Overwrite existing files; read from / write binary to a terminal."),
+        ]
+    opts += [click.option("-q", "--quiet", count=True, help="Only errors: no progress bar, no notes."),
+             click.option("-v", "--verbose", count=True, help="A line per file (sizes, ratio, bits per byte); "
+                                                              "-vv adds time and speed.")]
+    if coder:
+        opts += [
+            click.option("--model", metavar="NAME|PATH",
+                         help="Model name (in models/) or path prefix of <prefix>.safetensors/.json; default: "
+                              "$BYTEZIP_MODEL or bytezip-v1 to compress, the archive's own to decompress. "
+                              "'none' compresses with zstd/raw only." if compress else
+                              "Model name or path prefix (default: the one named in the archive)."),
+            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                         help="Where the model runs (archives decode the same on any device)."),
+            click.option("-T", "--threads", type=click.IntRange(min=0), default=0, metavar="N",
+                         help="CPU threads for the model (0 = torch's default)."),
+            click.option("--lanes", type=click.IntRange(min=1), metavar="N",
+                         help="Neural chunks decoded together (memory grows with it; default 256)."),
+        ]
+    if compress:
+        opts.append(click.option("--chunk-size", type=SizeType(), metavar="SIZE",
+                                 help="Bytes per chunk, e.g. 4K (default and maximum: the model's context)."))
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _options(kw) -> Options:
+    return Options(output=kw.get("output"), stdout=kw.get("to_stdout", False), remove=kw.get("remove", False),
+                   force=kw.get("force", False), verbosity=1 - kw.get("quiet", 0) + kw.get("verbose", 0),
+                   model=kw.get("model"), device=kw.get("device", "auto"), threads=kw.get("threads") or None,
+                   chunk_size=kw.get("chunk_size"), lanes=kw.get("lanes"))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, metavar="[FILE]...")
+@lambda f: _common(f, compress=True)
+def compress(files, **kw):
+    """Compress each FILE to FILE.bzp (`-` or none: stdin to stdout)."""
+    return run("compress", files, _options(kw))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, metavar="[FILE.bzp]...")
+@_common
+def decompress(files, **kw):
+    """Decompress each FILE.bzp to FILE (`-` or none: stdin to stdout)."""
+    return run("decompress", files, _options(kw))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, metavar="[FILE.bzp]...")
+@lambda f: _common(f, output=False)
+def test(files, **kw):
+    """Decode each archive and verify its checksum, writing nothing."""
+    return run("test", files, _options(kw))
+
+
+@cli.command("list", context_settings=CONTEXT)
+@click.argument("files", nargs=-1, metavar="[FILE.bzp]...")
+@lambda f: _common(f, output=False, coder=False)
+def list_(files, **kw):
+    """Show sizes, ratio, bits per byte, chunks by codec, model and checksum of each archive (no decoding)."""
+    return run("list", files, _options(kw))
+
+
+@cli.command(context_settings=dict(ignore_unknown_options=True, allow_extra_args=True, help_option_names=[]),
+             add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train(args):
+    """Train a model (all arguments go to bytezip.train; see `bytezip train --help`)."""
+    from .train import main as train_main
+    rv = train_main(list(args))
+    return rv if isinstance(rv, int) else 0
+
+
+def _bench_command() -> click.Command:
+    """bytezip.bench's `bench_command`, imported only when asked for; a stand-in that says why if it fails."""
+    try:
+        from .bench import bench_command
+        return bench_command
+    except Exception as e:  # missing module or a broken import: the rest of the CLI must keep working
+        reason = f"{type(e).__name__}: {e}"
+
+    @click.command("bench", context_settings=dict(ignore_unknown_options=True, allow_extra_args=True),
+                   help=f"Benchmark bytezip against other compressors (unavailable here: {reason}).")
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def unavailable(args):
+        click.echo(f"bytezip: bench: not available ({reason})", err=True)
+        return 1
+    return unavailable
+
+
+def main(argv: list[str] | None = None):
+    """Console entry point: SIGTERM cleans up like ^C does."""
+    def on_term(signum, frame):
+        raise Terminated()
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        pass
+    cli.main(args=argv, prog_name="bytezip")
+
+
+if __name__ == "__main__":
+    main()
