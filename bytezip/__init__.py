@@ -4,6 +4,12 @@
     blob = bytezip.compress(data)
     assert bytezip.decompress(blob) == data
 """
+import os
+
+# Busy-waiting OpenMP threads steal the core the other thread needs on small shared machines; this only
+# takes effect when bytezip is imported before torch, as the command line does.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .codec import (ArchiveInfo, Compressor, Decompressor, coding_model, compress, decompress,
                     read_info)
 from .format import BytezipError, ChecksumError, FormatError, ModelError
