@@ -32,6 +32,8 @@ DEFAULT_MODEL = "bytezip-v1"
 DEFAULT_LANES = 256          # chunks decoded together (memory ~ lanes x model KV cache)
 ENCODE_BATCH = 16            # chunks per parallel forward when encoding (memory ~ batch x T^2)
 ZSTD_LEVEL = 19
+PENDING_BYTES = 1 << 25      # zstd/raw payload bytes (+ PENDING_OVERHEAD per chunk) held while neural ones wait
+PENDING_OVERHEAD = 256
 
 _CODER_MODEL = constriction.stream.model.Categorical(perfect=False)
 
@@ -84,7 +86,9 @@ def coding_model(model=None, device="cpu") -> CodingModel:
             meta = json.loads(Path(str(base) + ".json").read_text())
         except Exception as e:  # a damaged model file is the user's problem to see, in one line
             raise ModelError(f"cannot load model {base}: {e}") from None
-        model_id = str(meta.get("name", base.name))[:255]
+        model_id = str(meta.get("name") or base.name)[:255]   # never empty: that means "no model"
+        if not model_id.isascii() or not model_id.isprintable():
+            raise ModelError(f"model {base}: its name {model_id!r} is not printable ASCII (archives record it)")
         _loaded[key] = CodingModel(ExactMegabyte(net, device), model_id, weights_digest(net))
     return _loaded[key]
 
@@ -129,6 +133,11 @@ def _zstd_compress(chunk: bytes) -> bytes:
 
 def _zstd_decompress(payload: bytes, raw_size: int) -> bytes:
     try:
+        # our frames declare no content size; one that does must say raw_size, since zstandard allocates
+        # whatever a frame declares (up to exabytes), whatever max_output_size says
+        declared = zstandard.get_frame_parameters(payload, format=zstandard.FORMAT_ZSTD1_MAGICLESS).content_size
+        if declared not in (zstandard.CONTENTSIZE_UNKNOWN, raw_size):
+            raise FormatError(f"corrupted archive (zstd chunk declares {declared} bytes, not {raw_size})")
         out = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompress(
             payload, max_output_size=raw_size)
     except zstandard.ZstdError as e:
@@ -168,7 +177,10 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int]) -> li
         probs = probabilities(stepper.next_frequencies().cpu().numpy())
         active = [i for i in active if sizes[i] > t]
         for i in active:
-            symbols[i] = decoders[i].decode(_CODER_MODEL, probs[i:i + 1])[0]
+            try:
+                symbols[i] = decoders[i].decode(_CODER_MODEL, probs[i:i + 1])[0]
+            except AssertionError:  # constriction: "compressed data that is invalid for the employed entropy model"
+                raise FormatError("corrupted archive (neural chunk is not a valid range-coder stream)") from None
         out[:, t] = symbols
         stepper.push(torch.from_numpy(symbols))
     return [out[i, :n].tobytes() for i, n in enumerate(sizes)]
@@ -293,13 +305,16 @@ class Decompressor:
                     progress(len(data))
             pending.clear()
 
-        n_neural = 0
+        n_neural = held = 0
         for rec, payload in reader.records(header):
             pending.append((rec, payload))
-            n_neural += rec.codec == fmt.NEURAL
-            if n_neural >= self.lanes:
+            if rec.codec == fmt.NEURAL:
+                n_neural += 1
+            else:
+                held += len(payload) + PENDING_OVERHEAD
+            if n_neural >= self.lanes or held >= PENDING_BYTES:
                 flush()
-                n_neural = 0
+                n_neural = held = 0
         flush()
         if digest.digest()[:fmt.DIGEST_BYTES] != reader.trailer.checksum:
             raise ChecksumError("checksum mismatch: the decoded data is not the original (corrupted archive)")

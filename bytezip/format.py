@@ -9,11 +9,13 @@ before anything is allocated for it.
     chunk    codec u8 (0 raw, 1 zstd, 2 neural) | raw_size | coded_size | payload (coded_size bytes)
     end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the original bytes)
 
-Rules a decoder checks: flags == 0; 1 <= chunk_size <= 2^24; every chunk but the last has raw_size ==
-chunk_size and the last 1 <= raw_size <= chunk_size; coded_size <= raw_size (the encoder stores a chunk raw
-rather than let it grow) and a raw chunk has coded_size == raw_size; a zstd payload is a magicless zstd frame;
-a neural payload is the range coder's little-endian 32-bit words with trailing zero bytes dropped;
-chunk_count and original_size match the records; the checksum matches the decoded bytes; nothing follows.
+Rules a decoder checks: varints are minimal (no overlong encodings); flags == 0; the model id is printable
+ASCII, and empty (no model) only with a zero digest and no neural chunk; 1 <= chunk_size <= 2^24; every chunk
+but the last has raw_size == chunk_size and the last 1 <= raw_size <= chunk_size; coded_size <= raw_size
+(the encoder stores a chunk raw rather than let it grow) and a raw chunk has coded_size == raw_size; a zstd
+payload is a magicless zstd frame; a neural payload is the range coder's little-endian 32-bit words with
+trailing zero bytes dropped; chunk_count and original_size match the records; the checksum matches the
+decoded bytes; nothing follows.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ RAW, ZSTD, NEURAL = 0, 1, 2
 CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural"}
 END = 0xFF
 DIGEST_BYTES = 8
+READ_PIECE = 1 << 20      # payloads are read at most this much at a time
 
 
 class BytezipError(Exception):
@@ -101,7 +104,14 @@ class Reader:
         self.pos = 0
 
     def _read(self, n: int, what: str) -> bytes:
-        data = self.fh.read(n)
+        # a big payload is read a piece at a time: memory follows the bytes present, not the size declared
+        data = self.fh.read(min(n, READ_PIECE))
+        if len(data) == READ_PIECE < n:
+            parts, got = [data], len(data)
+            while got < n and (piece := self.fh.read(min(n - got, READ_PIECE))):
+                parts.append(piece)
+                got += len(piece)
+            data = b"".join(parts)
         self.pos += len(data)
         if len(data) != n:
             raise FormatError(f"truncated archive (ends inside the {what})")
@@ -114,6 +124,8 @@ class Reader:
             n |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
+                if b == 0 and shift > 7:
+                    raise FormatError(f"corrupted archive (overlong {what})")
                 if n > limit:
                     raise FormatError(f"corrupted archive ({what} {n} exceeds {limit})")
                 return n
@@ -133,11 +145,12 @@ class Reader:
         if chunk_size == 0:
             raise FormatError("corrupted archive (chunk size 0)")
         mid = self._read(self._read(1, "header")[0], "model id")
-        try:
-            model_id = mid.decode("ascii")
-        except UnicodeDecodeError:
-            raise FormatError("corrupted archive (model id is not ASCII)") from None
-        return Header(chunk_size, model_id, self._read(DIGEST_BYTES, "model digest"), flags)
+        if not all(0x20 <= c < 0x7F for c in mid):  # it is printed in messages: one line, no escapes
+            raise FormatError("corrupted archive (model id is not printable ASCII)")
+        digest = self._read(DIGEST_BYTES, "model digest")
+        if not mid and digest != bytes(DIGEST_BYTES):
+            raise FormatError("corrupted archive (model digest without a model id)")
+        return Header(chunk_size, mid.decode("ascii"), digest, flags)
 
     def records(self, header: Header) -> Iterator[tuple[ChunkRecord, bytes | None]]:
         """Yields (record, payload) per chunk; after the loop `self.trailer` holds the checked end record."""
@@ -149,6 +162,8 @@ class Reader:
                 break
             if codec not in CODEC_NAMES:
                 raise FormatError(f"corrupted archive (unknown codec {codec} in chunk {count})")
+            if codec == NEURAL and not header.model_id:
+                raise FormatError(f"corrupted archive (neural chunk {count} in an archive made without a model)")
             if last_short:
                 raise FormatError(f"corrupted archive (chunk {count - 1} is short but not last)")
             raw = self._varint("chunk size", header.chunk_size)
