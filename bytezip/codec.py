@@ -24,6 +24,7 @@ import zstandard
 
 from . import format as fmt
 from .exact import ExactMegabyte
+from .mixing import Mixer, mixed_frequencies
 from .format import BytezipError, ChecksumError, FormatError, ModelError
 from .model import Megabyte, load_model
 
@@ -32,6 +33,7 @@ DEFAULT_MODEL = "bytezip-v1"
 DEFAULT_LANES = 256          # chunks decoded together (memory ~ lanes x model KV cache)
 ENCODE_BATCH = 16            # chunks per parallel forward when encoding (memory ~ batch x T^2)
 ZSTD_LEVEL = 19
+PROGRESS_STEPS = 64         # decoding reports progress every this many steps
 PENDING_BYTES = 1 << 25      # zstd/raw payload bytes (+ PENDING_OVERHEAD per chunk) held while neural ones wait
 PENDING_OVERHEAD = 256
 
@@ -65,7 +67,8 @@ def resolve_model_path(name: str | os.PathLike | None) -> Path:
         base = base.with_suffix("") if base.suffix in (".json", ".safetensors") else base
         if Path(str(base) + ".safetensors").is_file() and Path(str(base) + ".json").is_file():
             return base
-    raise ModelError(f"model '{name}' not found (looked for {name}.safetensors/.json here and in {MODELS_DIR})")
+    raise ModelError(f"model '{name}' not found (looked for {name}.safetensors/.json here and in {MODELS_DIR}; "
+                     f"--model PATH picks another, --model none codes without one)")
 
 
 _loaded: dict[tuple[str, str], CodingModel] = {}
@@ -164,17 +167,24 @@ def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
     return _words_to_bytes(enc.get_compressed())
 
 
-def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int]) -> list[bytes]:
-    """Decode several neural chunks as lanes of one batch (one model step per byte for all lanes)."""
+def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
+                  progress: Callable[[int], None] | None = None) -> list[bytes]:
+    """Decode several neural/mixed chunks as lanes of one batch (one model step per byte for all lanes)."""
     P = m.exact.cfg.patch_size
     decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
     longest = max(sizes)
     out = np.zeros((len(sizes), longest), dtype=np.uint8)
     stepper = m.exact.stepper(len(sizes), -(-longest // P))
+    mixer = Mixer(len(sizes), longest) if any(mixed) else None
+    use_mixed = np.array(mixed)[:, None]
     active = list(range(len(sizes)))
     symbols = np.zeros(len(sizes), dtype=np.int64)
+    reported = 0
     for t in range(longest):
-        probs = probabilities(stepper.next_frequencies().cpu().numpy())
+        freqs = stepper.next_frequencies().cpu().numpy()
+        if mixer:
+            freqs = np.where(use_mixed, mixer.mix(freqs), freqs)
+        probs = probabilities(freqs)
         active = [i for i in active if sizes[i] > t]
         for i in active:
             try:
@@ -183,6 +193,14 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int]) -> li
                 raise FormatError("corrupted archive (neural chunk is not a valid range-coder stream)") from None
         out[:, t] = symbols
         stepper.push(torch.from_numpy(symbols))
+        if mixer:
+            mixer.update(symbols)
+        if progress and t % PROGRESS_STEPS == PROGRESS_STEPS - 1:
+            done = sum(min(n, t + 1) for n in sizes)
+            progress(done - reported)
+            reported = done
+    if progress:
+        progress(sum(sizes) - reported)
     return [out[i, :n].tobytes() for i, n in enumerate(sizes)]
 
 
@@ -191,10 +209,12 @@ class Compressor:
     """Configured once, reused for many inputs. `neural=False` codes with zstd/raw only (no model needed)."""
 
     def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
-                 batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True):
+                 batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True,
+                 mixing: bool = True):
         if threads:
             torch.set_num_threads(threads)
         self.model = coding_model(model, device) if neural else None
+        self.mixing = mixing
         self.chunk_size = chunk_size or (self.model.context if self.model else 1 << 16)
         if not 1 <= self.chunk_size <= fmt.MAX_CHUNK_SIZE:
             raise BytezipError(f"chunk size must be between 1 and {fmt.MAX_CHUNK_SIZE}")
@@ -208,14 +228,17 @@ class Compressor:
         return fmt.Header(self.chunk_size)
 
     def code_chunks(self, chunks: list[bytes]) -> list[tuple[int, bytes]]:
-        """(codec, payload) for each chunk: the smallest of neural, zstd and raw."""
+        """(codec, payload) for each chunk: the smallest of mixed, neural, zstd and raw."""
         freqs = neural_frequencies(self.model, chunks) if self.model else [None] * len(chunks)
+        mixed = mixed_frequencies(freqs, chunks) if self.model and self.mixing else [None] * len(chunks)
         coded = []
-        for chunk, f in zip(chunks, freqs):
+        for chunk, f, fm in zip(chunks, freqs, mixed):
             best = (fmt.RAW, chunk)
             candidates = [(fmt.ZSTD, _zstd_compress(chunk))]
             if f is not None:
                 candidates.append((fmt.NEURAL, neural_encode(f, chunk)))
+            if fm is not None:
+                candidates.append((fmt.MIXED, neural_encode(fm, chunk)))
             for codec, payload in candidates:
                 if 0 < len(payload) < len(best[1]):
                     best = (codec, payload)
@@ -266,10 +289,12 @@ class Decompressor:
         if isinstance(self._model_arg, (CodingModel, Megabyte)):
             m = coding_model(self._model_arg, self.device)
         else:
+            wanted = self._model_arg or header.model_id
             try:
-                m = coding_model(self._model_arg or header.model_id, self.device)
+                m = coding_model(wanted, self.device)
             except ModelError:
-                raise ModelError(f"archive needs model '{header.model_id}', which is not available") from None
+                raise ModelError(f"archive needs model '{header.model_id}', and model '{wanted}' is not available "
+                                 f"(see --model)") from None
         if m.digest != header.model_digest:
             raise ModelError(f"archive was made with model '{header.model_id}' "
                              f"({header.model_digest.hex()}), but the model here is '{m.model_id}' ({m.digest.hex()})")
@@ -288,27 +313,28 @@ class Decompressor:
 
         def flush():
             nonlocal model, written
-            neural = [(r, p) for r, p in pending if r.codec == fmt.NEURAL]
+            neural = [(r, p) for r, p in pending if r.codec in fmt.MODEL_CODECS]
             decoded = {}
             if neural:
                 model = model or self._model_for(header)
-                outs = neural_decode(model, [p for _, p in neural], [r.raw_size for r, _ in neural])
+                outs = neural_decode(model, [p for _, p in neural], [r.raw_size for r, _ in neural],
+                                     [r.codec == fmt.MIXED for r, _ in neural], progress)
                 decoded = {id(r): o for (r, _), o in zip(neural, outs)}
             for r, p in pending:
-                if r.codec == fmt.NEURAL:
+                if r.codec in fmt.MODEL_CODECS:
                     data = decoded[id(r)]
                 else:
                     data = p if r.codec == fmt.RAW else _zstd_decompress(p, r.raw_size)
+                    if progress:
+                        progress(len(data))
                 digest.update(data)
                 written += ofh.write(data)
-                if progress:
-                    progress(len(data))
             pending.clear()
 
         n_neural = held = 0
         for rec, payload in reader.records(header):
             pending.append((rec, payload))
-            if rec.codec == fmt.NEURAL:
+            if rec.codec in fmt.MODEL_CODECS:
                 n_neural += 1
             else:
                 held += len(payload) + PENDING_OVERHEAD

@@ -6,7 +6,7 @@ before anything is allocated for it.
 
     header   magic b"\\x89BZP" | version u8 = 1 | flags u8 | chunk_size | model_id_len u8 | model_id (ASCII)
              | model_digest 8 bytes (SHA-256 prefix of the canonical weights; zeros when model_id is empty)
-    chunk    codec u8 (0 raw, 1 zstd, 2 neural) | raw_size | coded_size | payload (coded_size bytes)
+    chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed) | raw_size | coded_size | payload (coded_size bytes)
     end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the original bytes)
 
 Rules a decoder checks: varints are minimal (no overlong encodings); flags == 0; the model id is printable
@@ -14,7 +14,7 @@ ASCII, and empty (no model) only with a zero digest and no neural chunk; 1 <= ch
 but the last has raw_size == chunk_size and the last 1 <= raw_size <= chunk_size; coded_size <= raw_size
 (the encoder stores a chunk raw rather than let it grow) and a raw chunk has coded_size == raw_size; a zstd
 payload is a magicless zstd frame; a neural payload is the range coder's little-endian 32-bit words with
-trailing zero bytes dropped; chunk_count and original_size match the records; the checksum matches the
+trailing zero bytes dropped (its distributions: the exact model's, or for "mixed" those of `bytezip.mixing`); chunk_count and original_size match the records; the checksum matches the
 decoded bytes; nothing follows.
 """
 from __future__ import annotations
@@ -25,8 +25,9 @@ from typing import BinaryIO, Iterator
 MAGIC = b"\x89BZP"
 VERSION = 1
 MAX_CHUNK_SIZE = 1 << 24
-RAW, ZSTD, NEURAL = 0, 1, 2
-CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural"}
+RAW, ZSTD, NEURAL, MIXED = 0, 1, 2, 3
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural", MIXED: "mixed"}
+MODEL_CODECS = (NEURAL, MIXED)
 END = 0xFF
 DIGEST_BYTES = 8
 READ_PIECE = 1 << 20      # payloads are read at most this much at a time
@@ -162,7 +163,7 @@ class Reader:
                 break
             if codec not in CODEC_NAMES:
                 raise FormatError(f"corrupted archive (unknown codec {codec} in chunk {count})")
-            if codec == NEURAL and not header.model_id:
+            if codec in MODEL_CODECS and not header.model_id:
                 raise FormatError(f"corrupted archive (neural chunk {count} in an archive made without a model)")
             if last_short:
                 raise FormatError(f"corrupted archive (chunk {count - 1} is short but not last)")
