@@ -1,0 +1,223 @@
+"""Fuzz target for the archive parser and decoder (hypothesis).
+
+Whatever bytes it is given, `read_info` returns or raises `FormatError`, and `Decompressor.decompress`
+returns the bytes the end record vouches for or raises a `BytezipError`: never another exception, never a
+hang, and a damaged copy of a known archive never decodes to anything but its original.
+
+Two generators: archives built from the format's grammar with fields drawn near and beyond their limits,
+and valid seed archives (neural, zstd, raw chunks) damaged by a few mutations.
+
+The suite runs a few hundred examples. Run longer by hand, e.g.
+
+    BYTEZIP_FUZZ_EXAMPLES=100000 nice pytest -s tests/test_fuzz.py
+    python tests/test_fuzz.py 100000
+"""
+import hashlib
+import io
+import os
+import re
+import signal
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+
+import bytezip
+from bytezip import codec, format as fmt
+from bytezip.format import NEURAL, RAW, ZSTD, BytezipError, FormatError
+from conftest import english_text
+from bytezip.model import save_model
+
+EXAMPLES = int(os.environ.get("BYTEZIP_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                       HealthCheck.data_too_large])
+NAME = "fuzz-model"
+
+
+@pytest.fixture(scope="module")
+def model(trained_model, tmp_path_factory):
+    """conftest's trained tiny model (it codes text below 8 bits a byte), found by name as archives do."""
+    d = tmp_path_factory.mktemp("models")
+    save_model(trained_model, str(d / NAME), extra={"name": NAME})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(codec, "MODELS_DIR", d)
+        mp.delenv("BYTEZIP_MODEL", raising=False)
+        yield bytezip.coding_model(str(d / NAME))
+
+
+def neural_payload(m, chunk: bytes) -> bytes:
+    return codec.neural_encode(codec.neural_frequencies(m, [chunk])[0], chunk)
+
+
+def build(m, chunks: list[tuple[int, bytes]], chunk_size: int, with_model: bool) -> bytes:
+    """A valid archive holding `chunks` as (codec, raw bytes), whichever codec is asked for."""
+    head = fmt.Header(chunk_size, NAME, m.digest) if with_model else fmt.Header(chunk_size)
+    out, digest = [head.to_bytes()], hashlib.sha256()
+    for c, raw in chunks:
+        payload = {RAW: lambda: raw, ZSTD: lambda: codec._zstd_compress(raw),
+                   NEURAL: lambda: neural_payload(m, raw)}[c]()
+        out.append(fmt.chunk_record_bytes(c, len(raw), payload))
+        digest.update(raw)
+    out.append(fmt.Trailer(len(chunks), sum(len(r) for _, r in chunks), digest.digest()[:8]).to_bytes())
+    return b"".join(out)
+
+
+@pytest.fixture(scope="module")
+def seeds(model):
+    """(archive, original) pairs: neural + zstd + raw with a model, zstd + raw without, empty."""
+    text = english_text()[3000:3100]
+    rnd = np.random.default_rng(0).bytes(64)
+    mixed = [(NEURAL, text[:32]), (ZSTD, b"ab" * 16), (RAW, rnd[:32]), (NEURAL, text[32:52])]
+    out = [(build(model, mixed, 32, True), b"".join(r for _, r in mixed))]
+    plain = b"ab" * 24 + rnd[:48] + b"xyz" * 10
+    out.append((bytezip.Compressor(neural=False, chunk_size=48).compress(plain), plain))
+    out.append((bytezip.Compressor(neural=False).compress(b""), b""))
+    assert [c.codec for c in bytezip.read_info(io.BytesIO(out[1][0])).chunks] == [ZSTD, RAW, ZSTD]
+    for blob, original in out:
+        assert bytezip.decompress(blob) == original
+    return out
+
+
+class Hang(Exception):
+    pass
+
+
+def kind_of(message: str) -> str:
+    """The message with names and numbers blanked, for hypothesis's statistics."""
+    return re.sub(r"[0-9a-f]*[0-9][0-9a-f]*", "N", re.sub(r"'[^']*'", "M", message))[:60]
+
+
+def check(blob: bytes) -> bytes | None:
+    """The fuzz property: returns the decoded bytes, or None for a BytezipError; fails on anything else."""
+    def expire(signum, frame):
+        raise Hang("decoding ran for more than 30 s")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, 30)
+    try:
+        try:
+            info = bytezip.read_info(io.BytesIO(blob))
+        except FormatError:
+            info = None
+        try:
+            out = bytezip.Decompressor().decompress(blob)
+        except BytezipError as e:
+            assert str(e) and "\n" not in str(e) and str(e).isprintable(), repr(str(e))
+            event(f"{type(e).__name__}: {kind_of(str(e))}")
+            return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert info is not None, "decoded an archive whose structure read_info rejects"
+    assert len(out) == info.trailer.original_size == sum(c.raw_size for c in info.chunks)
+    assert hashlib.sha256(out).digest()[:8] == info.trailer.checksum
+    event("decoded")
+    return out
+
+
+# -- generator 1: the grammar, fields near and beyond their limits --------------------------------------
+def sometimes(draw, valid, invalid, one_in: int = 24):
+    """`valid`, or once in `one_in` draws something drawn from the strategy `invalid` (shrinks to valid)."""
+    return draw(invalid) if draw(st.integers(0, one_in - 1)) == one_in - 1 else valid
+
+
+def sizes(limit: int):
+    return st.one_of(st.integers(0, 80), st.sampled_from([limit - 1, limit + 1, 1 << 24, (1 << 24) + 1,
+                                                           1 << 40, 1 << 61, (1 << 70) - 1]))
+
+
+@st.composite
+def varints(draw, value):
+    """The minimal encoding, sometimes padded with 0x80 groups (overlong)."""
+    enc = bytearray(fmt.encode_varint(max(0, value)))
+    pad = sometimes(draw, 0, st.sampled_from([1, 2, 9]), 64)
+    if pad:
+        enc[-1] |= 0x80
+        enc += b"\x80" * (pad - 1) + b"\x00"
+    return bytes(enc)
+
+
+@st.composite
+def grammar_archives(draw, m):
+    """Header, 0-4 chunk records and an end record, each field valid most of the time."""
+    chunk_size = sometimes(draw, draw(st.integers(1, 32)), st.sampled_from([0, 64, 65, 1 << 24, (1 << 24) + 1]))
+    with_model = draw(st.booleans())
+    mid = sometimes(draw, NAME.encode(), st.sampled_from([b"", b"other", b"a\nb", b"\xff"])) if with_model else b""
+    dig = sometimes(draw, m.digest, st.sampled_from([bytes(8), bytes(range(8))])) if with_model else bytes(8)
+    parts = [sometimes(draw, fmt.MAGIC, st.binary(min_size=4, max_size=4), 32),
+             bytes([sometimes(draw, 1, st.sampled_from([0, 2]), 32), sometimes(draw, 0, st.sampled_from([1, 0x80]), 32)]),
+             draw(varints(chunk_size)), bytes([len(mid)]), mid, dig]
+    digest_of, total, n = hashlib.sha256(), 0, 0
+    for i in range(draw(st.integers(0, 4))):
+        codec_ = draw(st.sampled_from([RAW, ZSTD, NEURAL] if with_model else [RAW, ZSTD]))
+        codec_ = sometimes(draw, codec_, st.sampled_from([NEURAL, 3, 0x7F, 0xFE]), 32)
+        size = min(chunk_size, 32) if i < 3 else draw(st.integers(1, max(1, min(chunk_size, 32))))
+        raw = draw(st.one_of(st.binary(min_size=size, max_size=size), st.just(b"ab" * size),
+                             st.just(english_text()[i * 40:i * 40 + size])))[:max(1, size)]
+        payload = {RAW: raw, ZSTD: codec._zstd_compress(raw)}.get(codec_, raw)
+        if codec_ == NEURAL and with_model and len(raw) <= 64:
+            payload = neural_payload(m, raw)
+        if codec_ in (ZSTD, NEURAL) and len(payload) > len(raw):   # what the encoder does
+            codec_, payload = RAW, raw
+        raw_size = sometimes(draw, len(raw), sizes(chunk_size))
+        coded = sometimes(draw, len(payload), sizes(raw_size))
+        payload = sometimes(draw, payload, st.binary(max_size=40))
+        parts += [bytes([codec_]), draw(varints(raw_size)), draw(varints(coded)), payload]
+        digest_of.update(raw)
+        total, n = total + len(raw), n + 1
+    if sometimes(draw, True, st.just(False), 32):
+        parts += [b"\xff", draw(varints(sometimes(draw, n, sizes(n)))), draw(varints(sometimes(draw, total, sizes(total)))),
+                  sometimes(draw, digest_of.digest()[:8], st.binary(min_size=8, max_size=8))]
+    parts.append(sometimes(draw, b"", st.sampled_from([b"\0", b"junk", fmt.MAGIC])))
+    return b"".join(parts)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_grammar(model, data):
+    check(data.draw(grammar_archives(model)))
+
+
+# -- generator 2: damaged seed archives ----------------------------------------------------------------
+@st.composite
+def mutations(draw, blob: bytes):
+    b = bytearray(blob)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip"] * 3 + ["set", "insert", "delete", "truncate", "duplicate", "varint"]))
+        last = max(0, len(b) - 1)                  # positions mostly past the magic, version and flags
+        pos = draw(st.integers(min(6, last) if draw(st.integers(0, 15)) else 0, last))
+        if op == "flip" and b:
+            b[pos] ^= draw(st.integers(1, 255))
+        elif op == "set" and b:
+            b[pos] = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFE, 0xFF]))
+        elif op == "insert":
+            b[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "delete":
+            del b[pos:pos + draw(st.integers(1, 8))]
+        elif op == "truncate":
+            del b[pos:]
+        elif op == "duplicate":
+            b[pos:pos] = b[pos:pos + draw(st.integers(1, 16))]
+        elif op == "varint":
+            b[pos:pos + 1] = fmt.encode_varint(draw(st.sampled_from([1 << 24, 1 << 40, 1 << 63])))
+    return bytes(b)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_damaged_seeds(seeds, data):
+    blob, original = data.draw(st.sampled_from([seeds[0]] * 4 + seeds))
+    out = check(data.draw(mutations(blob)))
+    assert out is None or out == original, "a damaged archive decoded to other bytes"
+
+
+@FUZZ
+@given(blob=st.one_of(st.binary(max_size=200), st.binary(max_size=60).map(lambda b: fmt.MAGIC + b"\1\0" + b)))
+def test_fuzz_arbitrary_bytes(model, blob):
+    assert check(blob) is None or blob[:4] == fmt.MAGIC
+
+
+if __name__ == "__main__":
+    os.environ["BYTEZIP_FUZZ_EXAMPLES"] = sys.argv[1] if len(sys.argv) > 1 else "20000"
+    sys.exit(pytest.main(["-s", "-p", "no:cacheprovider", __file__]))
