@@ -1,9 +1,9 @@
 """Shared fixtures: tiny models (random, and briefly trained so that neural chunks win) and sample inputs."""
 import inspect
 import io
-import json
 import wave
 
+import bytezip  # noqa: F401  (first: sets passive OpenMP waiting before torch starts its threads)
 import numpy as np
 import pytest
 import torch
