@@ -1109,12 +1109,27 @@ def list_compressors(console=None) -> None:
 @click.option("--verbose", "-v", is_flag=True, help="A zstd-like line per file and compressor as it finishes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or warnings on stderr.")
 @click.option("--list", "list_only", is_flag=True, help="List the compressors and whether they are available, then exit.")
+@click.option("--speed", is_flag=True,
+              help="Instead: bytezip's encode/decode bytes/s on 1 MB each of held-out text, image and audio (or on "
+                   "PATHS), FLOPs per byte against the measured matmul rate, where decode time goes (bytezip.speed).")
+@click.option("--sweep-lanes", default=None, metavar="LIST",
+              help="With --speed: decode bytes/s at these lanes (default 1,16,64,256; '' for none).")
 def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors, model, device, chunk_size, lanes,
-                  threads, min_time, no_files, markdown, verbose, quiet, list_only):
+                  threads, min_time, no_files, markdown, verbose, quiet, list_only, speed, sweep_lanes):
     """Compressed size (bits per byte) and speed of bytezip against zstd, xz, brotli, gzip, PNG, WebP,
-    JPEG-XL, FLAC and WavPack on PATHS (default: the bench corpus, ../shared/corpus/bench)."""
+    JPEG-XL, FLAC and WavPack on PATHS (default: the bench corpus, ../shared/corpus/bench).
+    With --speed, bytezip's own throughput report instead (see bytezip.speed)."""
     if list_only:
         list_compressors()
+        return
+    if speed:
+        from .speed import _parse_lanes, run_speed, samples_from_paths
+        if report_dir or files or compressors:
+            raise BenchError("--speed takes no --report, --files or --compressors")
+        limit = _parse_size(limit_bytes)
+        run_speed(samples_from_paths(paths, limit) if paths else None, model=model, device=device, lanes=lanes,
+                  chunk_size=chunk_size, threads=threads, limit_bytes=limit, sweep_lanes=_parse_lanes(sweep_lanes),
+                  json_path=json_path, markdown=markdown, progress=not quiet, command=_command_string())
         return
     options = {"model": model, "device": device, "chunk_size": chunk_size, "lanes": lanes, "threads": threads}
     run_bench(list(paths) or None, json_path=json_path, report_dir=report_dir, files=list(files) or None,
