@@ -9,7 +9,8 @@
    shapes decoding and encoding use and one large square), hence the fraction of that limit reached;
 3. where decode time goes: a copy of the codec's decode loop (`codec.neural_decode`) with
    `time.perf_counter` around each piece (global model step, local model step, mixer, coder, the rest),
-   plus the top torch operators from `torch.profiler` over a few steps;
+   plus the top torch operators from `torch.profiler` over a few steps; and where encode time goes, the
+   same way on a copy of `Compressor.code_chunks` (model forward, mixer, range coder, zstd);
 4. decode bytes/s at lanes 1, 16, 64, 256 on the text sample (its first `lanes` chunks, coded as mixed chunks
    whichever codec would have won, so that the model's path is measured; the breakdown decodes those too).
 
@@ -60,7 +61,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import click
 
@@ -252,20 +253,50 @@ BREAKDOWN_PARTS = (
 )
 
 
-def forced_model_chunks(m, data: bytes, chunk_size: int, count: int, mixing: bool = True) -> tuple[list, list, list, list]:
-    """The first `count` chunks of data coded as mixed (or neural) chunks whatever would have won, with
-    the codec's own functions: (chunks, payloads, sizes, mixed flags)."""
-    from .codec import ENCODE_BATCH, neural_encode, neural_frequencies
+ENCODE_PARTS = (
+    ("model", "model: parallel forward (neural_frequencies)"),
+    ("mixer", "mixer: mixed_frequencies (byte loop over the batch)"),
+    ("coder", "coder: range-encode the neural and the mixed candidates"),
+    ("zstd", "zstd -19 candidate"),
+    ("rest", "rest: batching, picking the smallest"),
+)
+
+
+def forced_model_chunks(m, data: bytes, chunk_size: int, count: int, mixing: bool = True,
+                        batch: int | None = None) -> tuple[list, list, list, list, dict]:
+    """The first `count` chunks of data coded as mixed (or neural) chunks whatever would have won, by a
+    copy of `Compressor.code_chunks` (every candidate computed, as it does) with a stopwatch on each piece:
+    (chunks, payloads, sizes, mixed flags, {part: seconds, ...})."""
+    from .codec import ENCODE_BATCH, _zstd_compress, neural_encode, neural_frequencies
     from .mixing import mixed_frequencies
+    pc = time.perf_counter
+    tm = {k: 0.0 for k, _ in ENCODE_PARTS}
+    t_begin = pc()
     chunks = [data[i:i + chunk_size] for i in range(0, min(len(data), count * chunk_size), chunk_size)]
     payloads = []
-    for a in range(0, len(chunks), ENCODE_BATCH):
-        batch = chunks[a:a + ENCODE_BATCH]
-        freqs = neural_frequencies(m, batch)
-        if mixing:
-            freqs = mixed_frequencies(freqs, batch)
-        payloads += [neural_encode(f, c) for f, c in zip(freqs, batch)]
-    return chunks, payloads, [len(c) for c in chunks], [mixing] * len(chunks)
+    batch = batch or ENCODE_BATCH
+    for a in range(0, len(chunks), batch):
+        part = chunks[a:a + batch]
+        t0 = pc()
+        freqs = neural_frequencies(m, part)
+        t1 = pc()
+        mixed = mixed_frequencies(freqs, part) if mixing else None
+        t2 = pc()
+        neural = [neural_encode(f, c) for f, c in zip(freqs, part)]
+        coded = [neural_encode(f, c) for f, c in zip(mixed, part)] if mixing else neural
+        t3 = pc()
+        for c in part:
+            _zstd_compress(c)
+        t4 = pc()
+        tm["model"] += t1 - t0
+        tm["mixer"] += t2 - t1
+        tm["coder"] += t3 - t2
+        tm["zstd"] += t4 - t3
+        payloads += coded
+    total = pc() - t_begin
+    tm["rest"] = max(0.0, total - sum(tm.values()))
+    tm["total"] = total
+    return chunks, payloads, [len(c) for c in chunks], [mixing] * len(chunks), tm
 
 
 def model_archive(comp, chunks: list[bytes], payloads: list[bytes]) -> bytes:
@@ -480,7 +511,12 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
     text = samples[0]
     n_forced = max([lanes, *(sweep_lanes or ())])
     say(f"{text.name}: coding up to {n_forced} chunks as {'mixed' if comp.mixing else 'neural'} chunks")
-    chunks, payloads, sizes, mixed = forced_model_chunks(m, text.data, chunk_size, n_forced, comp.mixing)
+    chunks, payloads, sizes, mixed, etm = forced_model_chunks(m, text.data, chunk_size, n_forced, comp.mixing,
+                                                              comp.batch)
+    e_bytes = sum(sizes)
+    encode_breakdown = {"sample": text.name, "chunks": len(chunks), "batch": comp.batch, "bytes": e_bytes,
+                        "total_s": etm["total"], "encode_Bps": e_bytes / etm["total"],
+                        "parts": {k: etm[k] for k, _ in ENCODE_PARTS}, "labels": dict(ENCODE_PARTS)}
     b_lanes = min(lanes, len(chunks))
     say(f"where decode time goes ({text.name}, {b_lanes} lanes)")
     decoded, tm = decode_breakdown(m, payloads[:b_lanes], sizes[:b_lanes], mixed[:b_lanes], breakdown_steps)
@@ -540,6 +576,7 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
         "matmul": mm,
         "hardware": hw,
         "decode_breakdown": breakdown,
+        "encode_breakdown": encode_breakdown,
         "torch_profile": profile,
         "lanes_sweep": sweep,
     }
@@ -626,6 +663,15 @@ def breakdown_rows(res: dict):
     return header, rows
 
 
+def encode_breakdown_rows(res: dict):
+    b = res["encode_breakdown"]
+    header = ["encode part", "seconds", "share", "us per byte"]
+    rows = [[b["labels"][k], f"{v:.3f}", f"{100 * v / b['total_s']:.1f}%", f"{1e6 * v / b['bytes']:.2f}"]
+            for k, v in b["parts"].items()]
+    rows.append(["TOTAL", f"{b['total_s']:.3f}", "100%", f"{1e6 * b['total_s'] / b['bytes']:.2f}"])
+    return header, rows
+
+
 def breakdown_title(res: dict) -> str:
     b = res["decode_breakdown"]
     return (f"where decode time goes: {b['lanes']} lanes x {b['steps']} steps of {b['sample']} coded as "
@@ -656,6 +702,9 @@ def _tables(res: dict):
            ("hardware limit", *hardware_rows(res), hardware_lines(res) + [
                f"FLOPs per byte: {res['flops']['formula']}"]),
            (breakdown_title(res), *breakdown_rows(res), [])]
+    e = res["encode_breakdown"]
+    out.append((f"where encode time goes: {e['chunks']} chunks of {e['sample']} in batches of {e['batch']}, "
+                f"{e['bytes']:,} bytes at {_kbps(e['encode_Bps'])} KB/s", *encode_breakdown_rows(res), []))
     if res["torch_profile"]:
         out.append((f"torch.profiler: top operators over a short decode", *profile_rows(res), []))
     if res["lanes_sweep"]:

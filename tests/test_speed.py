@@ -61,6 +61,9 @@ def test_structure_and_round_trips(result, samples):
     assert b["roundtrip_ok"] is True and b["lanes"] == 2 and b["steps"] == CHUNK and b["bytes"] == 2 * CHUNK
     assert set(b["parts"]) == {k for k, _ in BREAKDOWN_PARTS} and all(v >= 0 for v in b["parts"].values())
     assert sum(b["parts"].values()) == pytest.approx(b["total_s"], rel=1e-6)
+    e = res["encode_breakdown"]
+    assert e["chunks"] == 3 and e["bytes"] == len(samples[0].data) and e["total_s"] > 0
+    assert sum(e["parts"].values()) == pytest.approx(e["total_s"], rel=1e-6)
     assert res["torch_profile"] and all({"op", "calls", "self_cpu_ms"} <= set(p) for p in res["torch_profile"])
 
     sweep = res["lanes_sweep"]
