@@ -123,19 +123,21 @@ class ExactAttention:
         q = q.view(B, T, Hk, H // Hk, dh).permute(0, 2, 3, 1, 4)                     # [B, Hk, rep, T, dh]
         qi, qs = quantize_rows(q.double(), Q_ONE)
         to_index = qs * self.score_to_index                                          # [B, Hk, rep, T, 1]
-        out = torch.empty(B, Hk, H // Hk, T, dh, dtype=torch.float64, device=x.device)
+        rep = H // Hk
+        out = torch.empty(B, Hk, rep, T, dh, dtype=torch.float64, device=x.device)
         for a in range(0, T, QUERY_BLOCK):
             b = min(T, a + QUERY_BLOCK)
-            n_keys = start + b
-            keys, vals = cache.k[:, :, None, :n_keys], cache.v[:, :, None, :n_keys]
-            dots = qi[..., a:b, :] @ keys.transpose(-1, -2)                          # exact integers
-            if b - a > 1:  # causal mask on the block's own keys: query start+i sees keys <= start+i
+            n, n_keys = b - a, start + b
+            keys, vals = cache.k[:, :, :n_keys], cache.v[:, :, :n_keys]                 # [B, Hk, n_keys, dh]
+            # the query heads sharing a key head become rows of one matmul (no broadcast copies of the cache)
+            dots = (qi[..., a:b, :].reshape(B, Hk, rep * n, dh) @ keys.transpose(-1, -2)).view(
+                B, Hk, rep, n, n_keys)                                                # exact integers
+            if n > 1:  # causal mask on the block's own keys: query start+i sees keys <= start+i
                 own = dots[..., start + a:]
-                own.masked_fill_(torch.ones(b - a, b - a, dtype=torch.bool, device=x.device).triu_(1),
-                                 float("-inf"))
+                own.masked_fill_(torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1), float("-inf"))
             below_max = torch.sub(dots.amax(-1, keepdim=True), dots, out=dots).mul_(to_index[..., a:b, :])
             weights = self.att_table[below_max.clamp_(max=ATT_LEN).long()]         # integers <= 2^15
-            num = weights @ vals                                                     # exact in float64
+            num = (weights.view(B, Hk, rep * n, n_keys) @ vals).view(B, Hk, rep, n, dh)  # exact in float64
             out[..., a:b, :] = num * (torch.reciprocal(weights.sum(-1, keepdim=True)) * (1.0 / KV_GRID))
         y = out.float().permute(0, 3, 1, 2, 4).reshape(B, T, d)
         return self.proj(y)
