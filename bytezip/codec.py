@@ -31,7 +31,8 @@ from .model import Megabyte, load_model
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "bytezip-v1"
 DEFAULT_LANES = 256          # chunks decoded together (memory ~ lanes x model KV cache)
-ENCODE_BATCH = 16            # chunks per parallel forward when encoding (memory ~ batch x T^2)
+ENCODE_BATCH = 64            # chunks coded together when encoding (the mixer steps them as lanes)
+FORWARD_BATCH = 16           # chunks per parallel forward (memory ~ batch x T^2)
 ZSTD_LEVEL = 19
 PROGRESS_STEPS = 64         # decoding reports progress every this many steps
 PENDING_BYTES = 1 << 25      # zstd/raw payload bytes (+ PENDING_OVERHEAD per chunk) held while neural ones wait
@@ -157,8 +158,11 @@ def neural_frequencies(m: CodingModel, chunks: list[bytes]) -> list[np.ndarray]:
     x = np.zeros((len(chunks), width), dtype=np.int64)
     for i, c in enumerate(chunks):
         x[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
-    f = m.exact.frequencies(torch.from_numpy(x)).cpu().numpy()
-    return [f[i, :len(c)] for i, c in enumerate(chunks)]
+    out = []
+    for a in range(0, len(chunks), FORWARD_BATCH):
+        f = m.exact.frequencies(torch.from_numpy(x[a:a + FORWARD_BATCH])).cpu().numpy()
+        out += [f[i, :len(c)] for i, c in enumerate(chunks[a:a + FORWARD_BATCH])]
+    return out
 
 
 def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:

@@ -47,8 +47,8 @@ class Mixer:
         self.match_len = np.zeros(L, dtype=np.int64)
         self.hits = np.ones((L, N_BUCKETS), dtype=np.int64)     # match model hit rate per bucket
         self.tries = np.full((L, N_BUCKETS), 2, dtype=np.int64)
-        self.o1 = np.zeros((L, 256, 256), dtype=np.int32)
-        self.o2 = np.zeros((L, 1 << O2_HASH_BITS, 256), dtype=np.int32)
+        self.o1 = np.zeros((L, 256, 256), dtype=np.int16)                   # counts < 2^15: chunks <= 32 KB
+        self.o2 = np.zeros((L, 1 << O2_HASH_BITS, 256), dtype=np.int16)
         self.weights = np.tile(np.array(INITIAL_WEIGHTS, dtype=np.int64), (L, N_BUCKETS, 1))
         self._inputs = None
 
@@ -73,9 +73,12 @@ class Mixer:
         c1, h2 = self._contexts()
         p_o1 = self._counts_to_p(self.o1[self.lanes, c1])
         p_o2 = self._counts_to_p(self.o2[self.lanes, h2])
-        inputs = np.stack([p_nn, p_match, p_o1, p_o2], 1)                     # [L, 4, 256]
+        inputs = (p_nn, p_match, p_o1, p_o2)
         w = self.weights[self.lanes, bucket]                                 # [L, 4]
-        mixed = (w[:, :, None] * inputs).sum(1) >> 16                        # [L, 256]
+        mixed = w[:, 0:1] * p_nn
+        for i in range(1, N_MODELS):
+            mixed += w[:, i:i + 1] * inputs[i]
+        mixed >>= 16                                                         # [L, 256]
         self._inputs, self._bucket, self._mixed = inputs, bucket, mixed
         return mixed + 1
 
@@ -89,7 +92,7 @@ class Mixer:
         L, t = self.lanes, self.t
         byte = byte.astype(np.int64)
         # mixer: w_i += w_i (p_i(x) - p(x)) / p(x), damped; floor; renormalise to ONE
-        p_x = self._inputs[L, :, byte]                                       # [L, 4]
+        p_x = np.stack([p[L, byte] for p in self._inputs], 1)                # [L, 4]
         m_x = np.maximum(self._mixed[L, byte], 1)[:, None]
         w = self.weights[L, self._bucket]
         w = w + ((w * (p_x - m_x) // m_x) >> LR_SHIFT)
