@@ -305,7 +305,7 @@ class BytezipCodec(Codec):
         if self._c is not None:
             return
         from bytezip import codec as bc
-        opts = dict(self.options)
+        opts = {"solid": True, **self.options}     # what the command line does
         t0 = time.perf_counter()
         self.model_info = model_size(opts.get("model"))
         if hasattr(bc, "coding_model"):   # load/convert the model once, share it with both sides
@@ -1102,6 +1102,8 @@ def list_compressors(console=None) -> None:
 @click.option("--chunk-size", type=int, default=None, help="bytezip chunk size.")
 @click.option("--lanes", type=int, default=None, help="bytezip decode lanes.")
 @click.option("--threads", type=int, default=None, help="bytezip torch threads.")
+@click.option("--no-mixing", is_flag=True, help="bytezip with the model alone (no match/context mixing).")
+@click.option("--no-solid", is_flag=True, help="bytezip without the whole-input zstd fallback.")
 @click.option("--min-time", type=float, default=0.1, show_default=True,
               help="Repeat fast codecs up to this many seconds and time the fastest run (0: one run).")
 @click.option("--no-files", is_flag=True, help="Measure images/audio as pixels/PCM only, not also as files.")
@@ -1115,7 +1117,7 @@ def list_compressors(console=None) -> None:
 @click.option("--sweep-lanes", default=None, metavar="LIST",
               help="With --speed: decode bytes/s at these lanes (default 1,16,64,256; '' for none).")
 def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors, model, device, chunk_size, lanes,
-                  threads, min_time, no_files, markdown, verbose, quiet, list_only, speed, sweep_lanes):
+                  threads, no_mixing, no_solid, min_time, no_files, markdown, verbose, quiet, list_only, speed, sweep_lanes):
     """Compressed size (bits per byte) and speed of bytezip against zstd, xz, brotli, gzip, PNG, WebP,
     JPEG-XL, FLAC and WavPack on PATHS (default: the bench corpus, ../shared/corpus/bench).
     With --speed, bytezip's own throughput report instead (see bytezip.speed)."""
@@ -1131,7 +1133,8 @@ def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors,
                   chunk_size=chunk_size, threads=threads, limit_bytes=limit, sweep_lanes=_parse_lanes(sweep_lanes),
                   json_path=json_path, markdown=markdown, progress=not quiet, command=_command_string())
         return
-    options = {"model": model, "device": device, "chunk_size": chunk_size, "lanes": lanes, "threads": threads}
+    options = {"model": model, "device": device, "chunk_size": chunk_size, "lanes": lanes, "threads": threads,
+               "mixing": False if no_mixing else None, "solid": False if no_solid else None}
     run_bench(list(paths) or None, json_path=json_path, report_dir=report_dir, files=list(files) or None,
               limit_bytes=_parse_size(limit_bytes), compressors=compressors, progress=not quiet,
               bytezip_options={k: v for k, v in options.items() if v is not None}, verbose=verbose,

@@ -254,6 +254,7 @@ class Options:
     threads: int | None = None
     chunk_size: int | None = None
     lanes: int | None = None
+    solid: bool = True
 
 
 @dataclass
@@ -295,10 +296,11 @@ class Session:
             o = self.opts
             try:
                 if o.model == "none":
-                    self._compressor = Compressor(neural=False, chunk_size=o.chunk_size, threads=o.threads)
+                    self._compressor = Compressor(neural=False, chunk_size=o.chunk_size, threads=o.threads,
+                                                  solid=o.solid)
                 else:
                     self._compressor = Compressor(model=o.model, device=o.device, chunk_size=o.chunk_size,
-                                                  threads=o.threads)
+                                                  threads=o.threads, solid=o.solid)
             except BytezipError as e:
                 raise Fatal(name, str(e)) from None
         return self._compressor
@@ -722,6 +724,8 @@ def _common(f, *, output=True, compress=False, coder=True):
     if compress:
         opts.append(click.option("--chunk-size", type=SizeType(), metavar="SIZE",
                                  help="Bytes per chunk, e.g. 4K (default and maximum: the model's context)."))
+        opts.append(click.option("--solid/--no-solid", default=True, show_default=True,
+                                 help="Also try one zstd chunk over a whole input of up to 16 MiB; keep the smaller."))
     for o in reversed(opts):
         f = o(f)
     return f
@@ -731,7 +735,7 @@ def _options(kw) -> Options:
     return Options(output=kw.get("output"), stdout=kw.get("to_stdout", False), remove=kw.get("remove", False),
                    force=kw.get("force", False), verbosity=1 - kw.get("quiet", 0) + kw.get("verbose", 0),
                    model=kw.get("model"), device=kw.get("device", "auto"), threads=kw.get("threads") or None,
-                   chunk_size=kw.get("chunk_size"), lanes=kw.get("lanes"))
+                   chunk_size=kw.get("chunk_size"), lanes=kw.get("lanes"), solid=kw.get("solid", True))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -34,6 +34,7 @@ DEFAULT_LANES = 256          # chunks decoded together (memory ~ lanes x model K
 ENCODE_BATCH = 64            # chunks coded together when encoding (the mixer steps them as lanes)
 FORWARD_BATCH = 16           # chunks per parallel forward (memory ~ batch x T^2)
 ZSTD_LEVEL = 19
+SOLID_MAX = 1 << 24          # inputs up to this size are also tried as one zstd chunk (= format's chunk limit)
 PROGRESS_STEPS = 64         # decoding reports progress every this many steps
 PENDING_BYTES = 1 << 25      # zstd/raw payload bytes (+ PENDING_OVERHEAD per chunk) held while neural ones wait
 PENDING_OVERHEAD = 256
@@ -210,15 +211,17 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
 
 # -- the public objects -------------------------------------------------------------------------
 class Compressor:
-    """Configured once, reused for many inputs. `neural=False` codes with zstd/raw only (no model needed)."""
+    """Configured once, reused for many inputs. `neural=False` codes with zstd/raw only (no model needed);
+    `mixing=False` keeps to the model alone; `solid=True` (the command line's default) also tries the whole
+    input as one zstd chunk and keeps the smaller archive."""
 
     def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
                  batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True,
-                 mixing: bool = True):
+                 mixing: bool = True, solid: bool = False):
         if threads:
             torch.set_num_threads(threads)
         self.model = coding_model(model, device) if neural else None
-        self.mixing = mixing
+        self.mixing, self.solid = mixing, solid
         self.chunk_size = chunk_size or (self.model.context if self.model else 1 << 16)
         if not 1 <= self.chunk_size <= fmt.MAX_CHUNK_SIZE:
             raise BytezipError(f"chunk size must be between 1 and {fmt.MAX_CHUNK_SIZE}")
@@ -250,7 +253,20 @@ class Compressor:
         return coded
 
     def copy_stream(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
-        """Compress ifh to ofh, holding at most `batch` chunks in memory. Returns (bytes read, bytes written)."""
+        """Compress ifh to ofh. Returns (bytes read, bytes written).
+
+        An input of at most SOLID_MAX bytes is held in memory and also coded as one zstd chunk over the whole
+        input (long repeats span chunks, which independent chunks cannot see); the smaller archive is written.
+        A longer input streams, holding at most `batch` chunks in memory."""
+        head = _read_exact(ifh, SOLID_MAX + 1) if self.solid else b""
+        if len(head) > SOLID_MAX or not self.solid:
+            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress)
+        chunked = io.BytesIO()
+        self._copy_chunks(io.BytesIO(head), chunked, progress)
+        best = min(chunked.getvalue(), _solid_archive(head), key=len)
+        return len(head), ofh.write(best)
+
+    def _copy_chunks(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None):
         written = ofh.write(self.header().to_bytes())
         digest, total, count = hashlib.sha256(), 0, 0
         while True:
@@ -354,6 +370,28 @@ class Decompressor:
         out = io.BytesIO()
         self.copy_stream(io.BytesIO(blob), out)
         return out.getvalue()
+
+
+def _solid_archive(data: bytes) -> bytes:
+    """The whole input as one zstd (or raw) chunk: an archive that needs no model."""
+    payload = _zstd_compress(data) if data else b""
+    codec, payload = (fmt.ZSTD, payload) if 0 < len(payload) < len(data) else (fmt.RAW, data)
+    records = fmt.chunk_record_bytes(codec, len(data), payload) if data else b""
+    trailer = fmt.Trailer(1 if data else 0, len(data), hashlib.sha256(data).digest()[:fmt.DIGEST_BYTES])
+    return fmt.Header(max(1, len(data))).to_bytes() + records + trailer.to_bytes()
+
+
+class _Prefixed:
+    """A stream that first returns `head`, then reads on from `fh`."""
+
+    def __init__(self, head: bytes, fh: BinaryIO):
+        self.head, self.fh = head, fh
+
+    def read(self, n: int) -> bytes:
+        if self.head:
+            out, self.head = self.head[:n], self.head[n:]
+            return out
+        return self.fh.read(n)
 
 
 def _read_exact(fh: BinaryIO, n: int) -> bytes:

@@ -101,7 +101,7 @@ def codecs(path) -> list:
 def test_compress_decompress_round_trip(work, models):
     os.utime("a.txt", (1_000_000_000, 1_000_000_000))
     os.chmod("a.txt", 0o640)
-    r = bz("compress", "--model", models.random, "a.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "a.txt")
     assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""
     assert (work / "a.txt").read_bytes() == TEXT                         # input kept by default
     assert (work / "a.txt.bzp").stat().st_size < len(TEXT)
@@ -116,7 +116,7 @@ def test_compress_decompress_round_trip(work, models):
 
 
 def test_neural_chunks_round_trip_and_model_found_by_name(work, models):
-    r = bz("compress", "--model", models.oracle, "n.txt")
+    r = bz("compress", "--no-solid", "--model", models.oracle, "n.txt")
     assert r.exit_code == 0, r.stderr
     assert codecs("n.txt.bzp") == [fmt.NEURAL] * 4
     assert (work / "n.txt.bzp").stat().st_size < 70                     # 212 bytes -> about 66
@@ -154,21 +154,21 @@ def test_stdout_option(work, models):
 
 
 def test_output_option(work, models):
-    assert bz("compress", "--model", models.random, "-o", "sub.bzp", "a.txt").exit_code == 0
+    assert bz("compress", "--no-solid", "--model", models.random, "-o", "sub.bzp", "a.txt").exit_code == 0
     assert files(work) == {"a.txt", "n.txt", "sub.bzp"}
     r = bz("decompress", "--output", "restored.bin", "sub.bzp")          # any suffix goes with -o
     assert r.exit_code == 0 and (work / "restored.bin").read_bytes() == TEXT
-    r = bz("compress", "--model", models.random, "-o", "x.bzp", "a.txt", "n.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "-o", "x.bzp", "a.txt", "n.txt")
     assert r.exit_code == 1 and "single input" in r.stderr and not (work / "x.bzp").exists()
     r = bz("decompress", "-o", "-", "sub.bzp")                           # -o - is stdout
     assert r.exit_code == 0 and r.stdout_bytes == TEXT
 
 
 def test_stdin_to_stdout(work, models):
-    r = bz("compress", "--model", models.random, "-", input=TEXT)
+    r = bz("compress", "--no-solid", "--model", models.random, "-", input=TEXT)
     assert r.exit_code == 0 and bytezip.decompress(r.stdout_bytes) == TEXT
     blob = r.stdout_bytes
-    r = bz("--model", models.random, input=TEXT)                        # no file at all: stdin to stdout
+    r = bz("--no-solid", "--model", models.random, input=TEXT)          # no file at all: stdin to stdout
     assert r.exit_code == 0 and r.stdout_bytes == blob
     r = bz("-d", input=blob)
     assert r.exit_code == 0 and r.stdout_bytes == TEXT
@@ -176,7 +176,7 @@ def test_stdin_to_stdout(work, models):
     assert r.exit_code == 0 and r.stdout_bytes == TEXT
     r = bz("test", "-", input=blob)
     assert r.exit_code == 0 and r.stdout_bytes == b""
-    r = bz("compress", "--model", models.random, "-o", "in.bzp", input=TEXT)   # stdin to a file
+    r = bz("compress", "--no-solid", "--model", models.random, "-o", "in.bzp", input=TEXT)   # stdin to a file
     assert r.exit_code == 0 and bytezip.decompress((work / "in.bzp").read_bytes()) == TEXT
     assert files(work) == {"a.txt", "n.txt", "in.bzp"}
     r = bz("-d", "-v", input=b"garbage")
@@ -186,7 +186,7 @@ def test_stdin_to_stdout(work, models):
 
 def test_refuses_to_overwrite_without_force(work, models):
     (work / "a.txt.bzp").write_bytes(b"precious")
-    r = bz("compress", "--model", models.random, "a.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "a.txt")
     assert r.exit_code == 1
     one_error_line(r, "bytezip: a.txt.bzp: already exists", "-f")
     assert (work / "a.txt.bzp").read_bytes() == b"precious" and files(work) == {"a.txt", "a.txt.bzp", "n.txt"}
@@ -205,7 +205,7 @@ def test_output_appearing_meanwhile_is_not_overwritten(work, models, monkeypatch
         (work / "a.txt.bzp").write_bytes(b"appeared")
         return real(self, ifh, ofh, progress)
     monkeypatch.setattr(bytezip.Compressor, "copy_stream", racing)
-    r = bz("compress", "--model", models.random, "a.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "a.txt")
     assert r.exit_code == 1
     one_error_line(r, "a.txt.bzp: already exists")
     assert (work / "a.txt.bzp").read_bytes() == b"appeared" and files(work) == {"a.txt", "a.txt.bzp", "n.txt"}
@@ -244,7 +244,7 @@ def test_keep_is_the_default_and_accepted(work, models):
 
 
 def test_test_command(work, models):
-    bz("compress", "--model", models.oracle, "n.txt")
+    bz("compress", "--no-solid", "--model", models.oracle, "n.txt")
     r = bz("test", "--model", models.oracle, "n.txt.bzp")
     assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""
     r = bz("test", "-v", "--model", models.oracle, "n.txt.bzp")
@@ -253,8 +253,8 @@ def test_test_command(work, models):
 
 
 def test_list_output(work, models):
-    bz("compress", "--model", models.oracle, "n.txt")
-    bz("compress", "--model", models.random, "a.txt")
+    bz("compress", "--no-solid", "--model", models.oracle, "n.txt")
+    bz("compress", "--no-solid", "--model", models.random, "a.txt")
     r = bz("list", "n.txt.bzp")
     assert r.exit_code == 0
     size = (work / "n.txt.bzp").stat().st_size
@@ -277,7 +277,7 @@ def test_list_output(work, models):
 
 # -- errors: one line each, exit status 1, no output left, input untouched -------------------------
 def test_missing_file_and_the_rest_go_on(work, models):
-    r = bz("compress", "--model", models.random, "missing.txt", "a.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "missing.txt", "a.txt")
     assert r.exit_code == 1
     one_error_line(r, "bytezip: missing.txt: No such file or directory")
     assert (work / "a.txt.bzp").exists()                                 # the other file was processed
@@ -288,14 +288,14 @@ def test_missing_file_and_the_rest_go_on(work, models):
 
 def test_directory_and_unreadable_file(work, models, monkeypatch):
     (work / "dir").mkdir()
-    r = bz("compress", "--model", models.random, "dir")
+    r = bz("compress", "--no-solid", "--model", models.random, "dir")
     assert r.exit_code == 1
     one_error_line(r, "bytezip: dir: is a directory")
 
     def denied(path):
         raise PermissionError(13, "Permission denied", path)
     monkeypatch.setattr(cli_mod, "_open_read", denied)                   # root reads anything: simulate
-    r = bz("compress", "--model", models.random, "a.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "a.txt")
     assert r.exit_code == 1
     one_error_line(r, "bytezip: a.txt: Permission denied")
     assert files(work) == {"a.txt", "n.txt", "dir"}
@@ -304,7 +304,7 @@ def test_directory_and_unreadable_file(work, models, monkeypatch):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read a file without read permission")
 def test_unreadable_file_for_real(work, models):
     os.chmod("a.txt", 0)
-    r = bz("compress", "--model", models.random, "a.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "a.txt")
     assert r.exit_code == 1
     one_error_line(r, "bytezip: a.txt: Permission denied")
 
@@ -330,7 +330,7 @@ def test_unknown_suffix(work):
 
 
 def test_truncated_archive(work, models):
-    bz("compress", "--model", models.random, "a.txt")
+    bz("compress", "--no-solid", "--model", models.random, "a.txt")
     blob = (work / "a.txt.bzp").read_bytes()
     for cut in (3, 10, len(blob) // 2, len(blob) - 1):
         (work / "t.bzp").write_bytes(blob[:cut])
@@ -343,7 +343,7 @@ def test_truncated_archive(work, models):
 
 
 def test_corrupted_archive(work, models):
-    bz("compress", "--model", models.random, "a.txt")
+    bz("compress", "--no-solid", "--model", models.random, "a.txt")
     blob = bytearray((work / "a.txt.bzp").read_bytes())
     rec = bytezip.read_info(io.BytesIO(bytes(blob))).chunks[0]
     assert rec.codec == fmt.ZSTD
@@ -357,7 +357,7 @@ def test_corrupted_archive(work, models):
 
 
 def test_checksum_mismatch(work, models):
-    bz("compress", "--model", models.oracle, "n.txt")
+    bz("compress", "--no-solid", "--model", models.oracle, "n.txt")
     blob = bytearray((work / "n.txt.bzp").read_bytes())
     blob[-1] ^= 1                                                        # the stored checksum
     (work / "k.bzp").write_bytes(bytes(blob))
@@ -373,7 +373,7 @@ def test_unknown_model(work, models):
     assert r.exit_code == 1
     one_error_line(r, "model 'no-such-model' not found")
     assert files(work) == {"a.txt", "n.txt"}
-    bz("compress", "--model", models.oracle, "n.txt")
+    bz("compress", "--no-solid", "--model", models.oracle, "n.txt")
     os.rename("n.txt", "n.orig")
     r = bz("decompress", "n.txt.bzp")                                    # oracle-test is not here or in models/
     assert r.exit_code == 1
@@ -382,7 +382,7 @@ def test_unknown_model(work, models):
 
 
 def test_mismatched_model(work, models):
-    bz("compress", "--model", models.oracle, "n.txt")
+    bz("compress", "--no-solid", "--model", models.oracle, "n.txt")
     r = bz("decompress", "-f", "--model", models.random, "n.txt.bzp")
     assert r.exit_code == 1
     one_error_line(r, "bytezip: n.txt.bzp: archive was made with model 'oracle-test'", "'random-test'")
@@ -396,7 +396,7 @@ def test_failure_and_interrupt_leave_no_temporary_file(work, models, monkeypatch
             raise exc
         return copy_stream
     monkeypatch.setattr(bytezip.Compressor, "copy_stream", dying(bytezip.BytezipError("disk on fire")))
-    r = bz("compress", "--model", models.random, "a.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "a.txt")
     assert r.exit_code == 1
     one_error_line(r, "bytezip: a.txt: disk on fire")
     assert files(work) == {"a.txt", "n.txt"}
@@ -417,9 +417,9 @@ def test_usage_errors_exit_1(work, models):
 
 
 def test_chunk_size_option(work, models):
-    r = bz("compress", "--model", models.random, "--chunk-size", "100", "a.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "--chunk-size", "100", "a.txt")
     assert r.exit_code == 0 and bytezip.read_info(open("a.txt.bzp", "rb")).header.chunk_size == 100
-    r = bz("compress", "-f", "--model", "none", "--chunk-size", "1K", "a.txt")         # zstd/raw only
+    r = bz("compress", "-f", "--no-solid", "--model", "none", "--chunk-size", "1K", "a.txt")  # zstd/raw
     info = bytezip.read_info(open("a.txt.bzp", "rb"))
     assert r.exit_code == 0 and info.header.chunk_size == 1024 and info.header.model_id == ""
     r = bz("compress", "-f", "--model", models.random, "--chunk-size", "1M", "a.txt")  # beyond the context
@@ -438,12 +438,12 @@ def test_device_cuda_without_cuda(work, models):
 # -- terminals, verbosity, progress --------------------------------------------------------------
 def test_terminal_refusals(work, models, monkeypatch):
     monkeypatch.setattr(cli_mod, "_isatty", lambda stream: True)
-    r = bz("compress", "--model", models.random, "-c", "a.txt")
+    r = bz("compress", "--no-solid", "--model", models.random, "-c", "a.txt")
     assert r.exit_code == 1 and r.stdout_bytes == b""
     one_error_line(r, "bytezip: stdout: is a terminal", "-f")
     r = bz("compress", "-f", "-q", "--model", models.random, "-c", "a.txt")
     assert r.exit_code == 0 and bytezip.decompress(r.stdout_bytes) == TEXT
-    r = bz("compress", "--model", models.random, "-o", "x.bzp", "-")
+    r = bz("compress", "--no-solid", "--model", models.random, "-o", "x.bzp", "-")
     assert r.exit_code == 1
     one_error_line(r, "bytezip: stdin: is a terminal")
     bz("compress", "-q", "--model", models.random, "a.txt")
@@ -475,7 +475,7 @@ def test_progress_bar_only_on_a_terminal_and_not_with_q(work, models, monkeypatc
         return real(self, ifh, ofh, progress)
     monkeypatch.setattr(bytezip.Compressor, "copy_stream", slow)
     monkeypatch.setattr(cli_mod, "PROGRESS_DELAY", 0.02)
-    r = bz("compress", "--model", models.random, "a.txt")                # stderr is not a terminal here
+    r = bz("compress", "--no-solid", "--model", models.random, "a.txt")                # stderr is not a terminal here
     assert r.exit_code == 0 and r.stderr == ""
     monkeypatch.setattr(cli_mod, "_isatty", lambda stream: stream is sys.stderr)
     r = bz("compress", "-f", "--model", models.random, "a.txt")
@@ -521,7 +521,7 @@ def test_bench_is_registered_lazily(work, monkeypatch):
 
 
 def test_real_process_reports_one_line_per_failure(work, models):
-    bz("compress", "--model", models.random, "a.txt")
+    bz("compress", "--no-solid", "--model", models.random, "a.txt")
     shutil.copy("a.txt", "fake.bzp")
     env = dict(os.environ, PYTHONPATH=str(Path(bytezip.__file__).resolve().parent.parent))
     p = subprocess.run([sys.executable, "-m", "bytezip.cli", "-t", "missing.bzp", "fake.bzp", "a.txt.bzp"],

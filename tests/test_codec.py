@@ -110,3 +110,17 @@ def test_exact_model_costs_under_one_percent(trained_model):
     coded = sum(len(codec.neural_encode(fi.long().numpy(), bytes(row.tolist())))
                 for fi, row in zip(f, x.to(torch.uint8)))
     assert coded * 8 < exact_bits * 1.01 + 8 * 8 * 8   # range coder: a few bytes per chunk at most
+
+
+def test_solid_fallback_keeps_repeats_longer_than_a_chunk(trained_model):
+    """A block repeated far beyond the chunk size: the whole-input zstd archive wins and needs no model."""
+    data = np.random.default_rng(5).integers(0, 256, 1024, dtype=np.uint8).tobytes() * 40
+    cm = bytezip.coding_model(trained_model)
+    solid = bytezip.Compressor(model=cm, solid=True).compress(data)
+    chunked = bytezip.Compressor(model=cm).compress(data)
+    assert len(solid) < 2000 < len(chunked)
+    info = bytezip.read_info(io.BytesIO(solid))
+    assert info.header.model_id == "" and [c.codec for c in info.chunks] == [fmt.ZSTD]
+    assert bytezip.decompress(solid, model="no-such-model") == data
+    text = english_text()[:3000]               # where the model wins, the chunked archive is kept
+    assert bytezip.Compressor(model=cm, solid=True).compress(text) == bytezip.Compressor(model=cm).compress(text)
