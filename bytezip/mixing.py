@@ -19,13 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 ONE = 1 << 16                 # every predictor's distribution sums to about ONE
-MATCH_MIN = 5                 # bytes of context hashed to find a match
+MATCH_MIN = 4                 # bytes of context hashed to find a match
 MATCH_HASH_BITS = 12          # match table entries per lane
 O2_HASH_BITS = 10             # order-2 contexts per lane (hashed)
 N_BUCKETS = 4                 # weight sets: no match, match length 0-7, 8-23, 24+
 W_MIN = ONE >> 8              # every predictor keeps a little weight so it can come back
 LR_SHIFT = 2                  # weight update rate 1/4 of the Bayesian step
 N_MODELS = 4                  # neural, match, order-1, order-2
+COUNT_WEIGHT = 4096           # a context model's count vs its +1 prior: nearly deterministic once seen
 INITIAL_WEIGHTS = (ONE - 3 * (ONE >> 5), ONE >> 5, ONE >> 5, ONE >> 5)
 
 
@@ -84,7 +85,7 @@ class Mixer:
 
     @staticmethod
     def _counts_to_p(counts: np.ndarray) -> np.ndarray:
-        c = counts.astype(np.int64) * 32 + 1
+        c = counts.astype(np.int64) * COUNT_WEIGHT + 1
         return c * ONE // c.sum(-1, keepdims=True)
 
     def update(self, byte: np.ndarray):
