@@ -5,7 +5,7 @@ win such data by mixing predictors. Here three adaptive predictors see every byt
 
 - a match model: hash of the last MATCH_MIN bytes -> last position seen -> predicted next byte, with a hit
   rate learned per match-length bucket;
-- an order-1 and a hashed order-2 context model (byte counts);
+- order-1, and hashed order-2 and order-3 context models (byte counts);
 
 and a mixer combines them with the neural distribution linearly, its weights (one set per match-length
 bucket) learned online from each coded byte by a Bayesian-style multiplicative update.
@@ -21,13 +21,14 @@ import numpy as np
 ONE = 1 << 16                 # every predictor's distribution sums to about ONE
 MATCH_MIN = 4                 # bytes of context hashed to find a match
 MATCH_HASH_BITS = 12          # match table entries per lane
-O2_HASH_BITS = 10             # order-2 contexts per lane (hashed)
+CONTEXT_ORDERS = (1, 2, 3)    # context models: order 1 indexed directly, higher orders hashed
+CTX_HASH_BITS = 10            # hashed contexts per lane and order
 N_BUCKETS = 4                 # weight sets: no match, match length 0-7, 8-23, 24+
 W_MIN = ONE >> 8              # every predictor keeps a little weight so it can come back
-LR_SHIFT = 2                  # weight update rate 1/4 of the Bayesian step
-N_MODELS = 4                  # neural, match, order-1, order-2
+LR_SHIFT = 3                  # weight update rate 1/8 of the Bayesian step
+N_MODELS = 2 + len(CONTEXT_ORDERS)   # neural, match, then the context models
 COUNT_WEIGHT = 4096           # a context model's count vs its +1 prior: nearly deterministic once seen
-INITIAL_WEIGHTS = (ONE - 3 * (ONE >> 5), ONE >> 5, ONE >> 5, ONE >> 5)
+INITIAL_WEIGHTS = (ONE - (N_MODELS - 1) * (ONE >> 5),) + (ONE >> 5,) * (N_MODELS - 1)
 
 
 def _bucket(match_len: np.ndarray, has_match: np.ndarray) -> np.ndarray:
@@ -48,16 +49,20 @@ class Mixer:
         self.match_len = np.zeros(L, dtype=np.int64)
         self.hits = np.ones((L, N_BUCKETS), dtype=np.int64)     # match model hit rate per bucket
         self.tries = np.full((L, N_BUCKETS), 2, dtype=np.int64)
-        self.o1 = np.zeros((L, 256, 256), dtype=np.int16)                   # counts < 2^15: chunks <= 32 KB
-        self.o2 = np.zeros((L, 1 << O2_HASH_BITS, 256), dtype=np.int16)
+        self.counts = [np.zeros((L, 256 if k == 1 else 1 << CTX_HASH_BITS, 256), dtype=np.int16)
+                       for k in CONTEXT_ORDERS]                             # counts < 2^15: chunks <= 32 KB
         self.weights = np.tile(np.array(INITIAL_WEIGHTS, dtype=np.int64), (L, N_BUCKETS, 1))
         self._inputs = None
 
-    def _contexts(self):
-        t = self.t
-        c1 = self.hist[:, t - 1] if t >= 1 else np.zeros(len(self.lanes), dtype=np.int64)
-        c2 = self.hist[:, t - 2] if t >= 2 else np.zeros(len(self.lanes), dtype=np.int64)
-        return c1, ((c2 * 0x9E37 + c1 * 0x2F1) >> 3) & ((1 << O2_HASH_BITS) - 1)
+    def _contexts(self) -> list[np.ndarray]:
+        """Each context model's row for the next byte: the previous byte, or a hash of the last k."""
+        out, h = [], np.zeros(len(self.lanes), dtype=np.int64)
+        for j in range(1, max(CONTEXT_ORDERS) + 1):
+            prev = self.hist[:, self.t - j] if self.t >= j else np.zeros(len(self.lanes), dtype=np.int64)
+            h = (h * 0x2F0B3 + prev + 1) & 0xFFFFFF
+            if j in CONTEXT_ORDERS:
+                out.append(prev if j == 1 else (h ^ (h >> CTX_HASH_BITS)) & ((1 << CTX_HASH_BITS) - 1))
+        return out
 
     def mix(self, neural: np.ndarray) -> np.ndarray:
         """Neural frequencies [L, 256] (int64) -> mixed frequencies [L, 256] (int64, each >= 1)."""
@@ -71,11 +76,9 @@ class Mixer:
         p_match = np.broadcast_to(((ONE - hit) // 255)[:, None], (L, 256)).copy()
         p_match[self.lanes, predicted] = hit
         p_match[~has] = ONE >> 8
-        c1, h2 = self._contexts()
-        p_o1 = self._counts_to_p(self.o1[self.lanes, c1])
-        p_o2 = self._counts_to_p(self.o2[self.lanes, h2])
-        inputs = (p_nn, p_match, p_o1, p_o2)
-        w = self.weights[self.lanes, bucket]                                 # [L, 4]
+        inputs = (p_nn, p_match) + tuple(self._counts_to_p(table[self.lanes, row])
+                                         for table, row in zip(self.counts, self._contexts()))
+        w = self.weights[self.lanes, bucket]                                 # [L, N_MODELS]
         mixed = w[:, 0:1] * p_nn
         for i in range(1, N_MODELS):
             mixed += w[:, i:i + 1] * inputs[i]
@@ -93,7 +96,7 @@ class Mixer:
         L, t = self.lanes, self.t
         byte = byte.astype(np.int64)
         # mixer: w_i += w_i (p_i(x) - p(x)) / p(x), damped; floor; renormalise to ONE
-        p_x = np.stack([p[L, byte] for p in self._inputs], 1)                # [L, 4]
+        p_x = np.stack([p[L, byte] for p in self._inputs], 1)                # [L, N_MODELS]
         m_x = np.maximum(self._mixed[L, byte], 1)[:, None]
         w = self.weights[L, self._bucket]
         w = w + ((w * (p_x - m_x) // m_x) >> LR_SHIFT)
@@ -111,9 +114,8 @@ class Mixer:
         self.match_len = np.where(good, self.match_len + 1, 0)
         self.match_ptr = np.where(good, self.match_ptr + 1, -1)
         # context models
-        c1, h2 = self._contexts()
-        self.o1[L, c1, byte] += 1
-        self.o2[L, h2, byte] += 1
+        for table, row in zip(self.counts, self._contexts()):
+            table[L, row, byte] += 1
         self.hist[:, t] = byte
         self.t = t + 1
         # index the context that ends here; pick up a match if we have none
