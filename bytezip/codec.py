@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -173,8 +174,11 @@ def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
 
 
 def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
-                  progress: Callable[[int], None] | None = None) -> list[bytes]:
-    """Decode several neural/mixed chunks as lanes of one batch (one model step per byte for all lanes)."""
+                  progress: Callable[[int], None] | None = None,
+                  timings: dict[str, float] | None = None) -> list[bytes]:
+    """Decode several neural/mixed chunks as lanes of one batch (one model step per byte for all lanes).
+    `timings`, when given, accumulates seconds per part of the loop (what `bytezip.speed` reports)."""
+    lap = _Laps(timings) if timings is not None else (lambda part: None)
     P = m.exact.cfg.patch_size
     decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
     longest = max(sizes)
@@ -185,11 +189,15 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     active = list(range(len(sizes)))
     symbols = np.zeros(len(sizes), dtype=np.int64)
     reported = 0
+    lap("setup")
     for t in range(longest):
         freqs = stepper.next_frequencies().cpu().numpy()
+        lap("model_patch_steps" if t % P == 0 else "model_byte_steps")
         if mixer:
             freqs = np.where(use_mixed, mixer.mix(freqs), freqs)
+        lap("mixer_mix")
         probs = probabilities(freqs)
+        lap("coder_probs")
         active = [i for i in active if sizes[i] > t]
         for i in active:
             try:
@@ -197,9 +205,12 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
             except AssertionError:  # constriction: "compressed data that is invalid for the employed entropy model"
                 raise FormatError("corrupted archive (neural chunk is not a valid range-coder stream)") from None
         out[:, t] = symbols
+        lap("coder_decode")
         stepper.push(torch.from_numpy(symbols))
+        lap("model_push")
         if mixer:
             mixer.update(symbols)
+        lap("mixer_update")
         if progress and t % PROGRESS_STEPS == PROGRESS_STEPS - 1:
             done = sum(min(n, t + 1) for n in sizes)
             progress(done - reported)
@@ -207,6 +218,18 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     if progress:
         progress(sum(sizes) - reported)
     return [out[i, :n].tobytes() for i, n in enumerate(sizes)]
+
+
+class _Laps:
+    """Adds the time since the previous call to `into[part]`."""
+
+    def __init__(self, into: dict[str, float]):
+        self.into, self.last = into, time.perf_counter()
+
+    def __call__(self, part: str):
+        now = time.perf_counter()
+        self.into[part] = self.into.get(part, 0.0) + now - self.last
+        self.last = now
 
 
 # -- the public objects -------------------------------------------------------------------------

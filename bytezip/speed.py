@@ -316,66 +316,27 @@ def model_archive(comp, chunks: list[bytes], payloads: list[bytes]) -> bytes:
 
 def decode_breakdown(m, payloads: list[bytes], sizes: list[int], mixed: list[bool],
                      steps: int | None = None) -> tuple[list[bytes], dict]:
-    """`codec.neural_decode` with a stopwatch on each piece; stops after `steps` bytes per lane (None: all).
+    """`codec.neural_decode` with its stopwatch on; decodes the first `steps` bytes per lane (None: all).
     Returns (decoded prefixes, {part: seconds, ...})."""
-    import numpy as np
-    import torch
-    import constriction
-    from .codec import _CODER_MODEL, _bytes_to_words, probabilities
-    from .mixing import Mixer
+    from .codec import neural_decode
 
-    pc = time.perf_counter
-    tm = {k: 0.0 for k, _ in BREAKDOWN_PARTS[:-1]}
-    t_begin = pc()
+    n_steps = max(sizes) if steps is None else min(steps, max(sizes))
+    laps: dict[str, float] = {}
+    t_begin = time.perf_counter()
+    out = neural_decode(m, payloads, [min(n, n_steps) for n in sizes], mixed, timings=laps)
+    total = time.perf_counter() - t_begin
     P = m.exact.cfg.patch_size
-    decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
-    longest = max(sizes)
-    n_steps = longest if steps is None else min(steps, longest)
-    out = np.zeros((len(sizes), longest), dtype=np.uint8)
-    stepper = m.exact.stepper(len(sizes), -(-longest // P))
-    mixer = Mixer(len(sizes), longest) if any(mixed) else None
-    use_mixed = np.array(mixed)[:, None]
-    active = list(range(len(sizes)))
-    symbols = np.zeros(len(sizes), dtype=np.int64)
-    tm["setup"] = pc() - t_begin
-    t_patch, n_patch, t_other, n_other = 0.0, 0, 0.0, 0
-    for t in range(n_steps):
-        a = pc()
-        freqs = stepper.next_frequencies().cpu().numpy()
-        b = pc()
-        if t % P == 0:
-            t_patch, n_patch = t_patch + b - a, n_patch + 1
-        else:
-            t_other, n_other = t_other + b - a, n_other + 1
-        if mixer:
-            freqs = np.where(use_mixed, mixer.mix(freqs), freqs)
-        c = pc()
-        tm["mixer_mix"] += c - b
-        probs = probabilities(freqs)
-        d = pc()
-        tm["coder_probs"] += d - c
-        active = [i for i in active if sizes[i] > t]
-        e = pc()
-        for i in active:
-            symbols[i] = decoders[i].decode(_CODER_MODEL, probs[i:i + 1])[0]
-        f = pc()
-        tm["coder_decode"] += f - e
-        out[:, t] = symbols
-        g = pc()
-        stepper.push(torch.from_numpy(symbols))
-        h = pc()
-        tm["model_push"] += h - g
-        if mixer:
-            mixer.update(symbols)
-        tm["mixer_update"] += pc() - h
-    total = pc() - t_begin
-    local_step = t_other / n_other if n_other else (t_patch / max(1, n_patch))
+    n_patch = -(-n_steps // P)
+    n_other = n_steps - n_patch
+    patch_s, other_s = laps.pop("model_patch_steps", 0.0), laps.pop("model_byte_steps", 0.0)
+    local_step = other_s / n_other if n_other else patch_s / max(1, n_patch)
+    tm = {k: laps.get(k, 0.0) for k, _ in BREAKDOWN_PARTS[:-1]}
     tm["model_local"] = local_step * n_steps
-    tm["model_global"] = max(0.0, t_patch - local_step * n_patch)
+    tm["model_global"] = max(0.0, patch_s - local_step * n_patch)
     tm["rest"] = max(0.0, total - sum(tm.values()))
     tm["total"] = total
     tm["steps"] = n_steps
-    return [out[i, :min(n, n_steps)].tobytes() for i, n in enumerate(sizes)], tm
+    return out, tm
 
 
 def torch_profile(m, payloads, sizes, mixed, steps: int, top: int = 15) -> list[dict]:
