@@ -52,7 +52,6 @@ class Mixer:
         self.counts = [np.zeros((L, 256 if k == 1 else 1 << CTX_HASH_BITS, 256), dtype=np.int16)
                        for k in CONTEXT_ORDERS]                             # counts < 2^15: chunks <= 32 KB
         self.weights = np.tile(np.array(INITIAL_WEIGHTS, dtype=np.int64), (L, N_BUCKETS, 1))
-        self._inputs = None
 
     def _contexts(self) -> list[np.ndarray]:
         """Each context model's row for the next byte: the previous byte, or a hash of the last k."""
@@ -76,14 +75,17 @@ class Mixer:
         p_match = np.broadcast_to(((ONE - hit) // 255)[:, None], (L, 256)).copy()
         p_match[self.lanes, predicted] = hit
         p_match[~has] = ONE >> 8
+        rows = self._contexts()
         inputs = (p_nn, p_match) + tuple(self._counts_to_p(table[self.lanes, row])
-                                         for table, row in zip(self.counts, self._contexts()))
+                                         for table, row in zip(self.counts, rows))
         w = self.weights[self.lanes, bucket]                                 # [L, N_MODELS]
         mixed = w[:, 0:1] * p_nn
         for i in range(1, N_MODELS):
             mixed += w[:, i:i + 1] * inputs[i]
         mixed >>= 16                                                         # [L, 256]
+        # what update() learns from: the same predictions, not recomputed
         self._inputs, self._bucket, self._mixed = inputs, bucket, mixed
+        self._has, self._predicted, self._rows = has, predicted, rows
         return mixed + 1
 
     @staticmethod
@@ -92,7 +94,7 @@ class Mixer:
         return c * ONE // c.sum(-1, keepdims=True)
 
     def update(self, byte: np.ndarray):
-        """Learn from the byte [L] each lane just coded, then advance."""
+        """Learn from the byte [L] each lane just coded (after `mix` for this position), then advance."""
         L, t = self.lanes, self.t
         byte = byte.astype(np.int64)
         # mixer: w_i += w_i (p_i(x) - p(x)) / p(x), damped; floor; renormalise to ONE
@@ -103,9 +105,8 @@ class Mixer:
         w = np.maximum(w, W_MIN)
         self.weights[L, self._bucket] = w * ONE // w.sum(-1, keepdims=True)
         # match model: score the prediction, follow or drop the match
-        has = self.match_ptr >= 0
-        predicted = self.hist[L, np.maximum(self.match_ptr, 0)]
-        good = has & (predicted == byte)
+        has = self._has
+        good = has & (self._predicted == byte)
         self.tries[L, self._bucket] += has
         self.hits[L, self._bucket] += good
         halve = self.tries[L, self._bucket] > 1000
@@ -114,7 +115,7 @@ class Mixer:
         self.match_len = np.where(good, self.match_len + 1, 0)
         self.match_ptr = np.where(good, self.match_ptr + 1, -1)
         # context models
-        for table, row in zip(self.counts, self._contexts()):
+        for table, row in zip(self.counts, self._rows):
             table[L, row, byte] += 1
         self.hist[:, t] = byte
         self.t = t + 1
