@@ -1,7 +1,7 @@
 """Compressor and decompressor: chunks, lanes and the range coder, with a python-zstandard-like API.
 
 The input is cut into chunks of `chunk_size` bytes coded independently. Each chunk is stored with the
-cheapest of neural / zstd / raw, so no input grows beyond the fixed header and a few bytes per chunk. A
+cheapest of mixed (the model mixed with match and context models) / neural / zstd / raw, so no input grows beyond the fixed header and a few bytes per chunk. A
 neural chunk is one range-coder stream of its bytes under the exact model's distributions: the encoder gets
 them all from one parallel forward; the decoder advances many chunks together as lanes of one batch, one
 incremental model step per byte for all lanes.
@@ -286,7 +286,9 @@ class Compressor:
             return self._copy_chunks(_Prefixed(head, ifh), ofh, progress)
         chunked = io.BytesIO()
         self._copy_chunks(io.BytesIO(head), chunked, progress)
-        best = min(chunked.getvalue(), _solid_archive(head), key=len)
+        # the whole input as one chunk, zstd or raw, in an archive that needs no model
+        solid = Compressor(neural=False, chunk_size=max(1, len(head))).compress(head)
+        best = min(chunked.getvalue(), solid, key=len)
         return len(head), ofh.write(best)
 
     def _copy_chunks(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None):
@@ -393,15 +395,6 @@ class Decompressor:
         out = io.BytesIO()
         self.copy_stream(io.BytesIO(blob), out)
         return out.getvalue()
-
-
-def _solid_archive(data: bytes) -> bytes:
-    """The whole input as one zstd (or raw) chunk: an archive that needs no model."""
-    payload = _zstd_compress(data) if data else b""
-    codec, payload = (fmt.ZSTD, payload) if 0 < len(payload) < len(data) else (fmt.RAW, data)
-    records = fmt.chunk_record_bytes(codec, len(data), payload) if data else b""
-    trailer = fmt.Trailer(1 if data else 0, len(data), hashlib.sha256(data).digest()[:fmt.DIGEST_BYTES])
-    return fmt.Header(max(1, len(data))).to_bytes() + records + trailer.to_bytes()
 
 
 class _Prefixed:
