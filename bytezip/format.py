@@ -19,6 +19,7 @@ decoded bytes; nothing follows.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -95,6 +96,18 @@ class Trailer:
 
 def chunk_record_bytes(codec: int, raw_size: int, payload: bytes) -> bytes:
     return bytes([codec]) + encode_varint(raw_size) + encode_varint(len(payload)) + payload
+
+
+def archive_bytes(header: Header, chunks: list[tuple[int, bytes, bytes]]) -> bytes:
+    """A whole archive from (codec, raw bytes, payload) per chunk, for callers that choose each chunk's coding
+    themselves (the speed report, tests); the compressor writes the same records as it streams."""
+    digest = hashlib.sha256()
+    records = []
+    for codec, raw, payload in chunks:
+        records.append(chunk_record_bytes(codec, len(raw), payload))
+        digest.update(raw)
+    trailer = Trailer(len(chunks), sum(len(raw) for _, raw, _ in chunks), digest.digest()[:DIGEST_BYTES])
+    return header.to_bytes() + b"".join(records) + trailer.to_bytes()
 
 
 class Reader:

@@ -302,16 +302,10 @@ def forced_model_chunks(m, data: bytes, chunk_size: int, count: int, mixing: boo
 def model_archive(comp, chunks: list[bytes], payloads: list[bytes]) -> bytes:
     """A valid archive of these chunks with the given model payloads (a payload no shorter than its chunk,
     which the format forbids, is stored raw instead)."""
-    import hashlib
     from . import format as fmt
     codec = fmt.MIXED if comp.mixing else fmt.NEURAL
-    parts = [comp.header().to_bytes()]
-    for c, p in zip(chunks, payloads):
-        parts.append(fmt.chunk_record_bytes(codec, len(c), p) if 0 < len(p) < len(c)
-                     else fmt.chunk_record_bytes(fmt.RAW, len(c), c))
-    data = b"".join(chunks)
-    parts.append(fmt.Trailer(len(chunks), len(data), hashlib.sha256(data).digest()[:fmt.DIGEST_BYTES]).to_bytes())
-    return b"".join(parts)
+    return fmt.archive_bytes(comp.header(), [(codec, c, p) if 0 < len(p) < len(c) else (fmt.RAW, c, c)
+                                             for c, p in zip(chunks, payloads)])
 
 
 def decode_breakdown(m, payloads: list[bytes], sizes: list[int], mixed: list[bool],

@@ -54,14 +54,8 @@ def neural_payload(m, chunk: bytes) -> bytes:
 def build(m, chunks: list[tuple[int, bytes]], chunk_size: int, with_model: bool) -> bytes:
     """A valid archive holding `chunks` as (codec, raw bytes), whichever codec is asked for."""
     head = fmt.Header(chunk_size, NAME, m.digest) if with_model else fmt.Header(chunk_size)
-    out, digest = [head.to_bytes()], hashlib.sha256()
-    for c, raw in chunks:
-        payload = {RAW: lambda: raw, ZSTD: lambda: codec._zstd_compress(raw),
-                   NEURAL: lambda: neural_payload(m, raw)}[c]()
-        out.append(fmt.chunk_record_bytes(c, len(raw), payload))
-        digest.update(raw)
-    out.append(fmt.Trailer(len(chunks), sum(len(r) for _, r in chunks), digest.digest()[:8]).to_bytes())
-    return b"".join(out)
+    coders = {RAW: lambda raw: raw, ZSTD: codec._zstd_compress, NEURAL: lambda raw: neural_payload(m, raw)}
+    return fmt.archive_bytes(head, [(c, raw, coders[c](raw)) for c, raw in chunks])
 
 
 @pytest.fixture(scope="module")

@@ -143,15 +143,11 @@ def memo_neural():
 def build_archive(cm, chunks: list[tuple[int, bytes]], chunk_size: int) -> bytes:
     """An archive of the given (codec, bytes) chunks, made with the codec's own functions: which codec the
     encoder would pick for a chunk depends on the model, and these tests need each kind."""
-    parts, digest = [fmt.Header(chunk_size, cm.model_id, cm.digest).to_bytes()], hashlib.sha256()
-    for c, raw in chunks:
-        payload = {RAW: lambda: raw, ZSTD: lambda: codec._zstd_compress(raw),
-                   NEURAL: lambda: codec.neural_encode(codec.neural_frequencies(cm, [raw])[0], raw)}[c]()
-        assert len(payload) <= len(raw)
-        parts.append(fmt.chunk_record_bytes(c, len(raw), payload))
-        digest.update(raw)
-    parts.append(fmt.Trailer(len(chunks), sum(len(r) for _, r in chunks), digest.digest()[:8]).to_bytes())
-    return b"".join(parts)
+    coders = {RAW: lambda raw: raw, ZSTD: codec._zstd_compress,
+              NEURAL: lambda raw: codec.neural_encode(codec.neural_frequencies(cm, [raw])[0], raw)}
+    coded = [(c, raw, coders[c](raw)) for c, raw in chunks]
+    assert all(len(payload) <= len(raw) for _, raw, payload in coded)
+    return fmt.archive_bytes(fmt.Header(chunk_size, cm.model_id, cm.digest), coded)
 
 
 @pytest.fixture(scope="module")
