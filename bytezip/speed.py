@@ -609,21 +609,12 @@ def hardware_lines(res: dict) -> list[str]:
     ]
 
 
-def breakdown_rows(res: dict):
-    b = res["decode_breakdown"]
-    header = ["decode part", "seconds", "share", "us per step"]
-    rows = [[b["labels"][k], f"{v:.3f}", f"{100 * v / b['total_s']:.1f}%", f"{1e6 * v / b['steps']:.1f}"]
+def breakdown_rows(b: dict, what: str, per: str, digits: int):
+    """Seconds, share and microseconds per `per` (a count in `b`) for each part of a timed breakdown."""
+    header = [f"{what} part", "seconds", "share", f"us per {per.rstrip('s')}"]
+    rows = [[b["labels"][k], f"{v:.3f}", f"{100 * v / b['total_s']:.1f}%", f"{1e6 * v / b[per]:.{digits}f}"]
             for k, v in b["parts"].items()]
-    rows.append(["TOTAL", f"{b['total_s']:.3f}", "100%", f"{1e6 * b['total_s'] / b['steps']:.1f}"])
-    return header, rows
-
-
-def encode_breakdown_rows(res: dict):
-    b = res["encode_breakdown"]
-    header = ["encode part", "seconds", "share", "us per byte"]
-    rows = [[b["labels"][k], f"{v:.3f}", f"{100 * v / b['total_s']:.1f}%", f"{1e6 * v / b['bytes']:.2f}"]
-            for k, v in b["parts"].items()]
-    rows.append(["TOTAL", f"{b['total_s']:.3f}", "100%", f"{1e6 * b['total_s'] / b['bytes']:.2f}"])
+    rows.append(["TOTAL", f"{b['total_s']:.3f}", "100%", f"{1e6 * b['total_s'] / b[per]:.{digits}f}"])
     return header, rows
 
 
@@ -656,12 +647,12 @@ def _tables(res: dict):
     out = [("throughput of the full codec (KB = 10^3 bytes)", *throughput_rows(res), []),
            ("hardware limit", *hardware_rows(res), hardware_lines(res) + [
                f"FLOPs per byte: {res['flops']['formula']}"]),
-           (breakdown_title(res), *breakdown_rows(res), [])]
+           (breakdown_title(res), *breakdown_rows(res["decode_breakdown"], "decode", "steps", 1), [])]
     e = res["encode_breakdown"]
     out.append((f"where encode time goes: {e['chunks']} chunks of {e['sample']} in batches of {e['batch']}, "
-                f"{e['bytes']:,} bytes at {_kbps(e['encode_Bps'])} KB/s", *encode_breakdown_rows(res), []))
+                f"{e['bytes']:,} bytes at {_kbps(e['encode_Bps'])} KB/s", *breakdown_rows(e, "encode", "bytes", 2), []))
     if res["torch_profile"]:
-        out.append((f"torch.profiler: top operators over a short decode", *profile_rows(res), []))
+        out.append(("torch.profiler: top operators over a short decode", *profile_rows(res), []))
     if res["lanes_sweep"]:
         out.append(("decode throughput against lanes (the text sample's first chunks, one per lane, coded as "
                     f"{res['decode_breakdown']['codec']} chunks)",
