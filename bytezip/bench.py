@@ -341,9 +341,8 @@ def model_size(model) -> dict | None:
     except Exception:
         Megabyte = ()
     if isinstance(model, Megabyte):
-        from safetensors.torch import save
-        state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-        n = len(save(state)) + len(model.cfg.to_json().encode())
+        from bytezip.codec import canonical_weights
+        n = len(canonical_weights(model)) + len(model.cfg.to_json().encode())
         return {"name": "custom (in memory)", "files": [], "bytes": n, "params": model.num_params()}
     if model is not None and not isinstance(model, (str, os.PathLike)):
         return None

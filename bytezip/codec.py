@@ -56,11 +56,15 @@ class CodingModel:
         return self.exact.cfg.patch_size * self.exact.cfg.max_patches
 
 
-def weights_digest(model: Megabyte) -> bytes:
-    """SHA-256 prefix of the canonical float32 weights (independent of file layout)."""
+def canonical_weights(model: Megabyte) -> bytes:
+    """The model's float32 weights serialised as safetensors, independent of any file's layout."""
     from safetensors.torch import save
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    return hashlib.sha256(save(state)).digest()[:fmt.DIGEST_BYTES]
+    return save({k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()})
+
+
+def weights_digest(model: Megabyte) -> bytes:
+    """SHA-256 prefix of the canonical weights: the model identity archives record."""
+    return hashlib.sha256(canonical_weights(model)).digest()[:fmt.DIGEST_BYTES]
 
 
 def resolve_model_path(name: str | os.PathLike | None) -> Path:
