@@ -341,7 +341,7 @@ def model_size(model) -> dict | None:
     except Exception:
         Megabyte = ()
     if isinstance(model, Megabyte):
-        from bytezip.codec import canonical_weights
+        from bytezip.model import canonical_weights
         n = len(canonical_weights(model)) + len(model.cfg.to_json().encode())
         return {"name": "custom (in memory)", "files": [], "bytes": n, "params": model.num_params()}
     if model is not None and not isinstance(model, (str, os.PathLike)):

@@ -27,7 +27,7 @@ from . import format as fmt
 from .exact import ExactMegabyte
 from .mixing import Mixer, mixed_frequencies
 from .format import BytezipError, ChecksumError, FormatError, ModelError
-from .model import Megabyte, load_model
+from .model import Megabyte, canonical_weights, load_model
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "bytezip-v1"
@@ -54,12 +54,6 @@ class CodingModel:
     @property
     def context(self) -> int:
         return self.exact.cfg.patch_size * self.exact.cfg.max_patches
-
-
-def canonical_weights(model: Megabyte) -> bytes:
-    """The model's float32 weights serialised as safetensors, independent of any file's layout."""
-    from safetensors.torch import save
-    return save({k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()})
 
 
 def weights_digest(model: Megabyte) -> bytes:

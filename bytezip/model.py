@@ -176,11 +176,16 @@ class Megabyte(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def canonical_weights(model: Megabyte) -> bytes:
+    """The float32 weights as safetensors bytes: the shipped file, and what archives' model digests hash."""
+    from safetensors.torch import save
+    return save({k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()})
+
+
 def save_model(model: Megabyte, path_prefix: str, extra: dict | None = None) -> None:
     """Write `<prefix>.safetensors` and `<prefix>.json` (config + metadata): the model rebuilds from these alone."""
-    from safetensors.torch import save_file
-    state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, path_prefix + ".safetensors")
+    with open(path_prefix + ".safetensors", "wb") as f:
+        f.write(canonical_weights(model))
     meta = {"config": json.loads(model.cfg.to_json()), **(extra or {})}
     with open(path_prefix + ".json", "w") as f:
         json.dump(meta, f, indent=2, sort_keys=True)
