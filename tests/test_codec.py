@@ -1,6 +1,5 @@
 """Codec round trips and exactness: parallel forward (encode) vs incremental steps (decode)."""
 import io
-import os
 
 import numpy as np
 import pytest

@@ -92,7 +92,7 @@ def archive(chunks=(), *, chunk_size=CHUNK, model_id=b"", digest=bytes(8), head=
     """An archive from parts: chunks are (codec, raw_size, payload) or already-encoded bytes."""
     head = head if head is not None else (fmt.MAGIC + bytes([1, 0]) + varint(chunk_size) + bytes([len(model_id)])
                                           + model_id + digest)
-    body, raw = b"", b""
+    body = b""
     for c in chunks:
         if isinstance(c, bytes):
             body += c
