@@ -255,6 +255,7 @@ class Options:
     chunk_size: int | None = None
     lanes: int | None = None
     solid: bool = True
+    history: bool = True
 
 
 @dataclass
@@ -300,7 +301,8 @@ class Session:
                                                   solid=o.solid)
                 else:
                     self._compressor = Compressor(model=o.model, device=o.device, chunk_size=o.chunk_size,
-                                                  threads=o.threads, solid=o.solid)
+                                                  threads=o.threads, solid=o.solid, history=o.history,
+                                                  round_chunks=o.lanes)
             except BytezipError as e:
                 raise Fatal(name, str(e)) from None
         return self._compressor
@@ -515,6 +517,7 @@ def format_info(name: str, info) -> str:
         add("Bits per byte", "-")
     add("Chunk size", human(h.chunk_size))
     add("Chunks", str(len(info.chunks)))
+    add("History", f"rounds of {h.round_chunks} chunks" if h.round_chunks else "none (chunks independent)")
     for codec, cname in fmt.CODEC_NAMES.items():
         recs = [c for c in info.chunks if c.codec == codec]
         raw, coded = sum(c.raw_size for c in recs), sum(c.coded_size for c in recs)
@@ -527,7 +530,7 @@ def format_info(name: str, info) -> str:
     if h.model_id:
         add("Model", f"{h.model_id} (digest {h.model_digest.hex()})")
     else:
-        add("Model", "none (zstd/raw only)")
+        add("Model", "none (lzma/zstd/raw only)")
     add("Check", f"SHA-256/{8 * fmt.DIGEST_BYTES} {t.checksum.hex()}")
     return "\n".join(lines)
 
@@ -712,20 +715,27 @@ def _common(f, *, output=True, compress=False, coder=True):
             click.option("--model", metavar="NAME|PATH",
                          help="Model name (in models/) or path prefix of <prefix>.safetensors/.json; default: "
                               "$BYTEZIP_MODEL or bytezip-v1 to compress, the archive's own to decompress. "
-                              "'none' compresses with zstd/raw only." if compress else
+                              "'none' compresses with lzma/zstd/raw only." if compress else
                               "Model name or path prefix (default: the one named in the archive)."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                          help="Where the model runs (archives decode the same on any device)."),
             click.option("-T", "--threads", type=click.IntRange(min=0), default=0, metavar="N",
                          help="CPU threads for the model (0 = torch's default)."),
-            click.option("--lanes", type=click.IntRange(min=1), metavar="N",
-                         help="Neural chunks decoded together (memory grows with it; default 256)."),
+            click.option("--lanes", type=click.IntRange(min=1, max=fmt.MAX_ROUND_CHUNKS) if compress
+                         else click.IntRange(min=1), metavar="N",
+                         help="Chunks per round: each round decodes as N lanes and reads the rounds before it "
+                              "(default: from the input size, 8-64)." if compress else
+                              "Neural chunks decoded together in archives without shared history (memory grows "
+                              "with it; default 256)."),
         ]
     if compress:
         opts.append(click.option("--chunk-size", type=SizeType(), metavar="SIZE",
                                  help="Bytes per chunk, e.g. 4K (default and maximum: the model's context)."))
         opts.append(click.option("--solid/--no-solid", default=True, show_default=True,
-                                 help="Also try one zstd chunk over a whole input of up to 16 MiB; keep the smaller."))
+                                 help="Also try one lzma/zstd chunk over a whole input of up to 16 MiB; keep the smaller."))
+        opts.append(click.option("--history/--no-history", default=True, show_default=True,
+                                 help="Mixed chunks read the rounds before theirs (--no-history: every chunk "
+                                      "independent, decodable with any lanes)."))
     for o in reversed(opts):
         f = o(f)
     return f
@@ -735,7 +745,8 @@ def _options(kw) -> Options:
     return Options(output=kw.get("output"), stdout=kw.get("to_stdout", False), remove=kw.get("remove", False),
                    force=kw.get("force", False), verbosity=1 - kw.get("quiet", 0) + kw.get("verbose", 0),
                    model=kw.get("model"), device=kw.get("device", "auto"), threads=kw.get("threads") or None,
-                   chunk_size=kw.get("chunk_size"), lanes=kw.get("lanes"), solid=kw.get("solid", True))
+                   chunk_size=kw.get("chunk_size"), lanes=kw.get("lanes"), solid=kw.get("solid", True),
+                   history=kw.get("history", True))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -1,10 +1,15 @@
 """Compressor and decompressor: chunks, lanes and the range coder, with a python-zstandard-like API.
 
-The input is cut into chunks of `chunk_size` bytes coded independently. Each chunk is stored with the
-cheapest of mixed (the model mixed with match and context models) / neural / zstd / raw, so no input grows beyond the fixed header and a few bytes per chunk. A
-neural chunk is one range-coder stream of its bytes under the exact model's distributions: the encoder gets
-them all from one parallel forward; the decoder advances many chunks together as lanes of one batch, one
-incremental model step per byte for all lanes.
+The input is cut into chunks of `chunk_size` bytes. Each chunk is stored with the cheapest of mixed (the
+model mixed with match and context models) / neural / lzma / zstd / raw, so no input grows beyond the fixed
+header and a few bytes per chunk. A neural chunk is one range-coder stream of its bytes under the exact
+model's distributions: the encoder gets them all from one parallel forward; the decoder advances many chunks
+together as lanes of one batch, one incremental model step per byte for all lanes.
+
+Chunks are coded in rounds of `round_chunks` (the lanes of one decode batch): a mixed chunk's mixer also
+reads every byte of the rounds before its own (`mixing.History`), which is how whole-file repeats and
+statistics reach a model with a 4 KB window. Fewer chunks per round means more history for more chunks
+but fewer lanes to decode in parallel; `round_chunks_for` picks it from the input size.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import functools
 import hashlib
 import io
 import json
+import lzma
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -25,19 +32,22 @@ import zstandard
 
 from . import format as fmt
 from .exact import ExactMegabyte
-from .mixing import Mixer, mixed_frequencies
+from .mixing import History, Mixer, mixed_frequencies
 from .format import BytezipError, ChecksumError, FormatError, ModelError
 from .model import Megabyte, canonical_weights, load_model
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "bytezip-v1"
 DEFAULT_LANES = 256          # chunks decoded together (memory ~ lanes x model KV cache)
-ENCODE_BATCH = 64            # chunks coded together when encoding (the mixer steps them as lanes)
+ENCODE_BATCH = 64            # chunks coded together when encoding without history (the mixer's lanes)
+ROUNDS = 8                   # an input known to be n chunks is coded in about this many rounds ...
+MIN_ROUND_CHUNKS = 8         # ... of at least this many chunks (lanes) ...
+MAX_ROUND_CHUNKS = 64        # ... and at most this many (also the round of an input of unknown size)
 FORWARD_BATCH = 16           # chunks per parallel forward (memory ~ batch x T^2)
 ZSTD_LEVEL = 19
 SOLID_MAX = 1 << 24          # inputs up to this size are also tried as one zstd chunk (= format's chunk limit)
 PROGRESS_STEPS = 64         # decoding reports progress every this many steps
-PENDING_BYTES = 1 << 25      # zstd/raw payload bytes (+ PENDING_OVERHEAD per chunk) held while neural ones wait
+PENDING_BYTES = 1 << 25      # lzma/zstd/raw payload bytes (+ PENDING_OVERHEAD per chunk) held while neural ones wait
 PENDING_OVERHEAD = 256
 
 _CODER_MODEL = constriction.stream.model.Categorical(perfect=False)
@@ -131,6 +141,27 @@ def _zstd_compressor(chunk_size: int) -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(compression_params=params)
 
 
+def lzma_filters(raw_size: int) -> list[dict]:
+    """xz -9e's LZMA2 settings, the dictionary cut to the chunk (the decoder derives the same from raw_size)."""
+    return [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
+             "dict_size": max(4096, min(raw_size, 1 << 26))}]
+
+
+def _lzma_compress(chunk: bytes) -> bytes:
+    return lzma.compress(chunk, format=lzma.FORMAT_RAW, filters=lzma_filters(len(chunk)))
+
+
+def _lzma_decompress(payload: bytes, raw_size: int) -> bytes:
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=lzma_filters(raw_size))
+    try:
+        out = d.decompress(payload, max_length=raw_size)
+    except lzma.LZMAError as e:
+        raise FormatError(f"corrupted archive (lzma chunk: {e})") from None
+    if len(out) != raw_size or not d.eof or d.unused_data:
+        raise FormatError("corrupted archive (lzma chunk has the wrong size)")
+    return out
+
+
 def _zstd_compress(chunk: bytes) -> bytes:
     return _zstd_compressor(len(chunk)).compress(chunk)
 
@@ -173,16 +204,17 @@ def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
 
 def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
                   progress: Callable[[int], None] | None = None,
-                  timings: dict[str, float] | None = None) -> list[bytes]:
-    """Decode several neural/mixed chunks as lanes of one batch (one model step per byte for all lanes).
-    `timings`, when given, accumulates seconds per part of the loop (what `bytezip.speed` reports)."""
+                  timings: dict[str, float] | None = None, history: History | None = None) -> list[bytes]:
+    """Decode several neural/mixed chunks as lanes of one batch (one model step per byte for all lanes);
+    mixed chunks read `history` (the rounds before theirs). `timings`, when given, accumulates seconds per
+    part of the loop (what `bytezip.speed` reports)."""
     lap = _Laps(timings) if timings is not None else (lambda part: None)
     P = m.exact.cfg.patch_size
     decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
     longest = max(sizes)
     out = np.zeros((len(sizes), longest), dtype=np.uint8)
     stepper = m.exact.stepper(len(sizes), -(-longest // P))
-    mixer = Mixer(len(sizes), longest) if any(mixed) else None
+    mixer = Mixer(len(sizes), longest, history) if any(mixed) else None
     use_mixed = np.array(mixed)[:, None]
     active = list(range(len(sizes)))
     symbols = np.zeros(len(sizes), dtype=np.int64)
@@ -232,17 +264,24 @@ class _Laps:
 
 # -- the public objects -------------------------------------------------------------------------
 class Compressor:
-    """Configured once, reused for many inputs. `neural=False` codes with zstd/raw only (no model needed);
-    `mixing=False` keeps to the model alone; `solid=True` (the command line's default) also tries the whole
-    input as one zstd chunk and keeps the smaller archive."""
+    """Configured once, reused for many inputs. `neural=False` codes with lzma/zstd/raw only (no model needed);
+    `mixing=False` keeps to the model alone; `history=False` keeps every chunk independent (no shared
+    history; decodable with any number of lanes); `round_chunks` fixes the chunks per round (default: from
+    the input size); `solid=True` (the command line's default) also tries the whole input as one lzma/zstd
+    chunk and keeps the smaller archive."""
 
     def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
                  batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True,
-                 mixing: bool = True, solid: bool = False):
+                 mixing: bool = True, history: bool = True, round_chunks: int | None = None,
+                 solid: bool = False):
         if threads:
             torch.set_num_threads(threads)
         self.model = coding_model(model, device) if neural else None
         self.mixing, self.solid = mixing, solid
+        self.history = bool(self.model and mixing and history)
+        if round_chunks is not None and not 1 <= round_chunks <= fmt.MAX_ROUND_CHUNKS:
+            raise BytezipError(f"chunks per round must be between 1 and {fmt.MAX_ROUND_CHUNKS}")
+        self.round_chunks = round_chunks
         self.chunk_size = chunk_size or (self.model.context if self.model else 1 << 16)
         if not 1 <= self.chunk_size <= fmt.MAX_CHUNK_SIZE:
             raise BytezipError(f"chunk size must be between 1 and {fmt.MAX_CHUNK_SIZE}")
@@ -250,19 +289,29 @@ class Compressor:
             raise BytezipError(f"chunk size {self.chunk_size} exceeds the model's context of {self.model.context}")
         self.batch = batch
 
-    def header(self) -> fmt.Header:
+    def header(self, round_chunks: int = 0) -> fmt.Header:
         if self.model:
-            return fmt.Header(self.chunk_size, self.model.model_id, self.model.digest)
+            return fmt.Header(self.chunk_size, self.model.model_id, self.model.digest, round_chunks)
         return fmt.Header(self.chunk_size)
 
-    def code_chunks(self, chunks: list[bytes]) -> list[tuple[int, bytes]]:
-        """(codec, payload) for each chunk: the smallest of mixed, neural, zstd and raw."""
+    def round_chunks_for(self, size: int | None) -> int:
+        """Chunks per round for an input of `size` bytes (None: unknown); 0 = no shared history."""
+        if not self.history:
+            return 0
+        if self.round_chunks:
+            return self.round_chunks
+        if size is None:
+            return MAX_ROUND_CHUNKS
+        return min(MAX_ROUND_CHUNKS, max(MIN_ROUND_CHUNKS, math.ceil(size / self.chunk_size / ROUNDS)))
+
+    def code_chunks(self, chunks: list[bytes], history: History | None = None) -> list[tuple[int, bytes]]:
+        """(codec, payload) for each chunk: the smallest of mixed (reading `history`), neural, lzma, zstd, raw."""
         freqs = neural_frequencies(self.model, chunks) if self.model else [None] * len(chunks)
-        mixed = mixed_frequencies(freqs, chunks) if self.model and self.mixing else [None] * len(chunks)
+        mixed = mixed_frequencies(freqs, chunks, history) if self.model and self.mixing else [None] * len(chunks)
         coded = []
         for chunk, f, fm in zip(chunks, freqs, mixed):
             best = (fmt.RAW, chunk)
-            candidates = [(fmt.ZSTD, _zstd_compress(chunk))]
+            candidates = [(fmt.ZSTD, _zstd_compress(chunk)), (fmt.LZMA, _lzma_compress(chunk))]
             if f is not None:
                 candidates.append((fmt.NEURAL, neural_encode(f, chunk)))
             if fm is not None:
@@ -276,25 +325,29 @@ class Compressor:
     def copy_stream(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
         """Compress ifh to ofh. Returns (bytes read, bytes written).
 
-        An input of at most SOLID_MAX bytes is held in memory and also coded as one zstd chunk over the whole
-        input (long repeats span chunks, which independent chunks cannot see); the smaller archive is written.
-        A longer input streams, holding at most `batch` chunks in memory."""
-        head = _read_exact(ifh, SOLID_MAX + 1) if self.solid else b""
+        The first SOLID_MAX + 1 bytes are read ahead, so an input up to SOLID_MAX bytes has a known size (which
+        sets the chunks per round) and, with `solid`, is also coded as one lzma/zstd chunk over the whole input
+        (long repeats span chunks); the smaller archive is written. A longer input streams, holding one round
+        (or `batch` chunks) in memory, plus the shared history (`mixing.HISTORY_MAX`)."""
+        head = _read_exact(ifh, SOLID_MAX + 1)
         if len(head) > SOLID_MAX or not self.solid:
-            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress)
+            size = len(head) if len(head) <= SOLID_MAX else None
+            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress, self.round_chunks_for(size))
         chunked = io.BytesIO()
-        self._copy_chunks(io.BytesIO(head), chunked, progress)
-        # the whole input as one chunk, zstd or raw, in an archive that needs no model
+        self._copy_chunks(io.BytesIO(head), chunked, progress, self.round_chunks_for(len(head)))
+        # the whole input as one chunk, lzma, zstd or raw, in an archive that needs no model
         solid = Compressor(neural=False, chunk_size=max(1, len(head))).compress(head)
         best = min(chunked.getvalue(), solid, key=len)
         return len(head), ofh.write(best)
 
-    def _copy_chunks(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None):
-        written = ofh.write(self.header().to_bytes())
+    def _copy_chunks(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None,
+                     round_chunks: int):
+        written = ofh.write(self.header(round_chunks).to_bytes())
         digest, total, count = hashlib.sha256(), 0, 0
+        history = History() if round_chunks else None
         while True:
             chunks = []
-            for _ in range(self.batch):
+            for _ in range(round_chunks or self.batch):
                 c = _read_exact(ifh, self.chunk_size)
                 if c:
                     chunks.append(c)
@@ -302,13 +355,15 @@ class Compressor:
                     break
             if not chunks:
                 break
-            for chunk, (codec, payload) in zip(chunks, self.code_chunks(chunks)):
+            for chunk, (codec, payload) in zip(chunks, self.code_chunks(chunks, history)):
                 digest.update(chunk)
                 written += ofh.write(fmt.chunk_record_bytes(codec, len(chunk), payload))
                 total += len(chunk)
                 count += 1
             if progress:
                 progress(sum(map(len, chunks)))
+            if history:
+                history.extend(b"".join(chunks))
             if len(chunks[-1]) < self.chunk_size:
                 break
         written += ofh.write(fmt.Trailer(count, total, digest.digest()[:fmt.DIGEST_BYTES]).to_bytes())
@@ -350,6 +405,7 @@ class Decompressor:
         Returns (bytes read, bytes written). Output written before a failure must be discarded by the caller."""
         reader = fmt.Reader(ifh)
         header = reader.header()
+        history = History() if header.round_chunks else None
         model = None
         digest, written = hashlib.sha256(), 0
         pending: list[tuple[fmt.ChunkRecord, bytes]] = []
@@ -361,17 +417,22 @@ class Decompressor:
             if neural:
                 model = model or self._model_for(header)
                 outs = neural_decode(model, [p for _, p in neural], [r.raw_size for r, _ in neural],
-                                     [r.codec == fmt.MIXED for r, _ in neural], progress)
+                                     [r.codec == fmt.MIXED for r, _ in neural], progress, history=history)
                 decoded = {id(r): o for (r, _), o in zip(neural, outs)}
+            round_bytes = []
             for r, p in pending:
                 if r.codec in fmt.MODEL_CODECS:
                     data = decoded[id(r)]
                 else:
-                    data = p if r.codec == fmt.RAW else _zstd_decompress(p, r.raw_size)
+                    data = _plain_decode(r.codec, p, r.raw_size)
                     if progress:
                         progress(len(data))
                 digest.update(data)
                 written += ofh.write(data)
+                if history:
+                    round_bytes.append(data)
+            if history:
+                history.extend(b"".join(round_bytes))
             pending.clear()
 
         n_neural = held = 0
@@ -381,7 +442,9 @@ class Decompressor:
                 n_neural += 1
             else:
                 held += len(payload) + PENDING_OVERHEAD
-            if n_neural >= self.lanes or held >= PENDING_BYTES:
+            # with a shared history the rounds are the archive's; without, any grouping decodes the same
+            if (len(pending) == header.round_chunks if header.round_chunks
+                    else n_neural >= self.lanes or held >= PENDING_BYTES):
                 flush()
                 n_neural = held = 0
         flush()
@@ -393,6 +456,13 @@ class Decompressor:
         out = io.BytesIO()
         self.copy_stream(io.BytesIO(blob), out)
         return out.getvalue()
+
+
+def _plain_decode(codec: int, payload: bytes, raw_size: int) -> bytes:
+    """A chunk that needs no model: raw, zstd or lzma."""
+    if codec == fmt.RAW:
+        return payload
+    return (_zstd_decompress if codec == fmt.ZSTD else _lzma_decompress)(payload, raw_size)
 
 
 class _Prefixed:

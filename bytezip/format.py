@@ -1,19 +1,24 @@
-"""The .bzp archive format (version 1): a header, one record per chunk, an end record.
+"""The .bzp archive format (version 2): a header, one record per chunk, an end record.
 
 All integers are unsigned LEB128 varints unless a width is given. The layout is written so that an
 archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
 before anything is allocated for it.
 
-    header   magic b"\\x89BZP" | version u8 = 1 | flags u8 | chunk_size | model_id_len u8 | model_id (ASCII)
-             | model_digest 8 bytes (SHA-256 prefix of the canonical weights; zeros when model_id is empty)
-    chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed) | raw_size | coded_size | payload (coded_size bytes)
+    header   magic b"\\x89BZP" | version u8 = 2 | flags u8 | chunk_size | round_chunks | model_id_len u8
+             | model_id (ASCII) | model_digest 8 bytes (SHA-256 prefix of the canonical weights; only when
+             model_id is not empty)
+    chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed, 4 lzma) | raw_size | coded_size | payload (coded_size bytes)
     end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the original bytes)
 
+round_chunks: 0, or the number of chunks per round (<= 1024) when mixed chunks read a shared history: the
+chunks are grouped in rounds of that many in file order, and a mixed chunk's mixer also reads every byte of
+the rounds before its own (`bytezip.mixing.History`); 0 keeps every chunk independent of the others.
+
 Rules a decoder checks: varints are minimal (no overlong encodings); flags == 0; the model id is printable
-ASCII, and empty (no model) only with a zero digest and no neural chunk; 1 <= chunk_size <= 2^24; every chunk
+ASCII; round_chunks is 0 without a model; no neural chunk without a model; 1 <= chunk_size <= 2^24; every chunk
 but the last has raw_size == chunk_size and the last 1 <= raw_size <= chunk_size; coded_size <= raw_size
 (the encoder stores a chunk raw rather than let it grow) and a raw chunk has coded_size == raw_size; a zstd
-payload is a magicless zstd frame; a neural payload is the range coder's little-endian 32-bit words with
+payload is a magicless zstd frame; an lzma payload is a raw LZMA2 stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
 trailing zero bytes dropped (its distributions: the exact model's, or for "mixed" those of `bytezip.mixing`); chunk_count and original_size match the records; the checksum matches the
 decoded bytes; nothing follows.
 """
@@ -24,10 +29,11 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 MAGIC = b"\x89BZP"
-VERSION = 1
+VERSION = 2
 MAX_CHUNK_SIZE = 1 << 24
-RAW, ZSTD, NEURAL, MIXED = 0, 1, 2, 3
-CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural", MIXED: "mixed"}
+MAX_ROUND_CHUNKS = 1024
+RAW, ZSTD, NEURAL, MIXED, LZMA = 0, 1, 2, 3, 4
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural", MIXED: "mixed", LZMA: "lzma"}
 MODEL_CODECS = (NEURAL, MIXED)
 END = 0xFF
 DIGEST_BYTES = 8
@@ -66,14 +72,16 @@ def encode_varint(n: int) -> bytes:
 class Header:
     chunk_size: int
     model_id: str = ""
-    model_digest: bytes = bytes(DIGEST_BYTES)
+    model_digest: bytes = b""
+    round_chunks: int = 0
     flags: int = 0
 
     def to_bytes(self) -> bytes:
         mid = self.model_id.encode("ascii")
-        assert len(mid) < 256 and len(self.model_digest) == DIGEST_BYTES
+        assert len(mid) < 256 and len(self.model_digest) == (DIGEST_BYTES if mid else 0)
+        assert 0 <= self.round_chunks <= MAX_ROUND_CHUNKS and (mid or not self.round_chunks)
         return (MAGIC + bytes([VERSION, self.flags]) + encode_varint(self.chunk_size)
-                + bytes([len(mid)]) + mid + self.model_digest)
+                + encode_varint(self.round_chunks) + bytes([len(mid)]) + mid + self.model_digest)
 
 
 @dataclass
@@ -158,13 +166,14 @@ class Reader:
         chunk_size = self._varint("chunk size", MAX_CHUNK_SIZE)
         if chunk_size == 0:
             raise FormatError("corrupted archive (chunk size 0)")
+        round_chunks = self._varint("round size", MAX_ROUND_CHUNKS)
         mid = self._read(self._read(1, "header")[0], "model id")
         if not all(0x20 <= c < 0x7F for c in mid):  # it is printed in messages: one line, no escapes
             raise FormatError("corrupted archive (model id is not printable ASCII)")
-        digest = self._read(DIGEST_BYTES, "model digest")
-        if not mid and digest != bytes(DIGEST_BYTES):
-            raise FormatError("corrupted archive (model digest without a model id)")
-        return Header(chunk_size, mid.decode("ascii"), digest, flags)
+        if round_chunks and not mid:
+            raise FormatError("corrupted archive (shared history without a model)")
+        digest = self._read(DIGEST_BYTES, "model digest") if mid else b""
+        return Header(chunk_size, mid.decode("ascii"), digest, round_chunks, flags)
 
     def records(self, header: Header) -> Iterator[tuple[ChunkRecord, bytes | None]]:
         """Yields (record, payload) per chunk; after the loop `self.trailer` holds the checked end record."""

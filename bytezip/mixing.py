@@ -1,91 +1,169 @@
 """Online mixing of the MEGABYTE distribution with adaptive match and context models (codec "mixed").
 
-A small model with a 4 KB window misses what repeats inside a chunk as exactly as it repeats; paq and cmix
-win such data by mixing predictors. Here three adaptive predictors see every byte already coded in the chunk:
+A small model with a 4 KB window misses what repeats, inside a chunk and across a file; paq and cmix win
+such data by mixing predictors. Here the mixer combines, for every byte:
 
-- a match model: hash of the last MATCH_MIN bytes -> last position seen -> predicted next byte, with a hit
-  rate learned per match-length bucket;
-- order-1, and hashed order-2 and order-3 context models (byte counts);
+- the neural distribution;
+- a match model over the chunk so far: hash of the last MATCH_MIN bytes -> last position seen -> predicted
+  next byte, with a hit rate learned per match-length bucket;
+- a match model over the shared history (`History`: every byte of the rounds before this chunk's round),
+  hashed on the last HISTORY_MATCH_MIN bytes;
+- order-1/2/3 context models (byte counts) over the chunk so far, and order-1/2/3/4/6 ones over the history;
 
-and a mixer combines them with the neural distribution linearly, its weights (one set per match-length
-bucket) learned online from each coded byte by a Bayesian-style multiplicative update.
+linearly, with weights (one set per match-length bucket) learned online from each coded byte by a
+Bayesian-style multiplicative update.
 
-Everything is int64 numpy arithmetic (integer division, shifts), vectorised across lanes, so the encoder and
-the decoder compute identical frequencies on every platform. The encoder drives it byte by byte over a batch
+Chunks are coded in rounds of `round_chunks` lanes: all lanes of a round read the same frozen history, so a
+round decodes as one batch, and the history grows by the whole round once it is done. A file's first round
+sees nothing; later ones see all of the file before them (up to HISTORY_MAX bytes).
+
+Everything is integer numpy arithmetic (integer division, shifts), vectorised across lanes, so the encoder and
+the decoder compute identical frequencies on every platform. The encoder drives it byte by byte over a round
 of chunks; the decoder one step per byte for all lanes, right after the model step.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 ONE = 1 << 16                 # every predictor's distribution sums to about ONE
-MATCH_MIN = 4                 # bytes of context hashed to find a match
-MATCH_HASH_BITS = 12          # match table entries per lane
-CONTEXT_ORDERS = (1, 2, 3)    # context models: order 1 indexed directly, higher orders hashed
-CTX_HASH_BITS = 10            # hashed contexts per lane and order
-N_BUCKETS = 4                 # weight sets: no match, match length 0-7, 8-23, 24+
+MATCH_MIN = 4                 # bytes of context hashed to find a match inside the chunk
+MATCH_HASH_BITS = 12          # chunk match table entries per lane
+HISTORY_MATCH_MIN = 6         # bytes of context hashed to find a match in the history
+HISTORY_MATCH_BITS = 20       # history match table entries
+HISTORY_MAX = 1 << 26         # history bytes kept for matching; its context counts keep learning beyond
+OWN_ORDERS = (1, 2, 3)        # context models over the chunk: order 1 indexed directly, higher orders hashed
+OWN_HASH_BITS = 10            # hashed contexts per lane and order
+SHARED_ORDERS = (1, 2, 3, 4, 6)   # context models over the history
+SHARED_HASH_BITS = 16         # hashed contexts per order (uint16 counts: 32 MB a table)
+N_BUCKETS = 4                 # weight sets: no match, longest match 0-7, 8-23, 24+
 W_MIN = ONE >> 8              # every predictor keeps a little weight so it can come back
 LR_SHIFT = 3                  # weight update rate 1/8 of the Bayesian step
-N_MODELS = 2 + len(CONTEXT_ORDERS)   # neural, match, then the context models
+N_MODELS = 3 + len(OWN_ORDERS) + len(SHARED_ORDERS)   # neural, two match models, then the context models
 COUNT_WEIGHT = 4096           # a context model's count vs its +1 prior: nearly deterministic once seen
-INITIAL_WEIGHTS = (ONE - (N_MODELS - 1) * (ONE >> 5),) + (ONE >> 5,) * (N_MODELS - 1)
+INITIAL_WEIGHTS = (ONE - (N_MODELS - 1) * (ONE >> 6),) + (ONE >> 6,) * (N_MODELS - 1)
+_MUL, _MASK = 0x2F0B3, 0xFFFFFF
 
 
-def _bucket(match_len: np.ndarray, has_match: np.ndarray) -> np.ndarray:
-    b = np.where(match_len < 8, 1, np.where(match_len < 24, 2, 3))
-    return np.where(has_match, b, 0)
+def hash_last(prev: Callable[[int], np.ndarray], n: int, bits: int) -> np.ndarray:
+    """Hash of the last n bytes into `bits` bits; prev(j) gives the j-th previous byte (1 = the last one) for
+    every lane or position. One function for lanes and for the history, so both index the same entries."""
+    h = 0
+    for j in range(1, n + 1):
+        h = (h * _MUL + prev(j)) & _MASK
+    return (h ^ (h >> bits)) & ((1 << bits) - 1)
+
+
+def context_rows(prev: Callable[[int], np.ndarray], orders: tuple[int, ...], bits: int) -> list[np.ndarray]:
+    """Each context model's row for the next byte: the previous byte (order 1), or a hash of the last k."""
+    out, h = [], 0
+    for j in range(1, max(orders) + 1):
+        p = prev(j)
+        h = (h * _MUL + p + 1) & _MASK
+        if j in orders:
+            out.append(p if j == 1 else (h ^ (h >> bits)) & ((1 << bits) - 1))
+    return out
+
+
+class History:
+    """What earlier rounds coded, and the statistics every lane of the next round reads (never writes)."""
+
+    def __init__(self):
+        self.data = np.zeros(0, dtype=np.uint8)
+        self.size = 0                                                  # bytes seen, including beyond HISTORY_MAX
+        self.counts = [np.zeros((256 if k == 1 else 1 << SHARED_HASH_BITS, 256), dtype=np.uint16)
+                       for k in SHARED_ORDERS]
+        self.match_table = np.full(1 << HISTORY_MATCH_BITS, -1, dtype=np.int64)
+        self._tail = np.zeros(0, dtype=np.int64)                       # the last bytes, as context for the next
+
+    def extend(self, data: bytes):
+        """Learn from a finished round's bytes (every chunk of it, whatever its codec), in file order."""
+        if not data:
+            return
+        new = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+        ctx = max(max(SHARED_ORDERS), HISTORY_MATCH_MIN)
+        full = np.concatenate([self._tail, new])
+        pos = np.arange(len(self._tail), len(full))                   # positions of the new bytes in `full`
+
+        def prev(j):
+            return np.where(pos - j >= 0, full[np.maximum(pos - j, 0)], 0)
+
+        for table, rows in zip(self.counts, context_rows(prev, SHARED_ORDERS, SHARED_HASH_BITS)):
+            idx, n = np.unique(rows * 256 + new, return_counts=True)
+            flat = table.reshape(-1)
+            flat[idx] = np.minimum(flat[idx].astype(np.int64) + n, 0xFFFF)
+        if self.size < HISTORY_MAX:
+            base = self.size - len(self._tail)                         # history position of full[0]
+            keep = min(len(new), HISTORY_MAX - self.size)
+            self.data = np.concatenate([self.data, new[:keep].astype(np.uint8)])
+            # a context ending at p (p = index of the byte after it) points at p; later positions win
+            p = pos[:keep][pos[:keep] + base >= HISTORY_MATCH_MIN]
+            h = hash_last(lambda j: full[p - j], HISTORY_MATCH_MIN, HISTORY_MATCH_BITS)
+            last = len(h) - 1 - np.unique(h[::-1], return_index=True)[1]
+            self.match_table[h[last]] = p[last] + base
+        self.size += len(new)
+        self._tail = full[-ctx:]
 
 
 class Mixer:
     """Mixing state of `lanes` chunks coded in lockstep (position t is the same for every lane)."""
 
-    def __init__(self, lanes: int, length: int):
+    def __init__(self, lanes: int, length: int, history: History | None = None):
         L = lanes
         self.lanes = np.arange(L)
+        self.history = history or History()
         self.hist = np.zeros((L, length + 1), dtype=np.int64)
         self.t = 0
         self.match_table = np.full((L, 1 << MATCH_HASH_BITS), -1, dtype=np.int64)
-        self.match_ptr = np.full(L, -1, dtype=np.int64)        # position of the predicted byte, -1 = none
-        self.match_len = np.zeros(L, dtype=np.int64)
-        self.hits = np.ones((L, N_BUCKETS), dtype=np.int64)     # match model hit rate per bucket
-        self.tries = np.full((L, N_BUCKETS), 2, dtype=np.int64)
-        self.counts = [np.zeros((L, 256 if k == 1 else 1 << CTX_HASH_BITS, 256), dtype=np.int16)
-                       for k in CONTEXT_ORDERS]                             # counts < 2^15: chunks <= 32 KB
-        self.weights = np.tile(np.array(INITIAL_WEIGHTS, dtype=np.int64), (L, N_BUCKETS, 1))
+        self.ptr = np.full((2, L), -1, dtype=np.int64)         # predicted byte's position: chunk, history
+        self.len = np.zeros((2, L), dtype=np.int64)
+        self.hits = np.ones((2, L, N_BUCKETS), dtype=np.int64)   # each match model's hit rate per bucket
+        self.tries = np.full((2, L, N_BUCKETS), 2, dtype=np.int64)
+        self.counts = [np.zeros((L, 256 if k == 1 else 1 << OWN_HASH_BITS, 256), dtype=np.int16)
+                       for k in OWN_ORDERS]                               # counts < 2^15: chunks <= 32 KB
+        # with no history yet, its predictors (second match model, shared counts) get no weight and no floor
+        used = np.ones(N_MODELS, dtype=bool)
+        if not self.history.size:
+            used[2] = used[3 + len(OWN_ORDERS):] = False
+        self.floor = np.where(used, W_MIN, 0)
+        w = np.where(used, INITIAL_WEIGHTS, 0)
+        self.weights = np.tile(w * ONE // w.sum(), (L, N_BUCKETS, 1))
 
-    def _contexts(self) -> list[np.ndarray]:
-        """Each context model's row for the next byte: the previous byte, or a hash of the last k."""
-        out, h = [], np.zeros(len(self.lanes), dtype=np.int64)
-        for j in range(1, max(CONTEXT_ORDERS) + 1):
-            prev = self.hist[:, self.t - j] if self.t >= j else np.zeros(len(self.lanes), dtype=np.int64)
-            h = (h * 0x2F0B3 + prev + 1) & 0xFFFFFF
-            if j in CONTEXT_ORDERS:
-                out.append(prev if j == 1 else (h ^ (h >> CTX_HASH_BITS)) & ((1 << CTX_HASH_BITS) - 1))
-        return out
+    def _prev(self, j: int) -> np.ndarray:
+        return self.hist[:, self.t - j] if self.t >= j else np.zeros(len(self.lanes), dtype=np.int64)
+
+    def _match_input(self, m: int, predicted: np.ndarray, bucket: np.ndarray) -> np.ndarray:
+        L, has = self.lanes, self.ptr[m] >= 0
+        hit = self.hits[m, L, bucket] * ONE // self.tries[m, L, bucket]
+        hit = np.clip(hit, ONE >> 9, ONE - (ONE >> 9))
+        p = np.broadcast_to(((ONE - hit) // 255)[:, None], (len(L), 256)).copy()
+        p[L, predicted] = hit
+        p[~has] = ONE >> 8
+        return p
 
     def mix(self, neural: np.ndarray) -> np.ndarray:
         """Neural frequencies [L, 256] (int64) -> mixed frequencies [L, 256] (int64, each >= 1)."""
-        L = len(self.lanes)
+        L, H = self.lanes, self.history.data
         p_nn = neural * ONE // neural.sum(-1, keepdims=True)
-        has = self.match_ptr >= 0
-        bucket = _bucket(self.match_len, has)
-        predicted = self.hist[self.lanes, np.maximum(self.match_ptr, 0)]
-        hit = self.hits[self.lanes, bucket] * ONE // self.tries[self.lanes, bucket]
-        hit = np.clip(hit, ONE >> 9, ONE - (ONE >> 9))
-        p_match = np.broadcast_to(((ONE - hit) // 255)[:, None], (L, 256)).copy()
-        p_match[self.lanes, predicted] = hit
-        p_match[~has] = ONE >> 8
-        rows = self._contexts()
-        inputs = (p_nn, p_match) + tuple(self._counts_to_p(table[self.lanes, row])
-                                         for table, row in zip(self.counts, rows))
-        w = self.weights[self.lanes, bucket]                                 # [L, N_MODELS]
+        has = self.ptr >= 0                                                  # [2, L]
+        longest = np.where(has, self.len, -1).max(0)
+        bucket = np.where(longest < 0, 0, np.where(longest < 8, 1, np.where(longest < 24, 2, 3)))
+        predicted = np.stack([self.hist[L, np.maximum(self.ptr[0], 0)],
+                              H[np.maximum(self.ptr[1], 0)] if len(H) else np.zeros(len(L), np.int64)])
+        own_rows = context_rows(self._prev, OWN_ORDERS, OWN_HASH_BITS)
+        shared_rows = context_rows(self._prev, SHARED_ORDERS, SHARED_HASH_BITS)
+        inputs = ((p_nn, self._match_input(0, predicted[0], bucket), self._match_input(1, predicted[1], bucket))
+                  + tuple(self._counts_to_p(table[L, row]) for table, row in zip(self.counts, own_rows))
+                  + tuple(self._counts_to_p(table[row]) for table, row in zip(self.history.counts, shared_rows)))
+        w = self.weights[L, bucket]                                          # [L, N_MODELS]
         mixed = w[:, 0:1] * p_nn
         for i in range(1, N_MODELS):
             mixed += w[:, i:i + 1] * inputs[i]
         mixed >>= 16                                                         # [L, 256]
         # what update() learns from: the same predictions, not recomputed
         self._inputs, self._bucket, self._mixed = inputs, bucket, mixed
-        self._has, self._predicted, self._rows = has, predicted, rows
+        self._has, self._predicted, self._rows = has, predicted, own_rows
         return mixed + 1
 
     @staticmethod
@@ -95,51 +173,56 @@ class Mixer:
 
     def update(self, byte: np.ndarray):
         """Learn from the byte [L] each lane just coded (after `mix` for this position), then advance."""
-        L, t = self.lanes, self.t
+        L, t, b = self.lanes, self.t, self._bucket
         byte = byte.astype(np.int64)
         # mixer: w_i += w_i (p_i(x) - p(x)) / p(x), damped; floor; renormalise to ONE
         p_x = np.stack([p[L, byte] for p in self._inputs], 1)                # [L, N_MODELS]
         m_x = np.maximum(self._mixed[L, byte], 1)[:, None]
-        w = self.weights[L, self._bucket]
+        w = self.weights[L, b]
         w = w + ((w * (p_x - m_x) // m_x) >> LR_SHIFT)
-        w = np.maximum(w, W_MIN)
-        self.weights[L, self._bucket] = w * ONE // w.sum(-1, keepdims=True)
-        # match model: score the prediction, follow or drop the match
-        has = self._has
-        good = has & (self._predicted == byte)
-        self.tries[L, self._bucket] += has
-        self.hits[L, self._bucket] += good
-        halve = self.tries[L, self._bucket] > 1000
-        self.tries[L[halve], self._bucket[halve]] >>= 1
-        self.hits[L[halve], self._bucket[halve]] >>= 1
-        self.match_len = np.where(good, self.match_len + 1, 0)
-        self.match_ptr = np.where(good, self.match_ptr + 1, -1)
+        w = np.maximum(w, self.floor)
+        self.weights[L, b] = w * ONE // w.sum(-1, keepdims=True)
+        # match models: score the predictions, follow or drop the matches
+        good = self._has & (self._predicted == byte)
+        for m in range(2):
+            self.tries[m, L, b] += self._has[m]
+            self.hits[m, L, b] += good[m]
+            halve = self.tries[m, L, b] > 1000
+            self.tries[m, L[halve], b[halve]] >>= 1
+            self.hits[m, L[halve], b[halve]] >>= 1
+        self.len = np.where(good, self.len + 1, 0)
+        self.ptr = np.where(good, self.ptr + 1, -1)
+        self.ptr[1][self.ptr[1] >= len(self.history.data)] = -1             # ran off the end of the history
+        self.len[self.ptr < 0] = 0
         # context models
         for table, row in zip(self.counts, self._rows):
             table[L, row, byte] += 1
         self.hist[:, t] = byte
         self.t = t + 1
-        # index the context that ends here; pick up a match if we have none
+        # index the context that ends here; pick up matches where there are none
         if self.t >= MATCH_MIN:
-            h = np.zeros(len(L), dtype=np.int64)
-            for k in range(MATCH_MIN):
-                h = (h * 0x2F0B3 + self.hist[:, self.t - 1 - k]) & 0xFFFFFF
-            h = (h ^ (h >> MATCH_HASH_BITS)) & ((1 << MATCH_HASH_BITS) - 1)
+            h = hash_last(self._prev, MATCH_MIN, MATCH_HASH_BITS)
             found = self.match_table[L, h]
-            pick = (self.match_ptr < 0) & (found >= 0)
-            self.match_ptr = np.where(pick, found, self.match_ptr)
+            self.ptr[0] = np.where((self.ptr[0] < 0) & (found >= 0), found, self.ptr[0])
             self.match_table[L, h] = self.t
+        if self.t >= HISTORY_MATCH_MIN and len(self.history.data):
+            found = self.history.match_table[hash_last(self._prev, HISTORY_MATCH_MIN, HISTORY_MATCH_BITS)]
+            ok = found >= 0
+            for j in range(1, HISTORY_MATCH_MIN + 1):          # a hash collision is no match
+                ok &= self.history.data[np.maximum(found - j, 0)] == self._prev(j)
+            self.ptr[1] = np.where((self.ptr[1] < 0) & ok, found, self.ptr[1])
 
 
-def mixed_frequencies(neural: list[np.ndarray], chunks: list[bytes]) -> list[np.ndarray]:
-    """Encoder side: run the mixer over a batch of chunks (as lanes) and return each chunk's mixed frequencies."""
+def mixed_frequencies(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None
+                      ) -> list[np.ndarray]:
+    """Encoder side: run the mixer over a round of chunks (as lanes) and return each chunk's mixed frequencies."""
     longest = max(map(len, chunks))
     data = np.zeros((len(chunks), longest), dtype=np.int64)
     nn = np.ones((len(chunks), longest, 256), dtype=np.int64)
     for i, (c, f) in enumerate(zip(chunks, neural)):
         data[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
         nn[i, :len(c)] = f
-    mixer = Mixer(len(chunks), longest)
+    mixer = Mixer(len(chunks), longest, history)
     out = np.empty_like(nn)
     for t in range(longest):
         out[:, t] = mixer.mix(nn[:, t])

@@ -579,14 +579,18 @@ def header_lines(res: dict) -> list[str]:
     ]
 
 
+def _codec_counts(c: dict) -> str:
+    return "/".join(str(c.get(k, 0)) for k in ("mixed", "neural", "lzma", "zstd", "raw"))
+
+
 def throughput_rows(res: dict):
-    header = ["sample", "bytes", "compressed", "bpb", "chunks (mixed/neural/zstd/raw)", "encode KB/s",
+    header = ["sample", "bytes", "compressed", "bpb", "chunks (mixed/neural/lzma/zstd/raw)", "encode KB/s",
               "decode KB/s", "round trip"]
     rows = []
     for r in res["samples"] + [dict(res["total"], name="TOTAL")]:
         c = r.get("chunks")
         rows.append([r["name"], f"{r['bytes']:,}", f"{r['compressed_bytes']:,}", f"{r['bpb']:.3f}",
-                     f"{c['mixed']}/{c['neural']}/{c['zstd']}/{c['raw']}" if c else "",
+                     _codec_counts(c) if c else "",
                      _kbps(r["encode_Bps"]), _kbps(r["decode_Bps"]), "ok" if r["roundtrip_ok"] else "FAILED"])
     return header, rows
 
@@ -633,11 +637,11 @@ def profile_rows(res: dict):
 
 
 def sweep_rows(res: dict):
-    header = ["lanes", "bytes", "chunks (mixed/neural/zstd/raw)", "decode KB/s", "round trip"]
+    header = ["lanes", "bytes", "chunks (mixed/neural/lzma/zstd/raw)", "decode KB/s", "round trip"]
     rows = []
     for r in res["lanes_sweep"]:
         c = r["chunks"]
-        rows.append([str(r["lanes"]), f"{r['bytes']:,}", f"{c['mixed']}/{c['neural']}/{c['zstd']}/{c['raw']}",
+        rows.append([str(r["lanes"]), f"{r['bytes']:,}", _codec_counts(c),
                      _kbps(r["decode_Bps"]), "ok" if r["roundtrip_ok"] else "FAILED"])
     return header, rows
 

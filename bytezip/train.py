@@ -13,6 +13,9 @@ bytes and the sampler must be able to mix modalities in set proportions:
   both header-less pixels and files with a header.
 - ``audio``: ``train/audio/*.flac`` decoded with soundfile to int16 PCM and wrapped as WAV file bytes (44-byte
   header + interleaved little-endian samples); ``*.wav`` taken as is. WAV bytes cover the raw-PCM case too.
+  Stereo training files also come as (near-)mono variants (`mono_variants`): no stereo file in the corpus
+  has equal channels, yet mono recordings stored as two identical channels are common (one bench-like loop
+  is), and a model that never saw R == L cannot predict the right channel from the left.
 - ``code_docs`` and ``binary``: what a general-purpose compressor also meets and the corpus lacks (a model
   trained on prose alone costs more than 8 bits per byte on spreadsheets and fax bitmaps): Python standard
   library sources, /usr/share/doc text, man pages (gunzipped); executables from /usr/bin and shared libraries
@@ -118,6 +121,23 @@ def decode_audio(path: str) -> bytes:
             return f.read()
     import soundfile as sf
     pcm, rate = sf.read(path, dtype="int16", always_2d=True)
+    return _wav_bytes(pcm, rate)
+
+
+def mono_variants(wav: bytes, index: int) -> list[bytes]:
+    """Extra training copies of a stereo int16 WAV: file index % 3 == 0 gives dual mono (R = L), == 1 near
+    mono (R = L + (R - L) // 16: channels a few steps apart), == 2 none. Mono files give none."""
+    with wave.open(io.BytesIO(wav)) as w:
+        if w.getnchannels() != 2 or w.getsampwidth() != 2 or index % 3 == 2:
+            return []
+        rate, pcm = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    left = pcm[:, 0].astype(np.int32)
+    right = left if index % 3 == 0 else left + (pcm[:, 1].astype(np.int32) - left) // 16
+    return [_wav_bytes(np.stack([left, right], 1).astype("<i2"), rate)]
+
+
+def _wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
+    """int16 PCM [frames, channels] -> WAV file bytes."""
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(pcm.shape[1])
@@ -208,7 +228,11 @@ def load_corpus(root: str | None, general_mb: float = 40.0) -> tuple[dict[str, S
             files["image"].append(os.path.basename(p) + (" (held out)" if i % 8 == 7 else ""))
         audio = sorted(glob.glob(os.path.join(root, "audio", "*.flac")) + glob.glob(os.path.join(root, "audio", "*.wav")))
         for i, p in enumerate(audio):
-            (held if i % 10 == 9 else train)["audio"].append(decode_audio(p))
+            wav = decode_audio(p)
+            if i % 10 == 9:
+                held["audio"].append(wav)
+            else:
+                train["audio"] += [wav] + mono_variants(wav, i)
             files["audio"].append(os.path.basename(p) + (" (held out)" if i % 10 == 9 else ""))
     if general_mb > 0:
         for modality, items in load_general(general_mb).items():

@@ -124,3 +124,16 @@ def test_solid_fallback_keeps_repeats_longer_than_a_chunk(trained_model):
     text = english_text()[:3000]               # otherwise: the smaller of the two archives
     both = [bytezip.Compressor(model=cm, solid=s).compress(text) for s in (True, False)]
     assert len(both[0]) <= len(both[1]) and bytezip.decompress(both[0], model=cm) == text
+
+
+def test_each_chunk_takes_the_smaller_of_lzma_and_zstd():
+    """Without a model every chunk is the smallest of lzma, zstd and raw; both kinds decode."""
+    pcm, rnd = wav_bytes(seconds=1)[44:44 + 8192], np.random.default_rng(1).bytes(4096)
+    data = english_text()[:4096] + pcm + rnd + bytes(100) * 40
+    blob = bytezip.Compressor(neural=False, chunk_size=4096).compress(data)
+    info = bytezip.read_info(io.BytesIO(blob))
+    for rec, chunk in zip(info.chunks, [data[i:i + 4096] for i in range(0, len(data), 4096)]):
+        best = min(len(codec._lzma_compress(chunk)), len(codec._zstd_compress(chunk)), len(chunk))
+        assert rec.coded_size == best
+    assert {fmt.LZMA, fmt.ZSTD, fmt.RAW} <= {r.codec for r in info.chunks}
+    assert bytezip.decompress(blob) == data

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 import bytezip
 from bytezip import codec, format as fmt
-from bytezip.format import NEURAL, RAW, ZSTD, BytezipError, FormatError
+from bytezip.format import LZMA, MIXED, NEURAL, RAW, ZSTD, BytezipError, FormatError
 from conftest import english_text
 from bytezip.model import save_model
 
@@ -54,21 +54,26 @@ def neural_payload(m, chunk: bytes) -> bytes:
 def build(m, chunks: list[tuple[int, bytes]], chunk_size: int, with_model: bool) -> bytes:
     """A valid archive holding `chunks` as (codec, raw bytes), whichever codec is asked for."""
     head = fmt.Header(chunk_size, NAME, m.digest) if with_model else fmt.Header(chunk_size)
-    coders = {RAW: lambda raw: raw, ZSTD: codec._zstd_compress, NEURAL: lambda raw: neural_payload(m, raw)}
+    coders = {RAW: lambda raw: raw, ZSTD: codec._zstd_compress, LZMA: codec._lzma_compress,
+              NEURAL: lambda raw: neural_payload(m, raw)}
     return fmt.archive_bytes(head, [(c, raw, coders[c](raw)) for c, raw in chunks])
 
 
 @pytest.fixture(scope="module")
 def seeds(model):
-    """(archive, original) pairs: neural + zstd + raw with a model, zstd + raw without, empty."""
+    """(archive, original) pairs: neural + zstd + lzma + raw with a model, mixed chunks reading a shared
+    history (rounds of 2 chunks), zstd + raw without a model, empty."""
     text = english_text()[3000:3100]
     rnd = np.random.default_rng(0).bytes(64)
-    mixed = [(NEURAL, text[:32]), (ZSTD, b"ab" * 16), (RAW, rnd[:32]), (NEURAL, text[32:52])]
+    mixed = [(NEURAL, text[:32]), (ZSTD, b"ab" * 16), (LZMA, (b"abc" * 11)[:32]), (RAW, rnd[:32]), (NEURAL, text[32:52])]
     out = [(build(model, mixed, 32, True), b"".join(r for _, r in mixed))]
+    rounds = text[:48] * 3
+    out.append((bytezip.Compressor(model=model, chunk_size=32, round_chunks=2).compress(rounds), rounds))
+    assert MIXED in [c.codec for c in bytezip.read_info(io.BytesIO(out[-1][0])).chunks]
     plain = b"ab" * 24 + rnd[:48] + b"xyz" * 10
     out.append((bytezip.Compressor(neural=False, chunk_size=48).compress(plain), plain))
     out.append((bytezip.Compressor(neural=False).compress(b""), b""))
-    assert [c.codec for c in bytezip.read_info(io.BytesIO(out[1][0])).chunks] == [ZSTD, RAW, ZSTD]
+    assert [c.codec for c in bytezip.read_info(io.BytesIO(out[2][0])).chunks] == [ZSTD, RAW, ZSTD]
     for blob, original in out:
         assert bytezip.decompress(blob) == original
     return out
@@ -138,21 +143,22 @@ def grammar_archives(draw, m):
     chunk_size = sometimes(draw, draw(st.integers(1, 32)), st.sampled_from([0, 64, 65, 1 << 24, (1 << 24) + 1]))
     with_model = draw(st.booleans())
     mid = sometimes(draw, NAME.encode(), st.sampled_from([b"", b"other", b"a\nb", b"\xff"])) if with_model else b""
-    dig = sometimes(draw, m.digest, st.sampled_from([bytes(8), bytes(range(8))])) if with_model else bytes(8)
+    dig = sometimes(draw, m.digest, st.sampled_from([bytes(8), bytes(range(8)), b"", m.digest[:3]])) if mid else b""
+    rounds = sometimes(draw, draw(st.integers(0, 3)) if with_model else 0, st.sampled_from([1, 1024, 1025]), 32)
     parts = [sometimes(draw, fmt.MAGIC, st.binary(min_size=4, max_size=4), 32),
-             bytes([sometimes(draw, 1, st.sampled_from([0, 2]), 32), sometimes(draw, 0, st.sampled_from([1, 0x80]), 32)]),
-             draw(varints(chunk_size)), bytes([len(mid)]), mid, dig]
+             bytes([sometimes(draw, 2, st.sampled_from([1, 3]), 32), sometimes(draw, 0, st.sampled_from([1, 0x80]), 32)]),
+             draw(varints(chunk_size)), draw(varints(rounds)), bytes([len(mid)]), mid, dig]
     digest_of, total, n = hashlib.sha256(), 0, 0
     for i in range(draw(st.integers(0, 4))):
-        codec_ = draw(st.sampled_from([RAW, ZSTD, NEURAL] if with_model else [RAW, ZSTD]))
-        codec_ = sometimes(draw, codec_, st.sampled_from([NEURAL, 3, 0x7F, 0xFE]), 32)
+        codec_ = draw(st.sampled_from([RAW, ZSTD, LZMA, NEURAL, MIXED] if with_model else [RAW, ZSTD, LZMA]))
+        codec_ = sometimes(draw, codec_, st.sampled_from([NEURAL, MIXED, 5, 0x7F, 0xFE]), 32)
         size = min(chunk_size, 32) if i < 3 else draw(st.integers(1, max(1, min(chunk_size, 32))))
         raw = draw(st.one_of(st.binary(min_size=size, max_size=size), st.just(b"ab" * size),
                              st.just(english_text()[i * 40:i * 40 + size])))[:max(1, size)]
-        payload = {RAW: raw, ZSTD: codec._zstd_compress(raw)}.get(codec_, raw)
-        if codec_ == NEURAL and with_model and len(raw) <= 64:
+        payload = {RAW: raw, ZSTD: codec._zstd_compress(raw), LZMA: codec._lzma_compress(raw)}.get(codec_, raw)
+        if codec_ == NEURAL and with_model and 0 < len(raw) <= 64:
             payload = neural_payload(m, raw)
-        if codec_ in (ZSTD, NEURAL) and len(payload) > len(raw):   # what the encoder does
+        if codec_ in (ZSTD, LZMA, NEURAL) and len(payload) > len(raw):   # what the encoder does
             codec_, payload = RAW, raw
         raw_size = sometimes(draw, len(raw), sizes(chunk_size))
         coded = sometimes(draw, len(payload), sizes(raw_size))
@@ -207,7 +213,7 @@ def test_fuzz_damaged_seeds(seeds, data):
 
 
 @FUZZ
-@given(blob=st.one_of(st.binary(max_size=200), st.binary(max_size=60).map(lambda b: fmt.MAGIC + b"\1\0" + b)))
+@given(blob=st.one_of(st.binary(max_size=200), st.binary(max_size=60).map(lambda b: fmt.MAGIC + b"\2\0" + b)))
 def test_fuzz_arbitrary_bytes(model, blob):
     assert check(blob) is None or blob[:4] == fmt.MAGIC
 

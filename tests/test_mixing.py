@@ -5,7 +5,7 @@ import numpy as np
 
 import bytezip
 from bytezip import codec, format as fmt
-from bytezip.mixing import Mixer, mixed_frequencies
+from bytezip.mixing import History, Mixer, mixed_frequencies
 from conftest import english_text
 
 
@@ -56,3 +56,49 @@ def test_mixing_helps_repetitive_text(trained_model):
     nn = codec.neural_frequencies(cm, [chunk])[0]
     mixed = mixed_frequencies([nn], [chunk])[0]
     assert code_bits(mixed, chunk) < 0.7 * code_bits(nn, chunk)
+
+
+def test_history_rounds_round_trip_at_any_lanes(trained_model):
+    """Rounds of 2 chunks: later chunks read the earlier rounds; decoding follows the archive's rounds
+    whatever lanes the decoder was given, and the history makes the repeats cheap."""
+    cm = bytezip.coding_model(trained_model)
+    data = english_text()[:700] * 3
+    with_history = bytezip.Compressor(model=cm, round_chunks=2).compress(data)
+    without = bytezip.Compressor(model=cm, history=False).compress(data)
+    info = bytezip.read_info(io.BytesIO(with_history))
+    assert info.header.round_chunks == 2 and bytezip.read_info(io.BytesIO(without)).header.round_chunks == 0
+    assert fmt.MIXED in [r.codec for r in info.chunks] and len(with_history) < 0.7 * len(without)
+    for lanes in (1, 3, 256):
+        assert bytezip.Decompressor(model=cm, lanes=lanes).decompress(with_history) == data
+
+
+def test_history_decoder_side_matches_encoder(trained_model):
+    """A mixer reading a history, stepped byte by byte, reproduces the encoder's frequencies; the history
+    learnt in two pieces equals the history learnt at once."""
+    cm = bytezip.coding_model(trained_model)
+    text = english_text()
+    past, chunk = text[:5000], text[2000:2256]
+    whole, pieces = History(), History()
+    whole.extend(past)
+    pieces.extend(past[:1234])
+    pieces.extend(past[1234:])
+    assert np.array_equal(whole.data, pieces.data) and np.array_equal(whole.match_table, pieces.match_table)
+    assert all(np.array_equal(a, b) for a, b in zip(whole.counts, pieces.counts))
+    nn = codec.neural_frequencies(cm, [chunk])[0]
+    enc = mixed_frequencies([nn], [chunk], whole)[0]
+    mixer = Mixer(1, len(chunk), pieces)
+    for t, b in enumerate(chunk):
+        assert np.array_equal(mixer.mix(nn[t:t + 1])[0], enc[t])
+        mixer.update(np.array([b]))
+    alone = mixed_frequencies([nn], [chunk])[0]
+    assert code_bits(enc, chunk) < 0.5 * code_bits(alone, chunk)      # the chunk repeats the history
+
+
+def test_round_chunks_follow_the_input_size(random_model):
+    comp = bytezip.Compressor(model=random_model)
+    n = comp.chunk_size
+    assert comp.round_chunks_for(n) == codec.MIN_ROUND_CHUNKS
+    assert comp.round_chunks_for(40 * n * codec.ROUNDS) == 40
+    assert comp.round_chunks_for(10 ** 9) == comp.round_chunks_for(None) == codec.MAX_ROUND_CHUNKS
+    assert bytezip.Compressor(model=random_model, history=False).round_chunks_for(n) == 0
+    assert bytezip.Compressor(model=random_model, mixing=False).round_chunks_for(n) == 0
