@@ -724,7 +724,7 @@ def _common(f, *, output=True, compress=False, coder=True):
             click.option("--lanes", type=click.IntRange(min=1, max=fmt.MAX_ROUND_CHUNKS) if compress
                          else click.IntRange(min=1), metavar="N",
                          help="Chunks per round: each round decodes as N lanes and reads the rounds before it "
-                              "(default: from the input size, 8-64)." if compress else
+                              "(default: from the input size, 1-64)." if compress else
                               "Neural chunks decoded together in archives without shared history (memory grows "
                               "with it; default 256)."),
         ]

@@ -30,18 +30,18 @@ import numpy as np
 ONE = 1 << 16                 # every predictor's distribution sums to about ONE
 MATCH_MIN = 4                 # bytes of context hashed to find a match inside the chunk
 MATCH_HASH_BITS = 12          # chunk match table entries per lane
-HISTORY_MATCH_MIN = 6         # bytes of context hashed to find a match in the history
+HISTORY_MATCH_MIN = 5         # bytes of context hashed to find a match in the history
 HISTORY_MATCH_BITS = 20       # history match table entries
 HISTORY_MAX = 1 << 26         # history bytes kept for matching; its context counts keep learning beyond
 OWN_ORDERS = (1, 2, 3)        # context models over the chunk: order 1 indexed directly, higher orders hashed
 OWN_HASH_BITS = 10            # hashed contexts per lane and order
 SHARED_ORDERS = (1, 2, 3, 4, 6)   # context models over the history
 SHARED_HASH_BITS = 16         # hashed contexts per order (uint16 counts: 32 MB a table)
-N_BUCKETS = 4                 # weight sets: no match, longest match 0-7, 8-23, 24+
+N_BUCKETS = 4                 # weight sets: no match, longest match 0-3, 4-15, 16+
 W_MIN = ONE >> 8              # every predictor keeps a little weight so it can come back
 LR_SHIFT = 3                  # weight update rate 1/8 of the Bayesian step
 N_MODELS = 3 + len(OWN_ORDERS) + len(SHARED_ORDERS)   # neural, two match models, then the context models
-COUNT_WEIGHT = 4096           # a context model's count vs its +1 prior: nearly deterministic once seen
+COUNT_WEIGHT = 65536          # a context model's count vs its +1 prior: nearly deterministic once seen
 INITIAL_WEIGHTS = (ONE - (N_MODELS - 1) * (ONE >> 6),) + (ONE >> 6,) * (N_MODELS - 1)
 _MUL, _MASK = 0x2F0B3, 0xFFFFFF
 
@@ -148,7 +148,7 @@ class Mixer:
         p_nn = neural * ONE // neural.sum(-1, keepdims=True)
         has = self.ptr >= 0                                                  # [2, L]
         longest = np.where(has, self.len, -1).max(0)
-        bucket = np.where(longest < 0, 0, np.where(longest < 8, 1, np.where(longest < 24, 2, 3)))
+        bucket = np.where(longest < 0, 0, np.where(longest < 4, 1, np.where(longest < 16, 2, 3)))
         predicted = np.stack([self.hist[L, np.maximum(self.ptr[0], 0)],
                               H[np.maximum(self.ptr[1], 0)] if len(H) else np.zeros(len(L), np.int64)])
         own_rows = context_rows(self._prev, OWN_ORDERS, OWN_HASH_BITS)

@@ -97,7 +97,8 @@ def test_history_decoder_side_matches_encoder(trained_model):
 def test_round_chunks_follow_the_input_size(random_model):
     comp = bytezip.Compressor(model=random_model)
     n = comp.chunk_size
-    assert comp.round_chunks_for(n) == codec.MIN_ROUND_CHUNKS
+    assert comp.round_chunks_for(n) == codec.MIN_ROUND_CHUNKS == 1
+    assert comp.round_chunks_for(3 * n * codec.ROUNDS) == 3
     assert comp.round_chunks_for(40 * n * codec.ROUNDS) == 40
     assert comp.round_chunks_for(10 ** 9) == comp.round_chunks_for(None) == codec.MAX_ROUND_CHUNKS
     assert bytezip.Compressor(model=random_model, history=False).round_chunks_for(n) == 0
