@@ -642,7 +642,7 @@ def _total(rows: list[dict]) -> dict:
             "roundtrip_ok": all(r["roundtrip_ok"] for r in rows)}
 
 
-def totals(files: list[dict], codecs: list[Codec]) -> dict:
+def totals(files: list[dict], names: list[str]) -> dict:
     """Per group (modality for raw bytes, "<modality>-file" for image/audio files, "all" for every raw
     input): sums over the files each compressor coded. `complete` says it coded every file of the group."""
     groups: dict[str, list[dict]] = {}
@@ -655,10 +655,10 @@ def totals(files: list[dict], codecs: list[Codec]) -> dict:
         fs = groups[g]
         entry = {"files": len(fs), "raw_bytes": sum(f["raw_bytes"] for f in fs),
                  "input_bytes": sum(f["input_bytes"] for f in fs), "compressors": {}}
-        for c in codecs:
-            rows = [f["results"][c.name] for f in fs if "compressed_bytes" in f["results"].get(c.name, {})]
+        for name in names:
+            rows = [f["results"][name] for f in fs if "compressed_bytes" in f["results"].get(name, {})]
             if rows:
-                entry["compressors"][c.name] = {**_total(rows), "complete": len(rows) == len(fs)}
+                entry["compressors"][name] = {**_total(rows), "complete": len(rows) == len(fs)}
         out[g] = entry
     return out
 
@@ -791,7 +791,15 @@ def run_bench(paths=None, *, json_path=None, report_dir=None, files=None, limit_
         "files": results,
         "warnings": warnings,
     }
-    res["totals"] = totals(results, codecs)
+    add_totals(res)
+    finish(res, json_path, report_dir, show, markdown, out_console)
+    return res
+
+
+def add_totals(res: dict) -> None:
+    """Group totals of res["files"] for every compressor in res["compressors"], with the model's size."""
+    res["totals"] = totals(res["files"], [c["name"] for c in res["compressors"]])
+    model = res.get("model")
     if model and model.get("bytes") is not None:
         for g in res["totals"].values():
             t = g["compressors"].get("bytezip")
@@ -800,17 +808,51 @@ def run_bench(paths=None, *, json_path=None, report_dir=None, files=None, limit_
                 t["compressed_plus_model_bytes"] = t["compressed_bytes"] + model["bytes"]
                 t["bpb_plus_model"] = 8 * t["compressed_plus_model_bytes"] / t["raw_bytes"] if t["raw_bytes"] else 0.0
 
+
+def merge_results(parts: list[dict], command: str | None = None) -> dict:
+    """One result from runs over disjoint inputs (e.g. two processes, one per half of the corpus): files and
+    compressors joined, totals recomputed. The runs must share the machine, model and bytezip options."""
+    first = parts[0]
+    for key in ("version", "bytezip_options", "model", "limit_bytes", "include_files"):
+        differ = [p.get(key) for p in parts if p.get(key) != first.get(key)]
+        if key == "model":   # load times differ between processes; the model itself must not
+            differ = [p for p in parts if {k: v for k, v in (p.get(key) or {}).items() if k != "load_s"}
+                      != {k: v for k, v in (first.get(key) or {}).items() if k != "load_s"}]
+        if differ:
+            raise BenchError(f"cannot merge: the runs differ in {key}")
+    seen = [(f["name"], f["representation"]) for p in parts for f in p["files"]]
+    if len(seen) != len(set(seen)):
+        raise BenchError("cannot merge: an input was measured by more than one run")
+    compressors = {}
+    for p in parts:
+        for c in p["compressors"]:
+            compressors.setdefault(c["name"], c)
+    res = {**first, "date": min(p["date"] for p in parts),
+           "elapsed_s": max(p["elapsed_s"] for p in parts),
+           "command": command or first["command"], "merged_commands": [p["command"] for p in parts],
+           "files_glob": [g for p in parts for g in _as_list(p.get("files_glob"))] or None,
+           "compressors": list(compressors.values()),
+           "unavailable": sorted({u for p in parts for u in p.get("unavailable", [])}),
+           "files": sorted((f for p in parts for f in p["files"]), key=lambda f: (f["name"], f["representation"])),
+           "warnings": [w for p in parts for w in p.get("warnings", [])]}
+    add_totals(res)
+    return res
+
+
+def finish(res: dict, json_path=None, report_dir=None, show=True, markdown=False, console=None) -> None:
+    """Write the JSON and the report, print the tables."""
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=1) + "\n")
     if report_dir:
         write_report(res, Path(report_dir))
     if show:
+        from rich.console import Console
+        console = console or Console(width=None if sys.stdout.isatty() else 200)
         if markdown:
-            out_console.print(markdown_tables(res), markup=False, highlight=False)
+            console.print(markdown_tables(res), markup=False, highlight=False)
         else:
-            print_tables(res, out_console)
-    return res
+            print_tables(res, console)
 
 
 # -- output ------------------------------------------------------------------------------------------
@@ -1107,6 +1149,9 @@ def list_compressors(console=None) -> None:
               help="Repeat fast codecs up to this many seconds and time the fastest run (0: one run).")
 @click.option("--no-files", is_flag=True, help="Measure images/audio as pixels/PCM only, not also as files.")
 @click.option("--markdown", is_flag=True, help="Print markdown tables instead of rich tables.")
+@click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="JSON", help="Join the --json results of runs over disjoint inputs (e.g. one process per "
+                                   "half of the corpus) into one result and report; repeatable.")
 @click.option("--verbose", "-v", is_flag=True, help="A zstd-like line per file and compressor as it finishes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or warnings on stderr.")
 @click.option("--list", "list_only", is_flag=True, help="List the compressors and whether they are available, then exit.")
@@ -1116,12 +1161,22 @@ def list_compressors(console=None) -> None:
 @click.option("--sweep-lanes", default=None, metavar="LIST",
               help="With --speed: decode bytes/s at these lanes (default 1,16,64,256; '' for none).")
 def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors, model, device, chunk_size, lanes,
-                  threads, no_mixing, no_solid, min_time, no_files, markdown, verbose, quiet, list_only, speed, sweep_lanes):
+                  threads, no_mixing, no_solid, min_time, no_files, markdown, merge, verbose, quiet, list_only, speed,
+                  sweep_lanes):
     """Compressed size (bits per byte) and speed of bytezip against zstd, xz, brotli, gzip, PNG, WebP,
     JPEG-XL, FLAC and WavPack on PATHS (default: the bench corpus, ../shared/corpus/bench).
     With --speed, bytezip's own throughput report instead (see bytezip.speed)."""
     if list_only:
         list_compressors()
+        return
+    if merge:
+        parts = []
+        for p in merge:
+            try:
+                parts.append(json.loads(p.read_text()))
+            except (OSError, ValueError) as e:
+                raise BenchError(f"{p}: not a bench result ({e})") from None
+        finish(merge_results(parts, _command_string()), json_path, report_dir, markdown=markdown)
         return
     if speed:
         from .speed import _parse_lanes, run_speed, samples_from_paths

@@ -186,3 +186,25 @@ def test_bytezip_bench(corpus, tmp_path, tiny_model):
     t = res["totals"]["all"]["compressors"]["bytezip"]
     assert t["compressed_plus_model_bytes"] == t["compressed_bytes"] + m["bytes"]
     assert "including the model" in bench.model_line(res)
+
+
+def test_merge_joins_runs_over_disjoint_inputs(corpus, tmp_path):
+    """Two runs over halves of the corpus, merged by `bench --merge`, give the whole run's sizes and totals."""
+    kw = dict(compressors="zstd-19,xz-9e", progress=False, show=False, min_time=0)
+    whole = run_bench([corpus], **kw)
+    for name, glob in (("a", ["text/*", "other/*"]), ("b", ["image/*", "audio/*"])):
+        run_bench([corpus], json_path=tmp_path / f"{name}.json", files=glob, **kw)
+    r = CliRunner().invoke(bench_command, ["--merge", str(tmp_path / "a.json"), "--merge", str(tmp_path / "b.json"),
+                                           "--json", str(tmp_path / "m.json"), "--report", str(tmp_path / "rep"),
+                                           "--markdown"])
+    assert r.exit_code == 0, r.output
+    merged = json.loads((tmp_path / "m.json").read_text())
+    check_structure(merged)
+    size = lambda res: {(f["name"], f["representation"], c): v["compressed_bytes"]
+                        for f in res["files"] for c, v in f["results"].items()}
+    assert size(merged) == size(whole)
+    assert {g: {c: v["compressed_bytes"] for c, v in t["compressors"].items()} for g, t in merged["totals"].items()} \
+        == {g: {c: v["compressed_bytes"] for c, v in t["compressors"].items()} for g, t in whole["totals"].items()}
+    assert len(merged["merged_commands"]) == 2 and (tmp_path / "rep" / "README.md").exists()
+    r = CliRunner().invoke(bench_command, ["--merge", str(tmp_path / "a.json"), "--merge", str(tmp_path / "a.json")])
+    assert r.exit_code != 0 and "more than one run" in r.output
