@@ -333,6 +333,15 @@ class BytezipCodec(Codec):
         return self._d.decompress(blob)
 
 
+class BytezipNeuralCodec(BytezipCodec):
+    """bytezip with the model alone (no mixing): the baseline the mixer's gain is measured against. Only run
+    when named (`--compressors bytezip,bytezip-neural`): it doubles the benchmark's slowest part."""
+    name, label = "bytezip-neural", "bytezip model alone"
+
+    def __init__(self, options: dict | None = None):
+        super().__init__({**(options or {}), "mixing": False})
+
+
 def model_size(model) -> dict | None:
     """Bytes of the model as shipped (safetensors + json), LTCB style. A `Megabyte` object counts as its
     safetensors serialisation plus its config; a name or path prefix resolves as bytezip.codec does."""
@@ -424,11 +433,13 @@ def _default_registry():
     register(WavPipeCodec("wavpack", "WavPack -hhx6", ["wavpack", "-hhx6", "-q", "-y", "-", "-o", "-"],
                           ["wvunpack", "-q", "-y", "-", "-o", "-"]))
     register(BytezipCodec())
+    register(BytezipNeuralCodec())
 
 
 _default_registry()
 
-ALIASES = {"classical": lambda n: n != "bytezip", "all": lambda n: True,
+OPT_IN = ("bytezip-neural",)    # run only when named exactly
+ALIASES = {"classical": lambda n: REGISTRY[n].kind != "model", "all": lambda n: n not in OPT_IN,
            "general": lambda n: REGISTRY[n].kind == "general",
            "domain": lambda n: REGISTRY[n].kind in ("image", "audio")}
 
@@ -449,7 +460,8 @@ def select_codecs(spec: str | Iterable[str] | None, bytezip_options: dict | None
         if key in ALIASES:
             names = [n for n in REGISTRY if ALIASES[key](n)]
         else:
-            names = [n for n in REGISTRY if n == key or n.startswith(key + "-") or REGISTRY[n].label.lower() == key]
+            names = [n for n in REGISTRY if n == key or (n not in OPT_IN and (n.startswith(key + "-")
+                                                                                or REGISTRY[n].label.lower() == key))]
         if not names:
             raise BenchError(f"unknown compressor '{item}' (known: {', '.join(REGISTRY)}; aliases: {', '.join(ALIASES)})")
         for n in names:
@@ -461,8 +473,8 @@ def select_codecs(spec: str | Iterable[str] | None, bytezip_options: dict | None
     codecs, missing = [], []
     for n in chosen:
         c = REGISTRY[n]
-        if n == "bytezip":
-            c = BytezipCodec(bytezip_options)
+        if isinstance(c, BytezipCodec):
+            c = type(c)(bytezip_options)
         if c.available():
             codecs.append(c)
         else:

@@ -30,9 +30,11 @@ import numpy as np
 import torch
 import zstandard
 
+from . import dictionary as priming
 from . import format as fmt
 from .exact import ExactMegabyte
 from .mixing import History, Mixer, mixed_frequencies
+from .pcm import PcmLayout, detect_layout
 from .format import BytezipError, ChecksumError, FormatError, ModelError
 from .model import Megabyte, canonical_weights, load_model
 
@@ -56,10 +58,13 @@ _CODER_MODEL = constriction.stream.model.Categorical(perfect=False)
 # -- the model an archive is coded with -------------------------------------------------------------
 @dataclass
 class CodingModel:
-    """An exact model plus the identity recorded in archives (name and digest of its weights)."""
+    """An exact model plus the identity recorded in archives (name and digest of its weights), and the
+    priming dictionary shipped with it (statistics and digest), if any."""
     exact: ExactMegabyte
     model_id: str
     digest: bytes
+    dictionary: History | None = None
+    dictionary_digest: bytes = b""
 
     @property
     def context(self) -> int:
@@ -103,7 +108,14 @@ def coding_model(model=None, device="cpu") -> CodingModel:
         model_id = str(meta.get("name") or base.name)[:255]   # never empty: that means "no model"
         if not model_id.isascii() or not model_id.isprintable():
             raise ModelError(f"model {base}: its name {model_id!r} is not printable ASCII (archives record it)")
-        _loaded[key] = CodingModel(ExactMegabyte(net, device), model_id, weights_digest(net))
+        dictionary, dictionary_digest = None, b""
+        if Path(str(base) + priming.SUFFIX).is_file():
+            try:
+                dictionary, dictionary_digest = priming.load(str(base) + priming.SUFFIX)
+            except (OSError, lzma.LZMAError) as e:
+                raise ModelError(f"cannot load the dictionary of model {base}: {e}") from None
+        _loaded[key] = CodingModel(ExactMegabyte(net, device), model_id, weights_digest(net),
+                                   dictionary, dictionary_digest)
     return _loaded[key]
 
 
@@ -204,17 +216,22 @@ def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
 
 def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
                   progress: Callable[[int], None] | None = None,
-                  timings: dict[str, float] | None = None, history: History | None = None) -> list[bytes]:
+                  timings: dict[str, float] | None = None, history: History | None = None,
+                  pcm: PcmLayout | None = None, starts: list[int] | None = None,
+                  dictionary: History | None = None) -> list[bytes]:
     """Decode several neural/mixed chunks as lanes of one batch (one model step per byte for all lanes);
-    mixed chunks read `history` (the rounds before theirs). `timings`, when given, accumulates seconds per
-    part of the loop (what `bytezip.speed` reports)."""
+    mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio, the
+    sample layout `pcm` (chunk i starts at byte starts[i] of the input). `timings`, when given, accumulates seconds per part of the loop
+    (what `bytezip.speed` reports)."""
     lap = _Laps(timings) if timings is not None else (lambda part: None)
     P = m.exact.cfg.patch_size
     decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
     longest = max(sizes)
     out = np.zeros((len(sizes), longest), dtype=np.uint8)
     stepper = m.exact.stepper(len(sizes), -(-longest // P))
-    mixer = Mixer(len(sizes), longest, history) if any(mixed) else None
+    mixer = None
+    if any(mixed):
+        mixer = Mixer(len(sizes), longest, history, pcm, None if starts is None else np.array(starts), dictionary)
     use_mixed = np.array(mixed)[:, None]
     active = list(range(len(sizes)))
     symbols = np.zeros(len(sizes), dtype=np.int64)
@@ -267,17 +284,19 @@ class Compressor:
     """Configured once, reused for many inputs. `neural=False` codes with lzma/zstd/raw only (no model needed);
     `mixing=False` keeps to the model alone; `history=False` keeps every chunk independent (no shared
     history; decodable with any number of lanes); `round_chunks` fixes the chunks per round (default: from
-    the input size); `solid=True` (the command line's default) also tries the whole input as one lzma/zstd
-    chunk and keeps the smaller archive."""
+    the input size); `audio=False` never mixes in the sample predictor (by default it is used when the
+    input's start is 16-bit PCM: a WAV header or raw samples, `pcm.detect_layout`); `solid=True` (the
+    command line's default) also tries the whole input as one lzma/zstd chunk and keeps the smaller archive."""
 
     def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
                  batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True,
                  mixing: bool = True, history: bool = True, round_chunks: int | None = None,
-                 solid: bool = False):
+                 audio: bool = True, solid: bool = False):
         if threads:
             torch.set_num_threads(threads)
         self.model = coding_model(model, device) if neural else None
         self.mixing, self.solid = mixing, solid
+        self.audio = bool(self.model and mixing and audio)
         self.history = bool(self.model and mixing and history)
         if round_chunks is not None and not 1 <= round_chunks <= fmt.MAX_ROUND_CHUNKS:
             raise BytezipError(f"chunks per round must be between 1 and {fmt.MAX_ROUND_CHUNKS}")
@@ -289,10 +308,15 @@ class Compressor:
             raise BytezipError(f"chunk size {self.chunk_size} exceeds the model's context of {self.model.context}")
         self.batch = batch
 
-    def header(self, round_chunks: int = 0) -> fmt.Header:
+    def header(self, round_chunks: int = 0, pcm: PcmLayout | None = None) -> fmt.Header:
         if self.model:
-            return fmt.Header(self.chunk_size, self.model.model_id, self.model.digest, round_chunks)
+            dictionary = self.model.dictionary_digest if self.mixing else b""
+            return fmt.Header(self.chunk_size, self.model.model_id, self.model.digest, round_chunks, pcm, dictionary)
         return fmt.Header(self.chunk_size)
+
+    def layout_for(self, head: bytes) -> PcmLayout | None:
+        """The sample layout the mixer assumes for an input starting with `head` (None: not audio, or no mixer)."""
+        return detect_layout(head) if self.audio else None
 
     def round_chunks_for(self, size: int | None) -> int:
         """Chunks per round for an input of `size` bytes (None: unknown); 0 = no shared history."""
@@ -304,10 +328,15 @@ class Compressor:
             return MAX_ROUND_CHUNKS
         return min(MAX_ROUND_CHUNKS, max(MIN_ROUND_CHUNKS, math.ceil(size / self.chunk_size / ROUNDS)))
 
-    def code_chunks(self, chunks: list[bytes], history: History | None = None) -> list[tuple[int, bytes]]:
-        """(codec, payload) for each chunk: the smallest of mixed (reading `history`), neural, lzma, zstd, raw."""
+    def code_chunks(self, chunks: list[bytes], history: History | None = None, pcm: PcmLayout | None = None,
+                    start: int = 0) -> list[tuple[int, bytes]]:
+        """(codec, payload) for each chunk (the first at byte `start` of the input): the smallest of mixed
+        (reading `history`, and the sample layout `pcm`), neural, lzma, zstd, raw."""
         freqs = neural_frequencies(self.model, chunks) if self.model else [None] * len(chunks)
-        mixed = mixed_frequencies(freqs, chunks, history) if self.model and self.mixing else [None] * len(chunks)
+        mixed = [None] * len(chunks)
+        if self.model and self.mixing:
+            starts = start + self.chunk_size * np.arange(len(chunks))
+            mixed = mixed_frequencies(freqs, chunks, history, pcm, starts, self.model.dictionary)
         coded = []
         for chunk, f, fm in zip(chunks, freqs, mixed):
             best = (fmt.RAW, chunk)
@@ -330,19 +359,20 @@ class Compressor:
         (long repeats span chunks); the smaller archive is written. A longer input streams, holding one round
         (or `batch` chunks) in memory, plus the shared history (`mixing.HISTORY_MAX`)."""
         head = _read_exact(ifh, SOLID_MAX + 1)
+        pcm = self.layout_for(head)
         if len(head) > SOLID_MAX or not self.solid:
             size = len(head) if len(head) <= SOLID_MAX else None
-            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress, self.round_chunks_for(size))
+            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress, self.round_chunks_for(size), pcm)
         chunked = io.BytesIO()
-        self._copy_chunks(io.BytesIO(head), chunked, progress, self.round_chunks_for(len(head)))
+        self._copy_chunks(io.BytesIO(head), chunked, progress, self.round_chunks_for(len(head)), pcm)
         # the whole input as one chunk, lzma, zstd or raw, in an archive that needs no model
         solid = Compressor(neural=False, chunk_size=max(1, len(head))).compress(head)
         best = min(chunked.getvalue(), solid, key=len)
         return len(head), ofh.write(best)
 
     def _copy_chunks(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None,
-                     round_chunks: int):
-        written = ofh.write(self.header(round_chunks).to_bytes())
+                     round_chunks: int, pcm: PcmLayout | None = None):
+        written = ofh.write(self.header(round_chunks, pcm).to_bytes())
         digest, total, count = hashlib.sha256(), 0, 0
         history = History() if round_chunks else None
         while True:
@@ -355,7 +385,7 @@ class Compressor:
                     break
             if not chunks:
                 break
-            for chunk, (codec, payload) in zip(chunks, self.code_chunks(chunks, history)):
+            for chunk, (codec, payload) in zip(chunks, self.code_chunks(chunks, history, pcm, total)):
                 digest.update(chunk)
                 written += ofh.write(fmt.chunk_record_bytes(codec, len(chunk), payload))
                 total += len(chunk)
@@ -396,6 +426,10 @@ class Decompressor:
         if m.digest != header.model_digest:
             raise ModelError(f"archive was made with model '{header.model_id}' "
                              f"({header.model_digest.hex()}), but the model here is '{m.model_id}' ({m.digest.hex()})")
+        if header.dictionary_digest and header.dictionary_digest != m.dictionary_digest:
+            have = m.dictionary_digest.hex() if m.dictionary_digest else "none"
+            raise ModelError(f"archive needs the dictionary {header.dictionary_digest.hex()} of model "
+                             f"'{header.model_id}', but the model here has {have}")
         if header.chunk_size > m.context:
             raise FormatError(f"corrupted archive (chunk size {header.chunk_size} exceeds the model's context)")
         return m
@@ -412,13 +446,16 @@ class Decompressor:
 
         def flush():
             nonlocal model, written
-            neural = [(r, p) for r, p in pending if r.codec in fmt.MODEL_CODECS]
+            starts = written + np.cumsum([0] + [r.raw_size for r, _ in pending[:-1]])
+            neural = [(r, p, a) for (r, p), a in zip(pending, starts) if r.codec in fmt.MODEL_CODECS]
             decoded = {}
             if neural:
                 model = model or self._model_for(header)
-                outs = neural_decode(model, [p for _, p in neural], [r.raw_size for r, _ in neural],
-                                     [r.codec == fmt.MIXED for r, _ in neural], progress, history=history)
-                decoded = {id(r): o for (r, _), o in zip(neural, outs)}
+                outs = neural_decode(model, [p for _, p, _ in neural], [r.raw_size for r, _, _ in neural],
+                                     [r.codec == fmt.MIXED for r, _, _ in neural], progress, history=history,
+                                     pcm=header.pcm, starts=[int(a) for _, _, a in neural],
+                                     dictionary=model.dictionary if header.dictionary_digest else None)
+                decoded = {id(r): o for (r, _, _), o in zip(neural, outs)}
             round_bytes = []
             for r, p in pending:
                 if r.codec in fmt.MODEL_CODECS:

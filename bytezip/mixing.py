@@ -8,10 +8,14 @@ such data by mixing predictors. Here the mixer combines, for every byte:
   next byte, with a hit rate learned per match-length bucket;
 - a match model over the shared history (`History`: every byte of the rounds before this chunk's round),
   hashed on the last HISTORY_MATCH_MIN bytes;
-- order-1/2/3 context models (byte counts) over the chunk so far, and order-1/2/3/4/6 ones over the history;
+- order-1/2/3 context models (byte counts) over the chunk so far, and order-1/2/3/4/6 ones over the history,
+  each order blended with the one below it as PPM does (the neural distribution below order 1), with an
+  escape weight from the number of distinct bytes seen in the context; with a priming dictionary
+  (`bytezip.dictionary`), each history order is blended with the dictionary's same order instead;
+- for 16-bit audio (`pcm.PcmLayout` in the archive header), a sample predictor (`pcm.PcmModel`);
 
-linearly, with weights (one set per match-length bucket) learned online from each coded byte by a
-Bayesian-style multiplicative update.
+linearly, with weights (one set per match-length bucket, and for audio per low/high byte of a sample) learned
+online from each coded byte by a Bayesian-style multiplicative update.
 
 Chunks are coded in rounds of `round_chunks` lanes: all lanes of a round read the same frozen history, so a
 round decodes as one batch, and the history grows by the whole round once it is done. A file's first round
@@ -27,6 +31,8 @@ from typing import Callable
 
 import numpy as np
 
+from .pcm import PcmLayout, PcmModel
+
 ONE = 1 << 16                 # every predictor's distribution sums to about ONE
 MATCH_MIN = 4                 # bytes of context hashed to find a match inside the chunk
 MATCH_HASH_BITS = 12          # chunk match table entries per lane
@@ -37,12 +43,14 @@ OWN_ORDERS = (1, 2, 3)        # context models over the chunk: order 1 indexed d
 OWN_HASH_BITS = 10            # hashed contexts per lane and order
 SHARED_ORDERS = (1, 2, 3, 4, 6)   # context models over the history
 SHARED_HASH_BITS = 16         # hashed contexts per order (uint16 counts: 32 MB a table)
-N_BUCKETS = 4                 # weight sets: no match, longest match 0-3, 4-15, 16+
+N_BUCKETS = 4                 # weight sets: no match, longest match 0-3, 4-15, 16+ ...
+N_SETS = 3 * N_BUCKETS        # ... each for bytes that are not audio samples, low and high bytes of samples
 W_MIN = ONE >> 8              # every predictor keeps a little weight so it can come back
 LR_SHIFT = 3                  # weight update rate 1/8 of the Bayesian step
-N_MODELS = 3 + len(OWN_ORDERS) + len(SHARED_ORDERS)   # neural, two match models, then the context models
-COUNT_WEIGHT = 65536          # a context model's count vs its +1 prior: nearly deterministic once seen
-INITIAL_WEIGHTS = (ONE - (N_MODELS - 1) * (ONE >> 6),) + (ONE >> 6,) * (N_MODELS - 1)
+N_MODELS = 4 + len(OWN_ORDERS) + len(SHARED_ORDERS)   # neural, two match models, context models, PCM
+PCM_INPUT = N_MODELS - 1
+ESCAPE = 1                    # a context's weight on the order below: ESCAPE x distinct bytes seen, vs its count
+INITIAL_WEIGHTS = (ONE - (N_MODELS - 2) * (ONE >> 6),) + (ONE >> 6,) * (N_MODELS - 2) + (ONE,)
 _MUL, _MASK = 0x2F0B3, 0xFFFFFF
 
 
@@ -106,13 +114,33 @@ class History:
         self._tail = full[-ctx:]
 
 
+def ppm_blend(base: np.ndarray, counts: list[np.ndarray], priors: list[np.ndarray] | None = None
+              ) -> list[np.ndarray]:
+    """Distributions [L, 256] of context models of rising order from their byte counts [L, 256]: each is its
+    counts plus ESCAPE x (distinct bytes seen) times the one below (`base` below the first), normalised;
+    an unseen context gives the one below unchanged. With `priors`, order k falls back on priors[k] instead."""
+    out, p = [], base
+    for k, c in enumerate(counts):
+        below = priors[k] if priors else p
+        c = c.astype(np.int64)
+        escape = ESCAPE * np.maximum((c > 0).sum(-1, keepdims=True), 1)
+        p = (c * ONE + escape * below) // (c.sum(-1, keepdims=True) + escape)
+        out.append(p)
+    return out
+
+
 class Mixer:
     """Mixing state of `lanes` chunks coded in lockstep (position t is the same for every lane)."""
 
-    def __init__(self, lanes: int, length: int, history: History | None = None):
+    def __init__(self, lanes: int, length: int, history: History | None = None,
+                 pcm: PcmLayout | None = None, starts: np.ndarray | None = None,
+                 dictionary: History | None = None):
+        """`pcm`: the input's sample layout, if any; `starts`: where each lane's chunk begins in the input;
+        `dictionary`: the priming dictionary's statistics (read only), if any."""
         L = lanes
         self.lanes = np.arange(L)
         self.history = history or History()
+        self.dictionary = dictionary
         self.hist = np.zeros((L, length + 1), dtype=np.int64)
         self.t = 0
         self.match_table = np.full((L, 1 << MATCH_HASH_BITS), -1, dtype=np.int64)
@@ -125,10 +153,14 @@ class Mixer:
         # with no history yet, its predictors (second match model, shared counts) get no weight and no floor
         used = np.ones(N_MODELS, dtype=bool)
         if not self.history.size:
-            used[2] = used[3 + len(OWN_ORDERS):] = False
+            used[2] = False
+            if not dictionary:
+                used[3 + len(OWN_ORDERS):PCM_INPUT] = False
+        self.pcm = PcmModel(pcm, np.zeros(L, np.int64) if starts is None else starts) if pcm else None
+        used[PCM_INPUT] = bool(pcm)
         self.floor = np.where(used, W_MIN, 0)
         w = np.where(used, INITIAL_WEIGHTS, 0)
-        self.weights = np.tile(w * ONE // w.sum(), (L, N_BUCKETS, 1))
+        self.weights = np.tile(w * ONE // w.sum(), (L, N_SETS, 1))
 
     def _prev(self, j: int) -> np.ndarray:
         return self.hist[:, self.t - j] if self.t >= j else np.zeros(len(self.lanes), dtype=np.int64)
@@ -153,23 +185,30 @@ class Mixer:
                               H[np.maximum(self.ptr[1], 0)] if len(H) else np.zeros(len(L), np.int64)])
         own_rows = context_rows(self._prev, OWN_ORDERS, OWN_HASH_BITS)
         shared_rows = context_rows(self._prev, SHARED_ORDERS, SHARED_HASH_BITS)
+        p_pcm, wset = np.full_like(p_nn, ONE >> 8), bucket
+        if self.pcm:
+            active, high, p = self.pcm.frequencies(self.t, self._prev(1))
+            p_pcm[active] = p[active]
+            wset = bucket + N_BUCKETS * np.where(active, 1 + high, 0)
         inputs = ((p_nn, self._match_input(0, predicted[0], bucket), self._match_input(1, predicted[1], bucket))
-                  + tuple(self._counts_to_p(table[L, row]) for table, row in zip(self.counts, own_rows))
-                  + tuple(self._counts_to_p(table[row]) for table, row in zip(self.history.counts, shared_rows)))
-        w = self.weights[L, bucket]                                          # [L, N_MODELS]
+                  + tuple(ppm_blend(p_nn, [table[L, row] for table, row in zip(self.counts, own_rows)]))
+                  + tuple(ppm_blend(p_nn, [table[row] for table, row in zip(self.history.counts, shared_rows)],
+                                    self._priors(p_nn, shared_rows)))
+                  + (p_pcm,))
+        w = self.weights[L, wset]                                            # [L, N_MODELS]
         mixed = w[:, 0:1] * p_nn
         for i in range(1, N_MODELS):
             mixed += w[:, i:i + 1] * inputs[i]
         mixed >>= 16                                                         # [L, 256]
         # what update() learns from: the same predictions, not recomputed
-        self._inputs, self._bucket, self._mixed = inputs, bucket, mixed
+        self._inputs, self._bucket, self._wset, self._mixed = inputs, bucket, wset, mixed
         self._has, self._predicted, self._rows = has, predicted, own_rows
         return mixed + 1
 
-    @staticmethod
-    def _counts_to_p(counts: np.ndarray) -> np.ndarray:
-        c = counts.astype(np.int64) * COUNT_WEIGHT + 1
-        return c * ONE // c.sum(-1, keepdims=True)
+    def _priors(self, p_nn: np.ndarray, rows: list[np.ndarray]) -> list[np.ndarray] | None:
+        if not self.dictionary:
+            return None
+        return ppm_blend(p_nn, [table[row] for table, row in zip(self.dictionary.counts, rows)])
 
     def update(self, byte: np.ndarray):
         """Learn from the byte [L] each lane just coded (after `mix` for this position), then advance."""
@@ -178,10 +217,12 @@ class Mixer:
         # mixer: w_i += w_i (p_i(x) - p(x)) / p(x), damped; floor; renormalise to ONE
         p_x = np.stack([p[L, byte] for p in self._inputs], 1)                # [L, N_MODELS]
         m_x = np.maximum(self._mixed[L, byte], 1)[:, None]
-        w = self.weights[L, b]
+        w = self.weights[L, self._wset]
         w = w + ((w * (p_x - m_x) // m_x) >> LR_SHIFT)
         w = np.maximum(w, self.floor)
-        self.weights[L, b] = w * ONE // w.sum(-1, keepdims=True)
+        self.weights[L, self._wset] = w * ONE // w.sum(-1, keepdims=True)
+        if self.pcm:
+            self.pcm.update(t, byte, self._prev(1))
         # match models: score the predictions, follow or drop the matches
         good = self._has & (self._predicted == byte)
         for m in range(2):
@@ -213,16 +254,18 @@ class Mixer:
             self.ptr[1] = np.where((self.ptr[1] < 0) & ok, found, self.ptr[1])
 
 
-def mixed_frequencies(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None
-                      ) -> list[np.ndarray]:
-    """Encoder side: run the mixer over a round of chunks (as lanes) and return each chunk's mixed frequencies."""
+def mixed_frequencies(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None,
+                      pcm: PcmLayout | None = None, starts: np.ndarray | None = None,
+                      dictionary: History | None = None) -> list[np.ndarray]:
+    """Encoder side: run the mixer over a round of chunks (as lanes, chunk i starting at byte starts[i] of the
+    input) and return each chunk's mixed frequencies."""
     longest = max(map(len, chunks))
     data = np.zeros((len(chunks), longest), dtype=np.int64)
     nn = np.ones((len(chunks), longest, 256), dtype=np.int64)
     for i, (c, f) in enumerate(zip(chunks, neural)):
         data[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
         nn[i, :len(c)] = f
-    mixer = Mixer(len(chunks), longest, history)
+    mixer = Mixer(len(chunks), longest, history, pcm, starts, dictionary)
     out = np.empty_like(nn)
     for t in range(longest):
         out[:, t] = mixer.mix(nn[:, t])

@@ -124,7 +124,7 @@ def test_neural_chunks_round_trip_and_model_found_by_name(work, models):
     r = bz("compress", "--no-solid", "--model", models.oracle, "n.txt")
     assert r.exit_code == 0, r.stderr
     assert codecs("n.txt.bzp") == [fmt.NEURAL] * 4
-    assert (work / "n.txt.bzp").stat().st_size < 70                     # 212 bytes -> about 66
+    assert (work / "n.txt.bzp").stat().st_size < 72                     # 212 bytes -> about 68
     for ext in ("json", "safetensors"):                                  # the archive names its model
         shutil.copy(f"{models.oracle}.{ext}", work / f"oracle-test.{ext}")
     r = bz("decompress", "-c", "n.txt.bzp")                              # no --model: found by its id

@@ -2,6 +2,7 @@
 import io
 
 import numpy as np
+import pytest
 
 import bytezip
 from bytezip import codec, format as fmt
@@ -103,3 +104,26 @@ def test_round_chunks_follow_the_input_size(random_model):
     assert comp.round_chunks_for(10 ** 9) == comp.round_chunks_for(None) == codec.MAX_ROUND_CHUNKS
     assert bytezip.Compressor(model=random_model, history=False).round_chunks_for(n) == 0
     assert bytezip.Compressor(model=random_model, mixing=False).round_chunks_for(n) == 0
+
+
+def test_a_priming_dictionary_helps_small_inputs_and_is_checked(trained_model, tmp_path):
+    """A model shipped with a `.dict.xz` codes a small input that resembles the dictionary in fewer bytes;
+    the archive names the dictionary, and a model without it (or with another) refuses to decode."""
+    import lzma
+    from bytezip.model import save_model
+    text = english_text()
+    for name in ("plain", "primed"):
+        save_model(trained_model, str(tmp_path / name), extra={"name": "tiny"})
+    (tmp_path / "primed.dict.xz").write_bytes(lzma.compress(text[:20000]))
+    plain, primed = bytezip.coding_model(str(tmp_path / "plain")), bytezip.coding_model(str(tmp_path / "primed"))
+    assert primed.dictionary is not None and plain.dictionary is None and primed.digest == plain.digest
+    data = text[30000:30900]
+    blob = bytezip.Compressor(model=primed).compress(data)
+    assert bytezip.read_info(io.BytesIO(blob)).header.dictionary_digest == primed.dictionary_digest
+    assert len(blob) < 0.95 * len(bytezip.Compressor(model=plain).compress(data))
+    assert bytezip.Decompressor(model=primed, lanes=3).decompress(blob) == data
+    with pytest.raises(fmt.ModelError, match="dictionary"):
+        bytezip.Decompressor(model=plain).decompress(blob)
+    no_mixing = bytezip.Compressor(model=primed, mixing=False).compress(data)
+    assert not bytezip.read_info(io.BytesIO(no_mixing)).header.dictionary_digest
+    assert bytezip.Decompressor(model=plain).decompress(no_mixing) == data

@@ -87,11 +87,14 @@ def varint(n: int) -> bytes:
     return fmt.encode_varint(n)
 
 
-def archive(chunks=(), *, chunk_size=CHUNK, model_id=b"", digest=b"", round_chunks=0, head=None, end=None,
-            tail=b"") -> bytes:
-    """An archive from parts: chunks are (codec, raw_size, payload) or already-encoded bytes."""
-    head = head if head is not None else (fmt.MAGIC + bytes([2, 0]) + varint(chunk_size) + varint(round_chunks)
-                                          + bytes([len(model_id)]) + model_id + digest)
+def archive(chunks=(), *, chunk_size=CHUNK, model_id=b"", digest=b"", round_chunks=0, pcm=b"\0",
+            dictionary=None, head=None, end=None, tail=b"") -> bytes:
+    """An archive from parts: chunks are (codec, raw_size, payload) or already-encoded bytes; `pcm` and
+    `dictionary` are the header's audio layout and dictionary fields as bytes (default: none)."""
+    if dictionary is None:
+        dictionary = b"\0" if model_id else b""
+    head = head if head is not None else (fmt.MAGIC + bytes([3, 0]) + varint(chunk_size) + varint(round_chunks)
+                                          + pcm + bytes([len(model_id)]) + model_id + digest + dictionary)
     body = b""
     for c in chunks:
         if isinstance(c, bytes):
@@ -164,11 +167,13 @@ def unread_bytes(blob: bytes, info) -> set[int]:
     """Positions whose change may go unseen, because they only bound what a decoder may need, not what it
     decodes: the last word of a neural payload (the range coder's final state: any value inside the final
     interval decodes the same symbols), a zstd frame's window descriptor (a memory limit, not data), and the
-    header's round size when no chunk is mixed (rounds only group what mixed chunks read)."""
+    header's round size and audio layout when no chunk is mixed (only mixed chunks read them)."""
     pos = set()
     if fmt.MIXED not in {c.codec for c in info.chunks}:
         at = 6 + len(varint(info.header.chunk_size))
-        pos.update(range(at, at + len(varint(info.header.round_chunks))))
+        pcm = info.header.pcm
+        size = len(varint(info.header.round_chunks)) + (len(varint(pcm.channels) + varint(pcm.offset)) if pcm else 1)
+        pos.update(range(at, at + size))
     for c in info.chunks:
         if c.codec in MODEL_CODECS:
             pos.update(range(max(c.offset, c.offset + c.coded_size - 4), c.offset + c.coded_size))
@@ -305,7 +310,7 @@ def end_record(count: int, size: int, checksum: bytes = bytes(8)) -> bytes:
 def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
     """(name, archive, expected error types, a fragment of the message)."""
     M = MODEL_NAME.encode()
-    head = fmt.MAGIC + bytes([2, 0]) + varint(CHUNK) + b"\0\0"
+    head = fmt.MAGIC + bytes([3, 0]) + varint(CHUNK) + b"\0\0\0"
     big = 1 << 24
     z = lambda b: codec._zstd_compress(b)
     garbage = np.random.default_rng(3).bytes(40)
@@ -317,20 +322,29 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("zstd data", zstandard.ZstdCompressor().compress(b"hello" * 10), F, "bad magic"),
         ("version 0", fmt.MAGIC + b"\0\0" + head[6:], F, "version 0"),
         ("version 1 (before shared history)", fmt.MAGIC + b"\1\0" + head[6:], F, "version 1"),
-        ("version 3", fmt.MAGIC + b"\3\0" + head[6:], F, "version 3"),
-        ("unknown flags", fmt.MAGIC + b"\2\x01" + head[6:], F, "flags"),
+        ("version 2 (before audio and dictionary)", fmt.MAGIC + b"\2\0" + head[6:], F, "version 2"),
+        ("version 4", fmt.MAGIC + b"\4\0" + head[6:], F, "version 4"),
+        ("unknown flags", fmt.MAGIC + b"\3\x01" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),
         ("chunk size 2^63", archive(chunk_size=1 << 63), F, "exceeds"),
-        ("chunk size in 11 varint bytes", fmt.MAGIC + b"\2\0" + b"\xff" * 10 + b"\x01", F, "overlong"),
-        ("chunk size 64 in 2 varint bytes", fmt.MAGIC + b"\2\0\xc0\x00\0\0" + end_record(0, 0), F,
+        ("chunk size in 11 varint bytes", fmt.MAGIC + b"\3\0" + b"\xff" * 10 + b"\x01", F, "overlong"),
+        ("chunk size 64 in 2 varint bytes", fmt.MAGIC + b"\3\0\xc0\x00\0\0\0" + end_record(0, 0), F,
          "overlong"),
         ("round of 1025 chunks", archive(round_chunks=1025, model_id=M, digest=digest), F, "exceeds 1024"),
-        ("round size in 2 varint bytes", fmt.MAGIC + b"\2\0" + varint(CHUNK) + b"\x80\x00\0", F, "overlong"),
+        ("round size in 2 varint bytes", fmt.MAGIC + b"\3\0" + varint(CHUNK) + b"\x80\x00\0\0", F, "overlong"),
+        ("3 audio channels", archive(pcm=b"\3\0", model_id=M, digest=digest), F, "audio channels 3 exceeds 2"),
+        ("audio offset 2^41", archive(pcm=b"\2" + varint(1 << 41), model_id=M, digest=digest), F, "exceeds"),
+        ("audio layout without a model", archive(pcm=b"\2\0"), F, "audio layout without a model"),
+        ("dictionary field 2", archive(model_id=M, digest=digest, dictionary=b"\2"), F, "dictionary field 2"),
+        ("dictionary digest cut short", archive(model_id=M, digest=digest, dictionary=b"\1abc", end=b""), F,
+         "truncated"),
+        ("mixed chunk, dictionary the model lacks", archive([(fmt.MIXED, CHUNK, garbage)], model_id=M, digest=digest,
+                                                           dictionary=b"\1" + bytes(8)), Mo, "dictionary"),
         ("model id with a newline", archive(model_id=b"a\nb", digest=digest), F, "printable"),
         ("model id with an escape sequence", archive(model_id=b"\x1b[2J", digest=digest), F, "printable"),
         ("model id not ASCII", archive(model_id="modèle".encode(), digest=digest), F, "printable"),
-        ("model id cut short", fmt.MAGIC + b"\2\0" + varint(CHUNK) + b"\0\xc8abc", F, "truncated"),
+        ("model id cut short", fmt.MAGIC + b"\3\0" + varint(CHUNK) + b"\0\0\xc8abc", F, "truncated"),
         ("digest cut short", archive(model_id=M, digest=digest[:5], end=b""), F, "truncated"),
         ("shared history without a model", archive(round_chunks=4), F, "shared history without a model"),
         ("unknown codec 0x7f", archive([b"\x7f" + varint(CHUNK) + varint(1) + b"x"]), F, "unknown codec 127"),
