@@ -108,10 +108,10 @@ def coding_model(model=None, device="cpu") -> CodingModel:
         model_id = str(meta.get("name") or base.name)[:255]   # never empty: that means "no model"
         if not model_id.isascii() or not model_id.isprintable():
             raise ModelError(f"model {base}: its name {model_id!r} is not printable ASCII (archives record it)")
-        dictionary, dictionary_digest = None, b""
-        if Path(str(base) + priming.SUFFIX).is_file():
+        dictionary, dictionary_digest, dictionary_path = None, b"", Path(str(base) + priming.SUFFIX)
+        if dictionary_path.is_file():
             try:
-                dictionary, dictionary_digest = priming.load(str(base) + priming.SUFFIX)
+                dictionary, dictionary_digest = priming.load(dictionary_path)
             except (OSError, lzma.LZMAError) as e:
                 raise ModelError(f"cannot load the dictionary of model {base}: {e}") from None
         _loaded[key] = CodingModel(ExactMegabyte(net, device), model_id, weights_digest(net),
@@ -221,8 +221,8 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
                   dictionary: History | None = None) -> list[bytes]:
     """Decode several neural/mixed chunks as lanes of one batch (one model step per byte for all lanes);
     mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio, the
-    sample layout `pcm` (chunk i starts at byte starts[i] of the input). `timings`, when given, accumulates seconds per part of the loop
-    (what `bytezip.speed` reports)."""
+    sample layout `pcm` (chunk i starts at byte starts[i] of the input). `timings`, when given, accumulates
+    seconds per part of the loop (what `bytezip.speed` reports)."""
     lap = _Laps(timings) if timings is not None else (lambda part: None)
     P = m.exact.cfg.patch_size
     decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]

@@ -145,29 +145,31 @@ class PcmModel:
         `previous` is each lane's byte at t - 1 (the low byte, when this is a high byte)."""
         active, slot = self.phase(t)
         channel, high = slot >> 1, (slot & 1).astype(bool)
-        L = self.lanes
-        # a low byte starts a sample: choose its predictor and scale now
-        preds, u = self._predictions(channel)
-        preds = np.clip(preds, -32768, 32767)
-        err = self.error[L, channel]                                      # [L, N_PREDICTORS]
-        best = np.where(channel[:, None] > 0, err, err + _FIRST_CHANNEL_MASK).argmin(1)
-        low = ~high
-        self.preds[low] = preds[low]
-        self.lms_input[low] = u[low]
-        self.guess[low] = preds[L, best][low]
-        self.scale[low] = np.maximum(err[L, best][low], MIN_ERROR)
-        guess, scale = self.guess[:, None], self.scale[:, None]
+        L, low = self.lanes, ~high
         values = np.arange(256, dtype=np.int64)[None, :]
-        # high byte: the sample is hi * 256 + previous (hi signed)
-        hi_signed = np.where(values >= 128, values - 256, values)
-        p_high = self._laplace(hi_signed * 256 + previous[:, None] - guess, scale)
-        # low byte: summed over the high bytes near the guess
-        p_low = np.zeros_like(p_high)
-        center = guess >> 8
-        for k in range(-HI_WINDOW, HI_WINDOW + 1):
-            hi = center + k
-            p_low += np.where((hi >= -128) & (hi < 128), self._laplace(hi * 256 + values - guess, scale), 0)
-        p = np.where(high[:, None], p_high, p_low)
+        p = np.zeros((len(L), 256), dtype=np.int64)
+        # (the lanes of a round share their phase: each part below usually runs for all lanes or none)
+        if low.any():
+            # a low byte starts a sample: choose its predictor and scale now
+            preds, u = self._predictions(channel)
+            preds = np.clip(preds, -32768, 32767)
+            err = self.error[L, channel]                                  # [L, N_PREDICTORS]
+            best = np.where(channel[:, None] > 0, err, err + _FIRST_CHANNEL_MASK).argmin(1)
+            self.preds[low] = preds[low]
+            self.lms_input[low] = u[low]
+            self.guess[low] = preds[L, best][low]
+            self.scale[low] = np.maximum(err[L, best][low], MIN_ERROR)
+            # low byte: summed over the high bytes near the guess
+            guess, scale = self.guess[low, None], self.scale[low, None]
+            center = guess >> 8
+            for k in range(-HI_WINDOW, HI_WINDOW + 1):
+                hi = center + k
+                p[low] += np.where((hi >= -128) & (hi < 128), self._laplace(hi * 256 + values - guess, scale), 0)
+        if high.any():
+            # high byte: the sample is hi * 256 + previous (hi signed)
+            guess, scale = self.guess[high, None], self.scale[high, None]
+            hi_signed = np.where(values >= 128, values - 256, values)
+            p[high] = self._laplace(hi_signed * 256 + previous[high, None] - guess, scale)
         p = p * ONE // np.maximum(p.sum(-1, keepdims=True), 1)
         return active, high, p
 
