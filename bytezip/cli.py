@@ -257,6 +257,7 @@ class Options:
     solid: bool = True
     history: bool = True
     audio: bool = True
+    image: bool = True
 
 
 @dataclass
@@ -303,7 +304,7 @@ class Session:
                 else:
                     self._compressor = Compressor(model=o.model, device=o.device, chunk_size=o.chunk_size,
                                                   threads=o.threads, solid=o.solid, history=o.history,
-                                                  audio=o.audio, round_chunks=o.lanes)
+                                                  audio=o.audio, image=o.image, round_chunks=o.lanes)
             except BytezipError as e:
                 raise Fatal(name, str(e)) from None
         return self._compressor
@@ -740,6 +741,9 @@ def _common(f, *, output=True, compress=False, coder=True):
         opts.append(click.option("--audio/--no-audio", default=True, show_default=True,
                                  help="Mix in a sample predictor when the input is 16-bit PCM (a WAV file or raw "
                                       "samples, detected from its start)."))
+        opts.append(click.option("--image/--no-image", default=True, show_default=True,
+                                 help="Mix in a pixel predictor when the input is an 8-bit image (a PPM/PGM file "
+                                      "or raw pixels, detected from its start)."))
     for o in reversed(opts):
         f = o(f)
     return f
@@ -750,7 +754,8 @@ def _options(kw) -> Options:
                    force=kw.get("force", False), verbosity=1 - kw.get("quiet", 0) + kw.get("verbose", 0),
                    model=kw.get("model"), device=kw.get("device", "auto"), threads=kw.get("threads") or None,
                    chunk_size=kw.get("chunk_size"), lanes=kw.get("lanes"), solid=kw.get("solid", True),
-                   history=kw.get("history", True), audio=kw.get("audio", True))
+                   history=kw.get("history", True), audio=kw.get("audio", True),
+                   image=kw.get("image", True))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -9,7 +9,8 @@ together as lanes of one batch, one incremental model step per byte for all lane
 Chunks are coded in rounds of `round_chunks` (the lanes of one decode batch): a mixed chunk's mixer also
 reads every byte of the rounds before its own (`mixing.History`), which is how whole-file repeats and
 statistics reach a model with a 4 KB window. Fewer chunks per round means more history for more chunks
-but fewer lanes to decode in parallel; `round_chunks_for` picks it from the input size.
+but fewer lanes to decode in parallel; `round_chunks_for` picks it from the input size. An image of known
+size is coded band by band (`image.coded_index`), so the rows above each chunk are in an earlier round.
 """
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ import zstandard
 from . import dictionary as priming
 from . import format as fmt
 from .exact import ExactMegabyte
-from .mixing import History, Mixer, mixed_frequencies
-from .pcm import PcmLayout, detect_layout
+from . import image, pcm
+from .image import ImageLayout
+from .mixing import History, Mixer, Signal, mixed_frequencies, signal_model
+from .pcm import PcmLayout
 from .format import BytezipError, ChecksumError, FormatError, ModelError
 from .model import Megabyte, canonical_weights, load_model
 
@@ -217,12 +220,11 @@ def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
 def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
                   progress: Callable[[int], None] | None = None,
                   timings: dict[str, float] | None = None, history: History | None = None,
-                  pcm: PcmLayout | None = None, starts: list[int] | None = None,
-                  dictionary: History | None = None) -> list[bytes]:
+                  signal: Signal | None = None, dictionary: History | None = None) -> list[bytes]:
     """Decode several neural/mixed chunks as lanes of one batch (one model step per byte for all lanes);
-    mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio, the
-    sample layout `pcm` (chunk i starts at byte starts[i] of the input). `timings`, when given, accumulates
-    seconds per part of the loop (what `bytezip.speed` reports)."""
+    mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio or
+    images, the `signal` predictor of these lanes. `timings`, when given, accumulates seconds per part of
+    the loop (what `bytezip.speed` reports)."""
     lap = _Laps(timings) if timings is not None else (lambda part: None)
     P = m.exact.cfg.patch_size
     decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
@@ -231,7 +233,7 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     stepper = m.exact.stepper(len(sizes), -(-longest // P))
     mixer = None
     if any(mixed):
-        mixer = Mixer(len(sizes), longest, history, pcm, None if starts is None else np.array(starts), dictionary)
+        mixer = Mixer(len(sizes), longest, history, signal, dictionary)
     use_mixed = np.array(mixed)[:, None]
     active = list(range(len(sizes)))
     symbols = np.zeros(len(sizes), dtype=np.int64)
@@ -267,6 +269,12 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     return [out[i, :n].tobytes() for i, n in enumerate(sizes)]
 
 
+def input_chunks(layout: PcmLayout | ImageLayout | None, round_chunks: int, first: int, n: int) -> np.ndarray:
+    """Which chunks of the input records first .. first + n - 1 hold (band order for a banded image)."""
+    k = np.arange(first, first + n)
+    return image.input_index(k, round_chunks, layout.band_chunks) if isinstance(layout, ImageLayout) else k
+
+
 class _Laps:
     """Adds the time since the previous call to `into[part]`."""
 
@@ -285,18 +293,20 @@ class Compressor:
     `mixing=False` keeps to the model alone; `history=False` keeps every chunk independent (no shared
     history; decodable with any number of lanes); `round_chunks` fixes the chunks per round (default: from
     the input size); `audio=False` never mixes in the sample predictor (by default it is used when the
-    input's start is 16-bit PCM: a WAV header or raw samples, `pcm.detect_layout`); `solid=True` (the
+    input's start is 16-bit PCM: a WAV header or raw samples, `pcm.detect_layout`), `image=False` never the
+    pixel predictor (used for a PPM/PGM header or raw pixels, `image.detect_layout`); `solid=True` (the
     command line's default) also tries the whole input as one lzma/zstd chunk and keeps the smaller archive."""
 
     def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
                  batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True,
                  mixing: bool = True, history: bool = True, round_chunks: int | None = None,
-                 audio: bool = True, solid: bool = False):
+                 audio: bool = True, image: bool = True, solid: bool = False):
         if threads:
             torch.set_num_threads(threads)
         self.model = coding_model(model, device) if neural else None
         self.mixing, self.solid = mixing, solid
         self.audio = bool(self.model and mixing and audio)
+        self.image = bool(self.model and mixing and image)
         self.history = bool(self.model and mixing and history)
         if round_chunks is not None and not 1 <= round_chunks <= fmt.MAX_ROUND_CHUNKS:
             raise BytezipError(f"chunks per round must be between 1 and {fmt.MAX_ROUND_CHUNKS}")
@@ -308,15 +318,17 @@ class Compressor:
             raise BytezipError(f"chunk size {self.chunk_size} exceeds the model's context of {self.model.context}")
         self.batch = batch
 
-    def header(self, round_chunks: int = 0, pcm: PcmLayout | None = None) -> fmt.Header:
+    def header(self, round_chunks: int = 0, signal: PcmLayout | ImageLayout | None = None) -> fmt.Header:
         if self.model:
             dictionary = self.model.dictionary_digest if self.mixing else b""
-            return fmt.Header(self.chunk_size, self.model.model_id, self.model.digest, round_chunks, pcm, dictionary)
+            return fmt.Header(self.chunk_size, self.model.model_id, self.model.digest, round_chunks, signal,
+                              dictionary)
         return fmt.Header(self.chunk_size)
 
-    def layout_for(self, head: bytes) -> PcmLayout | None:
-        """The sample layout the mixer assumes for an input starting with `head` (None: not audio, or no mixer)."""
-        return detect_layout(head) if self.audio else None
+    def layout_for(self, head: bytes) -> PcmLayout | ImageLayout | None:
+        """The sample or pixel layout the mixer assumes for an input starting with `head` (None: neither, or
+        no mixer)."""
+        return (self.audio and pcm.detect_layout(head)) or (self.image and image.detect_layout(head)) or None
 
     def round_chunks_for(self, size: int | None) -> int:
         """Chunks per round for an input of `size` bytes (None: unknown); 0 = no shared history."""
@@ -328,15 +340,17 @@ class Compressor:
             return MAX_ROUND_CHUNKS
         return min(MAX_ROUND_CHUNKS, max(MIN_ROUND_CHUNKS, math.ceil(size / self.chunk_size / ROUNDS)))
 
-    def code_chunks(self, chunks: list[bytes], history: History | None = None, pcm: PcmLayout | None = None,
-                    start: int = 0) -> list[tuple[int, bytes]]:
-        """(codec, payload) for each chunk (the first at byte `start` of the input): the smallest of mixed
-        (reading `history`, and the sample layout `pcm`), neural, lzma, zstd, raw."""
+    def code_chunks(self, chunks: list[bytes], history: History | None = None,
+                    layout: PcmLayout | ImageLayout | None = None, starts: np.ndarray | None = None,
+                    round_chunks: int = 0) -> list[tuple[int, bytes]]:
+        """(codec, payload) for each chunk (chunk i at byte starts[i] of the input): the smallest of mixed
+        (reading `history`, and the predictor of the sample or pixel `layout`), neural, lzma, zstd, raw."""
         freqs = neural_frequencies(self.model, chunks) if self.model else [None] * len(chunks)
         mixed = [None] * len(chunks)
         if self.model and self.mixing:
-            starts = start + self.chunk_size * np.arange(len(chunks))
-            mixed = mixed_frequencies(freqs, chunks, history, pcm, starts, self.model.dictionary)
+            starts = self.chunk_size * np.arange(len(chunks)) if starts is None else starts
+            signal = signal_model(layout, starts, self.chunk_size, round_chunks)
+            mixed = mixed_frequencies(freqs, chunks, history, signal, self.model.dictionary)
         coded = []
         for chunk, f, fm in zip(chunks, freqs, mixed):
             best = (fmt.RAW, chunk)
@@ -357,22 +371,38 @@ class Compressor:
         The first SOLID_MAX + 1 bytes are read ahead, so an input up to SOLID_MAX bytes has a known size (which
         sets the chunks per round) and, with `solid`, is also coded as one lzma/zstd chunk over the whole input
         (long repeats span chunks); the smaller archive is written. A longer input streams, holding one round
-        (or `batch` chunks) in memory, plus the shared history (`mixing.HISTORY_MAX`)."""
+        (or `batch` chunks) in memory, plus the shared history (`mixing.HISTORY_MAX`). An image of known
+        size is coded band by band (`banded`)."""
         head = _read_exact(ifh, SOLID_MAX + 1)
-        pcm = self.layout_for(head)
-        if len(head) > SOLID_MAX or not self.solid:
-            size = len(head) if len(head) <= SOLID_MAX else None
-            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress, self.round_chunks_for(size), pcm)
+        layout = self.layout_for(head)
+        if len(head) > SOLID_MAX:
+            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress, self.round_chunks_for(None), layout)
+        round_chunks = self.round_chunks_for(len(head))
+        layout, coded = self.banded(head, layout, round_chunks)
+        if not self.solid:
+            return self._copy_chunks(io.BytesIO(coded), ofh, progress, round_chunks, layout)
         chunked = io.BytesIO()
-        self._copy_chunks(io.BytesIO(head), chunked, progress, self.round_chunks_for(len(head)), pcm)
+        self._copy_chunks(io.BytesIO(coded), chunked, progress, round_chunks, layout)
         # the whole input as one chunk, lzma, zstd or raw, in an archive that needs no model
         solid = Compressor(neural=False, chunk_size=max(1, len(head))).compress(head)
         best = min(chunked.getvalue(), solid, key=len)
         return len(head), ofh.write(best)
 
+    def banded(self, data: bytes, layout, round_chunks: int) -> tuple[PcmLayout | ImageLayout | None, bytes]:
+        """An image's layout with its bands set and its chunks in record order (`image.coded_index`): with
+        at least two chunks per band and a shared history; anything else unchanged."""
+        C = self.chunk_size
+        band_chunks = len(data) // C // round_chunks if round_chunks else 0
+        if not isinstance(layout, ImageLayout) or band_chunks < 2:
+            return layout, data
+        layout = layout.banded(band_chunks)
+        order = image.input_index(np.arange(-(-len(data) // C)), round_chunks, band_chunks)
+        return layout, b"".join(data[j * C:(j + 1) * C] for j in order)
+
     def _copy_chunks(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None,
-                     round_chunks: int, pcm: PcmLayout | None = None):
-        written = ofh.write(self.header(round_chunks, pcm).to_bytes())
+                     round_chunks: int, layout: PcmLayout | ImageLayout | None = None):
+        """Code ifh's bytes (in record order) as chunk records, `round_chunks` per round."""
+        written = ofh.write(self.header(round_chunks, layout).to_bytes())
         digest, total, count = hashlib.sha256(), 0, 0
         history = History() if round_chunks else None
         while True:
@@ -385,7 +415,9 @@ class Compressor:
                     break
             if not chunks:
                 break
-            for chunk, (codec, payload) in zip(chunks, self.code_chunks(chunks, history, pcm, total)):
+            starts = self.chunk_size * input_chunks(layout, round_chunks, count, len(chunks))
+            for chunk, (codec, payload) in zip(chunks, self.code_chunks(chunks, history, layout, starts,
+                                                                        round_chunks)):
                 digest.update(chunk)
                 written += ofh.write(fmt.chunk_record_bytes(codec, len(chunk), payload))
                 total += len(chunk)
@@ -440,24 +472,28 @@ class Decompressor:
         reader = fmt.Reader(ifh)
         header = reader.header()
         history = History() if header.round_chunks else None
+        signal = header.signal
+        banded = isinstance(signal, ImageLayout) and signal.band_chunks > 0
         model = None
-        digest, written = hashlib.sha256(), 0
+        digest, written, records = hashlib.sha256(), 0, 0
         pending: list[tuple[fmt.ChunkRecord, bytes]] = []
+        held_back: dict[int, bytes] = {}          # a banded image's chunks, written in input order at the end
 
         def flush():
-            nonlocal model, written
-            starts = written + np.cumsum([0] + [r.raw_size for r, _ in pending[:-1]])
-            neural = [(r, p, a) for (r, p), a in zip(pending, starts) if r.codec in fmt.MODEL_CODECS]
+            nonlocal model, written, records
+            index = input_chunks(signal, header.round_chunks, records, len(pending))
+            neural = [(r, p, j) for (r, p), j in zip(pending, index) if r.codec in fmt.MODEL_CODECS]
             decoded = {}
             if neural:
                 model = model or self._model_for(header)
+                starts = header.chunk_size * np.array([j for _, _, j in neural])
                 outs = neural_decode(model, [p for _, p, _ in neural], [r.raw_size for r, _, _ in neural],
                                      [r.codec == fmt.MIXED for r, _, _ in neural], progress, history=history,
-                                     pcm=header.pcm, starts=[int(a) for _, _, a in neural],
+                                     signal=signal_model(signal, starts, header.chunk_size, header.round_chunks),
                                      dictionary=model.dictionary if header.dictionary_digest else None)
                 decoded = {id(r): o for (r, _, _), o in zip(neural, outs)}
             round_bytes = []
-            for r, p in pending:
+            for (r, p), j in zip(pending, index):
                 if r.codec in fmt.MODEL_CODECS:
                     data = decoded[id(r)]
                 else:
@@ -465,11 +501,15 @@ class Decompressor:
                     if progress:
                         progress(len(data))
                 digest.update(data)
-                written += ofh.write(data)
+                if banded:
+                    held_back[int(j)] = data
+                else:
+                    written += ofh.write(data)
                 if history:
                     round_bytes.append(data)
             if history:
                 history.extend(b"".join(round_bytes))
+            records += len(pending)
             pending.clear()
 
         n_neural = held = 0
@@ -487,6 +527,8 @@ class Decompressor:
         flush()
         if digest.digest()[:fmt.DIGEST_BYTES] != reader.trailer.checksum:
             raise ChecksumError("checksum mismatch: the decoded data is not the original (corrupted archive)")
+        for j in sorted(held_back):
+            written += ofh.write(held_back[j])
         return reader.pos, written
 
     def decompress(self, blob: bytes) -> bytes:

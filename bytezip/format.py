@@ -1,11 +1,11 @@
-"""The .bzp archive format (version 3): a header, one record per chunk, an end record.
+"""The .bzp archive format (version 4): a header, one record per chunk, an end record.
 
 All integers are unsigned LEB128 varints unless a width is given. The layout is written so that an
 archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
 before anything is allocated for it.
 
-    header   magic b"\\x89BZP" | version u8 = 3 | flags u8 | chunk_size | round_chunks | pcm_channels
-             | pcm_offset (only when pcm_channels is not 0) | model_id_len u8
+    header   magic b"\\x89BZP" | version u8 = 4 | flags u8 | chunk_size | round_chunks | signal
+             | signal fields (see below) | model_id_len u8
              | model_id (ASCII) | model_digest 8 bytes (SHA-256 prefix of the canonical weights) | dictionary u8
              (0 none, 1 one follows) | dictionary_digest 8 bytes (SHA-256 prefix of the dictionary's bytes)
              (the fields after model_id only when model_id is not empty)
@@ -16,13 +16,19 @@ round_chunks: 0, or the number of chunks per round (<= 1024) when mixed chunks r
 chunks are grouped in rounds of that many in file order, and a mixed chunk's mixer also reads every byte of
 the rounds before its own (`bytezip.mixing.History`); 0 keeps every chunk independent of the others.
 
-pcm_channels: 0, or 1 / 2 when the input holds interleaved 16-bit little-endian samples from byte pcm_offset
-on (`bytezip.pcm.PcmLayout`): mixed chunks then also mix a sample predictor (`bytezip.pcm.PcmModel`).
+signal: 0 (none, no fields); 1 / 2 (that many channels) | pcm_offset when the input holds interleaved 16-bit
+little-endian samples from byte pcm_offset on (`bytezip.pcm.PcmLayout`): mixed chunks then also mix a sample
+predictor (`bytezip.pcm.PcmModel`); 3 | width | channels (1-4) | offset | band_chunks when it holds rows of
+`width` pixels of 8-bit samples from byte offset on (`bytezip.image.ImageLayout`): mixed chunks mix a pixel
+predictor (`bytezip.image.ImageModel`), and with band_chunks > 0 the records are in band order
+(`bytezip.image.coded_index`: the first round_chunks x band_chunks chunks of the input as round_chunks bands,
+record k holding chunk (k % round_chunks) x band_chunks + k // round_chunks; the rest in order), the
+checksum covering the bytes in record order.
 
 dictionary: mixed chunks read the model's priming dictionary (`bytezip.dictionary`) with this digest.
 
 Rules a decoder checks: varints are minimal (no overlong encodings); flags == 0; the model id is printable
-ASCII; round_chunks and pcm_channels are 0 without a model; pcm_channels <= 2; no neural chunk without a model; 1 <= chunk_size <= 2^24; every chunk
+ASCII; round_chunks and signal are 0 without a model; signal <= 3; band_chunks > 0 only with round_chunks > 0; no neural chunk without a model; 1 <= chunk_size <= 2^24; every chunk
 but the last has raw_size == chunk_size and the last 1 <= raw_size <= chunk_size; coded_size <= raw_size
 (the encoder stores a chunk raw rather than let it grow) and a raw chunk has coded_size == raw_size; a zstd
 payload is a magicless zstd frame; an lzma payload is a raw LZMA2 stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
@@ -35,11 +41,14 @@ import hashlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+from .image import ImageLayout
 from .pcm import PcmLayout
 
 MAGIC = b"\x89BZP"
-VERSION = 3
+VERSION = 4
 MAX_PCM_OFFSET = 1 << 40
+MAX_IMAGE_WIDTH = 1 << 24
+IMAGE_SIGNAL = 3
 MAX_CHUNK_SIZE = 1 << 24
 MAX_ROUND_CHUNKS = 1024
 RAW, ZSTD, NEURAL, MIXED, LZMA = 0, 1, 2, 3, 4
@@ -84,19 +93,27 @@ class Header:
     model_id: str = ""
     model_digest: bytes = b""
     round_chunks: int = 0
-    pcm: PcmLayout | None = None
+    signal: PcmLayout | ImageLayout | None = None
     dictionary_digest: bytes = b""
     flags: int = 0
+
+    def signal_bytes(self) -> bytes:
+        s = self.signal
+        if isinstance(s, PcmLayout):
+            return encode_varint(s.channels) + encode_varint(s.offset)
+        if isinstance(s, ImageLayout):
+            assert 1 <= s.channels <= 4 and (self.round_chunks or not s.band_chunks)
+            return b"".join(map(encode_varint, (IMAGE_SIGNAL, s.width, s.channels, s.offset, s.band_chunks)))
+        return b"\0"
 
     def to_bytes(self) -> bytes:
         mid = self.model_id.encode("ascii")
         assert len(mid) < 256 and len(self.model_digest) == (DIGEST_BYTES if mid else 0)
-        assert 0 <= self.round_chunks <= MAX_ROUND_CHUNKS and (mid or not (self.round_chunks or self.pcm))
+        assert 0 <= self.round_chunks <= MAX_ROUND_CHUNKS and (mid or not (self.round_chunks or self.signal))
         assert len(self.dictionary_digest) in ((0, DIGEST_BYTES) if mid else (0,))
-        pcm = encode_varint(self.pcm.channels) + encode_varint(self.pcm.offset) if self.pcm else b"\0"
         dictionary = bytes([bool(self.dictionary_digest)]) + self.dictionary_digest if mid else b""
         return (MAGIC + bytes([VERSION, self.flags]) + encode_varint(self.chunk_size) + encode_varint(self.round_chunks)
-                + pcm + bytes([len(mid)]) + mid + self.model_digest + dictionary)
+                + self.signal_bytes() + bytes([len(mid)]) + mid + self.model_digest + dictionary)
 
 
 @dataclass
@@ -182,21 +199,34 @@ class Reader:
         if chunk_size == 0:
             raise FormatError("corrupted archive (chunk size 0)")
         round_chunks = self._varint("round size", MAX_ROUND_CHUNKS)
-        channels = self._varint("audio channels", 2)
-        pcm = PcmLayout(channels, self._varint("audio offset", MAX_PCM_OFFSET)) if channels else None
+        signal = self._signal(round_chunks)
         mid = self._read(self._read(1, "header")[0], "model id")
         if not all(0x20 <= c < 0x7F for c in mid):  # it is printed in messages: one line, no escapes
             raise FormatError("corrupted archive (model id is not printable ASCII)")
         if round_chunks and not mid:
             raise FormatError("corrupted archive (shared history without a model)")
-        if pcm and not mid:
-            raise FormatError("corrupted archive (audio layout without a model)")
+        if signal and not mid:
+            raise FormatError("corrupted archive (signal layout without a model)")
         digest = self._read(DIGEST_BYTES, "model digest") if mid else b""
         has_dictionary = self._read(1, "header")[0] if mid else 0
         if has_dictionary > 1:
             raise FormatError(f"corrupted archive (dictionary field {has_dictionary})")
         dictionary = self._read(DIGEST_BYTES, "dictionary digest") if has_dictionary else b""
-        return Header(chunk_size, mid.decode("ascii"), digest, round_chunks, pcm, dictionary, flags)
+        return Header(chunk_size, mid.decode("ascii"), digest, round_chunks, signal, dictionary, flags)
+
+    def _signal(self, round_chunks: int) -> PcmLayout | ImageLayout | None:
+        kind = self._varint("signal kind", IMAGE_SIGNAL)
+        if kind in (1, 2):
+            return PcmLayout(kind, self._varint("audio offset", MAX_PCM_OFFSET))
+        if kind == IMAGE_SIGNAL:
+            width = self._varint("image width", MAX_IMAGE_WIDTH)
+            channels = self._varint("image channels", 4)
+            offset = self._varint("image offset", MAX_PCM_OFFSET)
+            bands = self._varint("band chunks", 1 << 40)
+            if not width or not channels or (bands and not round_chunks):
+                raise FormatError(f"corrupted archive (image layout {width} x {channels}, {bands} band chunks)")
+            return ImageLayout(width, channels, offset, bands)
+        return None
 
     def records(self, header: Header) -> Iterator[tuple[ChunkRecord, bytes | None]]:
         """Yields (record, payload) per chunk; after the loop `self.trailer` holds the checked end record."""

@@ -12,9 +12,11 @@ such data by mixing predictors. Here the mixer combines, for every byte:
   each order blended with the one below it as PPM does (the neural distribution below order 1), with an
   escape weight from the number of distinct bytes seen in the context; with a priming dictionary
   (`bytezip.dictionary`), each history order is blended with the dictionary's same order instead;
-- for 16-bit audio (`pcm.PcmLayout` in the archive header), a sample predictor (`pcm.PcmModel`);
+- for 16-bit audio (`pcm.PcmLayout` in the archive header), a sample predictor (`pcm.PcmModel`); for 8-bit
+  images (`image.ImageLayout`), a pixel predictor (`image.ImageModel`);
 
-linearly, with weights (one set per match-length bucket, and for audio per low/high byte of a sample) learned
+linearly, with weights (one set per match-length bucket, and per kind of byte: audio low/high byte, image
+sample, anything else) learned
 online from each coded byte by a Bayesian-style multiplicative update.
 
 Chunks are coded in rounds of `round_chunks` lanes: all lanes of a round read the same frozen history, so a
@@ -31,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from .image import ImageLayout, ImageModel
 from .pcm import PcmLayout, PcmModel
 
 ONE = 1 << 16                 # every predictor's distribution sums to about ONE
@@ -44,13 +47,15 @@ OWN_HASH_BITS = 10            # hashed contexts per lane and order
 SHARED_ORDERS = (1, 2, 3, 4, 6)   # context models over the history
 SHARED_HASH_BITS = 16         # hashed contexts per order (uint16 counts: 32 MB a table)
 N_BUCKETS = 4                 # weight sets: no match, longest match 0-3, 4-15, 16+ ...
-N_SETS = 3 * N_BUCKETS        # ... each for bytes that are not audio samples, low and high bytes of samples
+N_SETS = 4 * N_BUCKETS        # ... each for other bytes, low and high bytes of audio samples, image samples
 W_MIN = ONE >> 8              # every predictor keeps a little weight so it can come back
 LR_SHIFT = 3                  # weight update rate 1/8 of the Bayesian step
-N_MODELS = 4 + len(OWN_ORDERS) + len(SHARED_ORDERS)   # neural, two match models, context models, PCM
-PCM_INPUT = N_MODELS - 1
+N_CONTEXT = 2 + len(OWN_ORDERS) + len(SHARED_ORDERS)  # match and context models
+N_MODELS = 3 + N_CONTEXT      # neural, match and context models, PCM, image
+PCM_INPUT, IMAGE_INPUT = N_MODELS - 2, N_MODELS - 1
 ESCAPE = 1                    # a context's weight on the order below: ESCAPE x distinct bytes seen, vs its count
-INITIAL_WEIGHTS = (ONE - (N_MODELS - 2) * (ONE >> 6),) + (ONE >> 6,) * (N_MODELS - 2) + (ONE,)
+INITIAL_WEIGHTS = (ONE - N_CONTEXT * (ONE >> 6),) + (ONE >> 6,) * N_CONTEXT + (ONE, ONE)
+Signal = PcmModel | ImageModel
 _MUL, _MASK = 0x2F0B3, 0xFFFFFF
 
 
@@ -132,11 +137,10 @@ def ppm_blend(base: np.ndarray, counts: list[np.ndarray], priors: list[np.ndarra
 class Mixer:
     """Mixing state of `lanes` chunks coded in lockstep (position t is the same for every lane)."""
 
-    def __init__(self, lanes: int, length: int, history: History | None = None,
-                 pcm: PcmLayout | None = None, starts: np.ndarray | None = None,
+    def __init__(self, lanes: int, length: int, history: History | None = None, signal: Signal | None = None,
                  dictionary: History | None = None):
-        """`pcm`: the input's sample layout, if any; `starts`: where each lane's chunk begins in the input;
-        `dictionary`: the priming dictionary's statistics (read only), if any."""
+        """`signal`: the audio or image predictor for these lanes (`signal_model`), if any; `dictionary`: the
+        priming dictionary's statistics (read only), if any."""
         L = lanes
         self.lanes = np.arange(L)
         self.history = history or History()
@@ -156,8 +160,9 @@ class Mixer:
             used[2] = False
             if not dictionary:
                 used[3 + len(OWN_ORDERS):PCM_INPUT] = False
-        self.pcm = PcmModel(pcm, np.zeros(L, np.int64) if starts is None else starts) if pcm else None
-        used[PCM_INPUT] = bool(pcm)
+        self.signal = signal
+        used[PCM_INPUT] = isinstance(signal, PcmModel)
+        used[IMAGE_INPUT] = isinstance(signal, ImageModel)
         self.floor = np.where(used, W_MIN, 0)
         w = np.where(used, INITIAL_WEIGHTS, 0)
         self.weights = np.tile(w * ONE // w.sum(), (L, N_SETS, 1))
@@ -185,16 +190,20 @@ class Mixer:
                               H[np.maximum(self.ptr[1], 0)] if len(H) else np.zeros(len(L), np.int64)])
         own_rows = context_rows(self._prev, OWN_ORDERS, OWN_HASH_BITS)
         shared_rows = context_rows(self._prev, SHARED_ORDERS, SHARED_HASH_BITS)
-        p_pcm, wset = np.full_like(p_nn, ONE >> 8), bucket
-        if self.pcm:
-            active, high, p = self.pcm.frequencies(self.t, self._prev(1))
+        p_pcm, p_image, wset = np.full_like(p_nn, ONE >> 8), np.full_like(p_nn, ONE >> 8), bucket
+        if isinstance(self.signal, PcmModel):
+            active, high, p = self.signal.frequencies(self.t, self._prev(1))
             p_pcm[active] = p[active]
             wset = bucket + N_BUCKETS * np.where(active, 1 + high, 0)
+        elif isinstance(self.signal, ImageModel):
+            active, p = self.signal.frequencies(self.t, self.hist, self.history.data)
+            p_image[active] = p[active]
+            wset = bucket + N_BUCKETS * np.where(active, 3, 0)
         inputs = ((p_nn, self._match_input(0, predicted[0], bucket), self._match_input(1, predicted[1], bucket))
                   + tuple(ppm_blend(p_nn, [table[L, row] for table, row in zip(self.counts, own_rows)]))
                   + tuple(ppm_blend(p_nn, [table[row] for table, row in zip(self.history.counts, shared_rows)],
                                     self._priors(p_nn, shared_rows)))
-                  + (p_pcm,))
+                  + (p_pcm, p_image))
         w = self.weights[L, wset]                                            # [L, N_MODELS]
         mixed = w[:, 0:1] * p_nn
         for i in range(1, N_MODELS):
@@ -221,8 +230,10 @@ class Mixer:
         w = w + ((w * (p_x - m_x) // m_x) >> LR_SHIFT)
         w = np.maximum(w, self.floor)
         self.weights[L, self._wset] = w * ONE // w.sum(-1, keepdims=True)
-        if self.pcm:
-            self.pcm.update(t, byte, self._prev(1))
+        if isinstance(self.signal, PcmModel):
+            self.signal.update(t, byte, self._prev(1))
+        elif isinstance(self.signal, ImageModel):
+            self.signal.update(byte)
         # match models: score the predictions, follow or drop the matches
         good = self._has & (self._predicted == byte)
         for m in range(2):
@@ -254,18 +265,28 @@ class Mixer:
             self.ptr[1] = np.where((self.ptr[1] < 0) & ok, found, self.ptr[1])
 
 
+def signal_model(layout: PcmLayout | ImageLayout | None, starts: np.ndarray, chunk_size: int,
+                 round_chunks: int) -> Signal | None:
+    """The predictor for a round of lanes (lane i's chunk starting at byte starts[i] of the input) of an input
+    with this sample or pixel layout, in an archive of `chunk_size` chunks, `round_chunks` per round."""
+    if isinstance(layout, PcmLayout):
+        return PcmModel(layout, np.asarray(starts))
+    if isinstance(layout, ImageLayout):
+        return ImageModel(layout, np.asarray(starts), chunk_size, round_chunks)
+    return None
+
+
 def mixed_frequencies(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None,
-                      pcm: PcmLayout | None = None, starts: np.ndarray | None = None,
-                      dictionary: History | None = None) -> list[np.ndarray]:
-    """Encoder side: run the mixer over a round of chunks (as lanes, chunk i starting at byte starts[i] of the
-    input) and return each chunk's mixed frequencies."""
+                      signal: Signal | None = None, dictionary: History | None = None) -> list[np.ndarray]:
+    """Encoder side: run the mixer over a round of chunks (as lanes) and return each chunk's mixed
+    frequencies."""
     longest = max(map(len, chunks))
     data = np.zeros((len(chunks), longest), dtype=np.int64)
     nn = np.ones((len(chunks), longest, 256), dtype=np.int64)
     for i, (c, f) in enumerate(zip(chunks, neural)):
         data[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
         nn[i, :len(c)] = f
-    mixer = Mixer(len(chunks), longest, history, pcm, starts, dictionary)
+    mixer = Mixer(len(chunks), longest, history, signal, dictionary)
     out = np.empty_like(nn)
     for t in range(longest):
         out[:, t] = mixer.mix(nn[:, t])

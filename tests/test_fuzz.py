@@ -213,7 +213,7 @@ def test_fuzz_damaged_seeds(seeds, data):
 
 
 @FUZZ
-@given(blob=st.one_of(st.binary(max_size=200), st.binary(max_size=60).map(lambda b: fmt.MAGIC + b"\3\0" + b)))
+@given(blob=st.one_of(st.binary(max_size=200), st.binary(max_size=60).map(lambda b: fmt.MAGIC + b"\4\0" + b)))
 def test_fuzz_arbitrary_bytes(model, blob):
     assert check(blob) is None or blob[:4] == fmt.MAGIC
 

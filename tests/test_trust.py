@@ -93,7 +93,7 @@ def archive(chunks=(), *, chunk_size=CHUNK, model_id=b"", digest=b"", round_chun
     `dictionary` are the header's audio layout and dictionary fields as bytes (default: none)."""
     if dictionary is None:
         dictionary = b"\0" if model_id else b""
-    head = head if head is not None else (fmt.MAGIC + bytes([3, 0]) + varint(chunk_size) + varint(round_chunks)
+    head = head if head is not None else (fmt.MAGIC + bytes([fmt.VERSION, 0]) + varint(chunk_size) + varint(round_chunks)
                                           + pcm + bytes([len(model_id)]) + model_id + digest + dictionary)
     body = b""
     for c in chunks:
@@ -171,8 +171,7 @@ def unread_bytes(blob: bytes, info) -> set[int]:
     pos = set()
     if fmt.MIXED not in {c.codec for c in info.chunks}:
         at = 6 + len(varint(info.header.chunk_size))
-        pcm = info.header.pcm
-        size = len(varint(info.header.round_chunks)) + (len(varint(pcm.channels) + varint(pcm.offset)) if pcm else 1)
+        size = len(varint(info.header.round_chunks)) + len(info.header.signal_bytes())
         pos.update(range(at, at + size))
     for c in info.chunks:
         if c.codec in MODEL_CODECS:
@@ -310,7 +309,7 @@ def end_record(count: int, size: int, checksum: bytes = bytes(8)) -> bytes:
 def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
     """(name, archive, expected error types, a fragment of the message)."""
     M = MODEL_NAME.encode()
-    head = fmt.MAGIC + bytes([3, 0]) + varint(CHUNK) + b"\0\0\0"
+    head = fmt.MAGIC + bytes([fmt.VERSION, 0]) + varint(CHUNK) + b"\0\0\0"
     big = 1 << 24
     z = lambda b: codec._zstd_compress(b)
     garbage = np.random.default_rng(3).bytes(40)
@@ -323,19 +322,24 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("version 0", fmt.MAGIC + b"\0\0" + head[6:], F, "version 0"),
         ("version 1 (before shared history)", fmt.MAGIC + b"\1\0" + head[6:], F, "version 1"),
         ("version 2 (before audio and dictionary)", fmt.MAGIC + b"\2\0" + head[6:], F, "version 2"),
-        ("version 4", fmt.MAGIC + b"\4\0" + head[6:], F, "version 4"),
-        ("unknown flags", fmt.MAGIC + b"\3\x01" + head[6:], F, "flags"),
+        ("version 3 (before images)", fmt.MAGIC + b"\3\0" + head[6:], F, "version 3"),
+        ("version 5", fmt.MAGIC + b"\5\0" + head[6:], F, "version 5"),
+        ("unknown flags", fmt.MAGIC + b"\4\x01" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),
         ("chunk size 2^63", archive(chunk_size=1 << 63), F, "exceeds"),
-        ("chunk size in 11 varint bytes", fmt.MAGIC + b"\3\0" + b"\xff" * 10 + b"\x01", F, "overlong"),
-        ("chunk size 64 in 2 varint bytes", fmt.MAGIC + b"\3\0\xc0\x00\0\0\0" + end_record(0, 0), F,
+        ("chunk size in 11 varint bytes", fmt.MAGIC + b"\4\0" + b"\xff" * 10 + b"\x01", F, "overlong"),
+        ("chunk size 64 in 2 varint bytes", fmt.MAGIC + b"\4\0\xc0\x00\0\0\0" + end_record(0, 0), F,
          "overlong"),
         ("round of 1025 chunks", archive(round_chunks=1025, model_id=M, digest=digest), F, "exceeds 1024"),
-        ("round size in 2 varint bytes", fmt.MAGIC + b"\3\0" + varint(CHUNK) + b"\x80\x00\0\0", F, "overlong"),
-        ("3 audio channels", archive(pcm=b"\3\0", model_id=M, digest=digest), F, "audio channels 3 exceeds 2"),
+        ("round size in 2 varint bytes", fmt.MAGIC + b"\4\0" + varint(CHUNK) + b"\x80\x00\0\0", F, "overlong"),
+        ("signal kind 4", archive(pcm=b"\4\0", model_id=M, digest=digest), F, "signal kind 4 exceeds 3"),
+        ("image of width 0", archive(pcm=b"\3\0\3\0\0", model_id=M, digest=digest), F, "image layout 0 x 3"),
+        ("5 image channels", archive(pcm=b"\3\x10\5\0\0", model_id=M, digest=digest), F, "channels 5 exceeds 4"),
+        ("image bands without rounds", archive(pcm=b"\3\x10\3\0\2", model_id=M, digest=digest), F,
+         "2 band chunks"),
         ("audio offset 2^41", archive(pcm=b"\2" + varint(1 << 41), model_id=M, digest=digest), F, "exceeds"),
-        ("audio layout without a model", archive(pcm=b"\2\0"), F, "audio layout without a model"),
+        ("audio layout without a model", archive(pcm=b"\2\0"), F, "signal layout without a model"),
         ("dictionary field 2", archive(model_id=M, digest=digest, dictionary=b"\2"), F, "dictionary field 2"),
         ("dictionary digest cut short", archive(model_id=M, digest=digest, dictionary=b"\1abc", end=b""), F,
          "truncated"),
@@ -344,7 +348,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("model id with a newline", archive(model_id=b"a\nb", digest=digest), F, "printable"),
         ("model id with an escape sequence", archive(model_id=b"\x1b[2J", digest=digest), F, "printable"),
         ("model id not ASCII", archive(model_id="modèle".encode(), digest=digest), F, "printable"),
-        ("model id cut short", fmt.MAGIC + b"\3\0" + varint(CHUNK) + b"\0\0\xc8abc", F, "truncated"),
+        ("model id cut short", fmt.MAGIC + b"\4\0" + varint(CHUNK) + b"\0\0\xc8abc", F, "truncated"),
         ("digest cut short", archive(model_id=M, digest=digest[:5], end=b""), F, "truncated"),
         ("shared history without a model", archive(round_chunks=4), F, "shared history without a model"),
         ("unknown codec 0x7f", archive([b"\x7f" + varint(CHUNK) + varint(1) + b"x"]), F, "unknown codec 127"),

@@ -1,0 +1,194 @@
+"""8-bit raster images as one more input of the mixer: where the pixels lie, and what their next byte should be.
+
+The byte-level model codes raw RGB pixels at about 5.8 bits per byte, above PNG (5.1): it reads the row
+above only inside its 4 KB window, and a row is 1.5-3 KB. Lossless image coders (LOCO-I, CALIC, WebP)
+predict each sample from its causal neighbours, W, N, NW, NE, and from the channels of the same pixel coded
+before it. `ImageModel` does that for the mixer: several fixed predictors, blended with weights from their
+running error in the local activity context, a bias correction per context (as LOCO-I), and a Laplace
+distribution of the remaining error whose scale is learned per context.
+
+The row above must be decodable when a byte is: the codec codes an image's chunks band by band
+(`coded_index`: lane i of round r holds chunk r of band i), so the chunk above a chunk is in an earlier round,
+in the shared history. Integer arithmetic only, so the encoder and the decoder agree on every platform.
+
+Where the pixels are (`ImageLayout`) is decided once per input by the encoder (`detect_layout`: a binary
+PPM/PGM header, or raw pixels recognised by their row-to-row correlation) and recorded in the archive header.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .pcm import EXP, Q_MAX
+
+ONE = 1 << 16                  # distributions sum to about ONE (as the mixer's)
+N_ACTIVITY = 8                 # local activity contexts: log2 of |W-NW| + |N-NW| + |N-NE| (+ the channel before)
+ERROR_SHIFT = 4                # running errors forget with rate 1/16
+INITIAL_ERROR = 16 * 16        # before any sample: mean |error| 16 (predictions and errors are kept x16)
+MIN_SCALE = 8                  # the Laplace scale is at least a mean |error| of 0.5
+N_PREDICTORS = 8               # W, N, NE, gradient, MED, (W+NE)/2; with a channel before: W, N following it
+DETECT_BYTES = 1 << 18         # raw pixels are recognised from this much of the input's start ...
+DETECT_MIN_CORRELATION = 0.8   # ... when a row stride correlates this well (normalised autocovariance)
+MIN_WIDTH = 8                  # pixels per row, at least
+_PNM = re.compile(rb"P([56])\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*255\s")
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """Rows of `width` pixels of `channels` interleaved 8-bit samples from byte `offset` on; `band_chunks`: the
+    chunks per band when the codec orders chunks band by band (0 until it decides)."""
+    width: int
+    channels: int               # 1 to 4
+    offset: int = 0
+    band_chunks: int = 0
+
+    @property
+    def stride(self) -> int:
+        return self.width * self.channels
+
+    def banded(self, band_chunks: int) -> "ImageLayout":
+        return replace(self, band_chunks=band_chunks)
+
+
+def detect_layout(head: bytes) -> ImageLayout | None:
+    """The pixel layout of an input from its first bytes: a binary PPM/PGM header, or raw pixels."""
+    m = _PNM.match(head)
+    if m:
+        return ImageLayout(int(m.group(2)), 3 if m.group(1) == b"6" else 1, m.end())
+    return raw_layout(head[:DETECT_BYTES])
+
+
+def raw_layout(head: bytes) -> ImageLayout | None:
+    """Raw pixels: the row stride is the lag (of at least MIN_WIDTH pixels) with the highest autocovariance,
+    the pixel size the lag 1-4 dividing it with the highest; accepted when the stride correlates strongly."""
+    n = len(head)
+    if n < 4096:
+        return None
+    x = np.frombuffer(head, dtype=np.uint8).astype(np.float64)
+    x -= x.mean()
+    var = float((x * x).mean())
+    if var < 1e-6:
+        return None
+    f = np.fft.rfft(x, 2 * n)
+    cov = np.fft.irfft(f * np.conj(f))[:n // 4] / (n - np.arange(n // 4)) / var   # normalised autocovariance
+    if len(cov) <= MIN_WIDTH * 4:
+        return None
+    stride = MIN_WIDTH + int(np.argmax(cov[MIN_WIDTH:]))
+    channels = max((c for c in (1, 2, 3, 4) if stride % c == 0), key=lambda c: cov[c])
+    if stride // channels < MIN_WIDTH or cov[stride] < DETECT_MIN_CORRELATION:
+        return None
+    return ImageLayout(stride // channels, channels)
+
+
+def coded_index(j: np.ndarray, round_chunks: int, band_chunks: int) -> np.ndarray:
+    """Where chunk j of the input is coded: the first round_chunks x band_chunks chunks as round_chunks bands
+    of band_chunks chunks, lane i of round r holding chunk r of band i; the rest (and all, when band_chunks is
+    0) in order."""
+    j = np.asarray(j, dtype=np.int64)
+    if not band_chunks:
+        return j
+    return np.where(j < round_chunks * band_chunks, (j % band_chunks) * round_chunks + j // band_chunks, j)
+
+
+def input_index(k: np.ndarray, round_chunks: int, band_chunks: int) -> np.ndarray:
+    """Which chunk of the input record k holds: the inverse of `coded_index`."""
+    k = np.asarray(k, dtype=np.int64)
+    if not band_chunks:
+        return k
+    return np.where(k < round_chunks * band_chunks, (k % round_chunks) * band_chunks + k // round_chunks, k)
+
+
+class ImageModel:
+    """Per-lane predictor state for `lanes` chunks in lockstep, lane i coding the input's bytes from starts[i]
+    on, in an archive of `chunk_size` chunks and `round_chunks` per round (the history holds the chunks
+    coded before this round, in record order)."""
+
+    def __init__(self, layout: ImageLayout, starts: np.ndarray, chunk_size: int, round_chunks: int):
+        L = len(starts)
+        self.layout, self.starts, self.chunk_size = layout, starts.astype(np.int64), chunk_size
+        self.round_chunks = round_chunks
+        self.lanes = np.arange(L)
+        C = layout.channels
+        self.error = np.full((L, C, N_ACTIVITY, N_PREDICTORS), INITIAL_ERROR, dtype=np.int64)
+        self.scale = np.full((L, C, N_ACTIVITY), INITIAL_ERROR, dtype=np.int64)
+        self.bias = np.zeros((L, C, N_ACTIVITY), dtype=np.int64)      # mean signed error x16, per context
+        self.context = np.zeros((L, 3), dtype=np.int64)                # (active, channel, activity) of the byte
+        self.preds = np.zeros((L, N_PREDICTORS), dtype=np.int64)       # x16
+        self.guess = np.zeros(L, dtype=np.int64)                       # x16, before the bias
+
+    def _neighbours(self, t: int, own: np.ndarray, history: np.ndarray, lags: list[int]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Values [len(lags), L] of the bytes lag positions before each lane's position t, and whether known."""
+        L, C = self.lanes, self.chunk_size
+        p = self.starts + t
+        vals, known = [], []
+        for lag in lags:
+            q = p - lag
+            inside = (q >= self.starts) & (lag <= t)
+            q0 = np.maximum(q, 0)
+            hpos = coded_index(q0 // C, self.round_chunks, self.layout.band_chunks) * C + q0 % C
+            in_history = ~inside & (q >= 0) & (hpos >= 0) & (hpos < len(history))
+            v = np.where(inside, own[L, np.clip(t - lag, 0, own.shape[1] - 1)], 0)
+            if in_history.any():
+                v = np.where(in_history, history[np.clip(hpos, 0, max(len(history) - 1, 0))], v)
+            vals.append(v)
+            known.append(inside | in_history)
+        return np.stack(vals), np.stack(known)
+
+    def frequencies(self, t: int, own: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(active [L], distribution [L, 256] summing to about ONE) for each lane's byte at position t; `own`:
+        the lanes' bytes so far [L, >= t], `history`: the bytes of earlier rounds (uint8)."""
+        lay, L = self.layout, self.lanes
+        C, S = lay.channels, lay.stride
+        pos = self.starts + t - lay.offset
+        active = pos >= 0
+        ch = np.where(active, pos % C, 0)
+        x = np.where(active, (pos // C) % lay.width, 0)
+        (w, n, nw, ne, u, uw, un), known = self._neighbours(
+            t, own, history, [C, S, S + C, S - C, 1, C + 1, S + 1])
+        has_w, has_n = known[0] & (x > 0), known[1]
+        has_ne = known[3] & (x < lay.width - 1) & has_n
+        has_u = known[4] & (ch > 0)
+        w = np.where(has_w, w, np.where(has_n, n, 128))
+        n = np.where(has_n, n, w)
+        nw = np.where(known[2] & has_w & has_n, nw, n)
+        ne = np.where(has_ne, ne, n)
+        grad = np.clip(n + w - nw, 0, 255)
+        med = np.where(nw >= np.maximum(n, w), np.minimum(n, w),
+                       np.where(nw <= np.minimum(n, w), np.maximum(n, w), n + w - nw))
+        uw = np.where(has_u & known[5] & has_w, uw, u)
+        un = np.where(has_u & known[6] & has_n, un, u)
+        preds = 16 * np.stack([w, n, ne, grad, med, (w + ne) // 2,
+                               np.where(has_u, w + u - uw, w), np.where(has_u, n + u - un, n)], 1)
+        preds = np.clip(preds, 0, 16 * 255)
+        act = np.abs(w - nw) + np.abs(n - nw) + np.abs(n - ne) + np.where(has_u, np.abs(u - uw) + np.abs(u - un), 0)
+        activity = np.minimum(np.log2(act + 1).astype(np.int64), N_ACTIVITY - 1)
+        err = self.error[L, ch, activity]                               # [L, N_PREDICTORS] x16
+        err[:, 6:] = np.where(has_u[:, None], err[:, 6:], 1 << 20)       # no channel before: not used
+        inv = (1 << 40) // (err * err + 1)
+        guess = (preds * inv).sum(1) // np.maximum(inv.sum(1), 1)
+        self.preds, self.guess, self.context = preds, guess, np.stack([active, ch, activity], 1)
+        center = np.clip(guess + self.bias[L, ch, activity], 0, 16 * 255)
+        scale = np.maximum(self.scale[L, ch, activity], MIN_SCALE)
+        d = np.abs(16 * np.arange(256)[None, :] - center[:, None])
+        p = EXP[np.minimum(d * 32 // scale[:, None], Q_MAX)]
+        p = p * ONE // p.sum(-1, keepdims=True)
+        return active, p
+
+    def update(self, byte: np.ndarray):
+        """After each lane's byte at the position of the last `frequencies` call is coded: learn from it."""
+        active, ch, activity = self.context.T
+        if not active.any():
+            return
+        L = self.lanes[active.astype(bool)]
+        ch, activity = ch[L], activity[L]
+        v = 16 * byte[L].astype(np.int64)
+        e = self.error[L, ch, activity]
+        e += (np.abs(v[:, None] - self.preds[L]) - e) >> ERROR_SHIFT
+        self.error[L, ch, activity] = e
+        miss = v - self.guess[L]
+        self.bias[L, ch, activity] += (miss - self.bias[L, ch, activity]) >> ERROR_SHIFT
+        s = self.scale[L, ch, activity]
+        self.scale[L, ch, activity] = s + ((np.abs(miss - self.bias[L, ch, activity]) - s) >> ERROR_SHIFT)
