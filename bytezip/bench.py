@@ -709,14 +709,15 @@ def machine_info(device: str | None = None, with_torch: bool = False) -> dict:
 # -- the benchmark ------------------------------------------------------------------------------------
 def run_bench(paths=None, *, json_path=None, report_dir=None, files=None, limit_bytes=None, compressors=None,
               progress=True, bytezip_options=None, verbose=False, show=True, markdown=False, command=None,
-              min_time: float = 0.1, include_files: bool = True, console=None) -> dict:
+              min_time: float = 0.1, include_files: bool = True, include_raw: bool = True, console=None) -> dict:
     """Run the benchmark and return every number as a JSON-able dict (also written to json_path, and with
     a markdown report and plots to report_dir). paths: files or folders (default: the bench corpus).
     files: glob(s) on the names shown (e.g. "text/*"). compressors: see `select_codecs`. progress: a
     progress bar on stderr when it is a terminal. bytezip_options: keyword arguments for bytezip's
     Compressor/Decompressor (model, device, chunk_size, lanes, threads). min_time: fast codecs are
     repeated until this many seconds and timed by their fastest run (0: time one run). include_files:
-    also measure image/audio files as stored (False: pixels/PCM only, half the work for slow codecs)."""
+    also measure image/audio files as stored (False: pixels/PCM only, half the work for slow codecs);
+    include_raw: the pixels/PCM and text/other inputs (False: files only, to run the two halves apart)."""
     from rich.console import Console
 
     out_console = console or Console(width=None if sys.stdout.isatty() else 200)
@@ -742,7 +743,8 @@ def run_bench(paths=None, *, json_path=None, report_dir=None, files=None, limit_
     if not sources:
         raise BenchError("no input files" + (f" match {files!r}" if files else ""))
 
-    reps = (lambda m: representations(m)) if include_files else (lambda m: ("raw",))
+    kept = lambda r: include_raw if r == "raw" else include_files
+    reps = lambda m: [r for r in representations(m) if kept(r)]
     steps = sum(1 for s in sources for r in reps(s.modality) for c in codecs if c.applies_to(s.modality, r))
     show_progress = progress and err_console.is_terminal
     results: list[dict] = []
@@ -755,7 +757,7 @@ def run_bench(paths=None, *, json_path=None, report_dir=None, files=None, limit_
     with bar:
         task = bar.add_task("bench", total=steps)
         for src in sources:
-            items = [i for i in load_items(src, limit_bytes, warn) if include_files or i.representation == "raw"]
+            items = [i for i in load_items(src, limit_bytes, warn) if kept(i.representation)]
             for item in items:
                 entry = {"name": src.name, "path": str(src.path), "modality": src.modality,
                          "representation": item.representation, "group": item.group,
@@ -793,7 +795,7 @@ def run_bench(paths=None, *, json_path=None, report_dir=None, files=None, limit_
         "elapsed_s": time.perf_counter() - t_start,
         "command": command or shlex.join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "paths": [str(p) for p in (paths or [DEFAULT_BENCH])],
-        "files_glob": files, "limit_bytes": limit_bytes, "include_files": include_files,
+        "files_glob": files, "limit_bytes": limit_bytes, "include_files": include_files, "include_raw": include_raw,
         "machine": machine_info(bytezip_options.get("device"), any(c.kind == "model" for c in codecs)),
         "bytezip_options": {k: (v if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__)
                             for k, v in bytezip_options.items()},
@@ -825,7 +827,7 @@ def merge_results(parts: list[dict], command: str | None = None) -> dict:
     """One result from runs over disjoint inputs (e.g. two processes, one per half of the corpus): files and
     compressors joined, totals recomputed. The runs must share the machine, model and bytezip options."""
     first = parts[0]
-    for key in ("version", "bytezip_options", "model", "limit_bytes", "include_files"):
+    for key in ("version", "bytezip_options", "model", "limit_bytes"):   # (which representations: any)
         differ = [p.get(key) for p in parts if p.get(key) != first.get(key)]
         if key == "model":   # load times differ between processes; the model itself must not
             differ = [p for p in parts if {k: v for k, v in (p.get(key) or {}).items() if k != "load_s"}
@@ -1160,6 +1162,7 @@ def list_compressors(console=None) -> None:
 @click.option("--min-time", type=float, default=0.1, show_default=True,
               help="Repeat fast codecs up to this many seconds and time the fastest run (0: one run).")
 @click.option("--no-files", is_flag=True, help="Measure images/audio as pixels/PCM only, not also as files.")
+@click.option("--no-raw", is_flag=True, help="Measure images/audio as files only (and skip text/other).")
 @click.option("--markdown", is_flag=True, help="Print markdown tables instead of rich tables.")
 @click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="JSON", help="Join the --json results of runs over disjoint inputs (e.g. one process per "
@@ -1173,7 +1176,7 @@ def list_compressors(console=None) -> None:
 @click.option("--sweep-lanes", default=None, metavar="LIST",
               help="With --speed: decode bytes/s at these lanes (default 1,16,64,256; '' for none).")
 def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors, model, device, chunk_size, lanes,
-                  threads, no_mixing, no_solid, min_time, no_files, markdown, merge, verbose, quiet, list_only, speed,
+                  threads, no_mixing, no_solid, min_time, no_files, no_raw, markdown, merge, verbose, quiet, list_only, speed,
                   sweep_lanes):
     """Compressed size (bits per byte) and speed of bytezip against zstd, xz, brotli, gzip, PNG, WebP,
     JPEG-XL, FLAC and WavPack on PATHS (default: the bench corpus, ../shared/corpus/bench).
@@ -1204,7 +1207,8 @@ def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors,
     run_bench(list(paths) or None, json_path=json_path, report_dir=report_dir, files=list(files) or None,
               limit_bytes=_parse_size(limit_bytes), compressors=compressors, progress=not quiet,
               bytezip_options={k: v for k, v in options.items() if v is not None}, verbose=verbose,
-              markdown=markdown, command=_command_string(), min_time=min_time, include_files=not no_files)
+              markdown=markdown, command=_command_string(), min_time=min_time, include_files=not no_files,
+              include_raw=not no_raw)
 
 
 if __name__ == "__main__":

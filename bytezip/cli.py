@@ -454,7 +454,7 @@ class Session:
             total = None
             try:
                 if st is not None and stat.S_ISREG(st.st_mode):  # check the structure (and learn the size) first
-                    total = read_info(fh).trailer.original_size
+                    total = read_info(fh).trailer.original_size   # what progress counts: the records
                     fh.seek(0)
                 dec = self.decompressor()
 
@@ -495,7 +495,7 @@ class Session:
             click.echo()
         click.echo(format_info(_display(name), info))
         self._listed += 1
-        return Result(name, info.archive_size, info.trailer.original_size, None, 0.0)
+        return Result(name, info.archive_size, info.original_size, None, 0.0)
 
     def _speed(self, r: Result) -> str:
         if self.opts.verbosity < 3:
@@ -506,7 +506,7 @@ class Session:
 def format_info(name: str, info) -> str:
     """What `bytezip list` shows for one archive (the fields of `zstd -lv`, plus the chunk codecs)."""
     h, t = info.header, info.trailer
-    original, archive = t.original_size, info.archive_size
+    original, archive = info.original_size, info.archive_size
     lines = [name]
     add = lambda k, v: lines.append(f"  {k + ':':<17}{v}")
     add("Original size", human(original))
@@ -519,6 +519,10 @@ def format_info(name: str, info) -> str:
         add("Bits per byte", "-")
     add("Chunk size", human(h.chunk_size))
     add("Chunks", str(len(info.chunks)))
+    if h.png:
+        e = h.png
+        add("PNG", f"{e.width} x {e.height} x {e.channels} coded as {e.pixel_bytes} bytes of pixels, "
+                   f"rebuilt with zlib level {e.zlib_settings[0]}")
     add("History", f"rounds of {h.round_chunks} chunks" if h.round_chunks else "none (chunks independent)")
     for codec, cname in fmt.CODEC_NAMES.items():
         recs = [c for c in info.chunks if c.codec == codec]

@@ -10,7 +10,8 @@ Chunks are coded in rounds of `round_chunks` (the lanes of one decode batch): a 
 reads every byte of the rounds before its own (`mixing.History`), which is how whole-file repeats and
 statistics reach a model with a 4 KB window. Fewer chunks per round means more history for more chunks
 but fewer lanes to decode in parallel; `round_chunks_for` picks it from the input size. An image of known
-size is coded band by band (`image.coded_index`), so the rows above each chunk are in an earlier round.
+size is coded band by band (`image.coded_index`), so the rows above each chunk are in an earlier round,
+and a PNG file as its pixels (`png.split`), the archive carrying what rebuilds the exact file.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ import zstandard
 from . import dictionary as priming
 from . import format as fmt
 from .exact import ExactMegabyte
-from . import image, pcm
+from . import image, pcm, png
 from .image import ImageLayout
 from .mixing import History, Mixer, Signal, mixed_frequencies, signal_model
 from .pcm import PcmLayout
@@ -294,7 +295,7 @@ class Compressor:
     history; decodable with any number of lanes); `round_chunks` fixes the chunks per round (default: from
     the input size); `audio=False` never mixes in the sample predictor (by default it is used when the
     input's start is 16-bit PCM: a WAV header or raw samples, `pcm.detect_layout`), `image=False` never the
-    pixel predictor (used for a PPM/PGM header or raw pixels, `image.detect_layout`); `solid=True` (the
+    pixel predictor (used for a PPM/PGM header, raw pixels or a PNG's pixels); `solid=True` (the
     command line's default) also tries the whole input as one lzma/zstd chunk and keeps the smaller archive."""
 
     def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
@@ -318,11 +319,12 @@ class Compressor:
             raise BytezipError(f"chunk size {self.chunk_size} exceeds the model's context of {self.model.context}")
         self.batch = batch
 
-    def header(self, round_chunks: int = 0, signal: PcmLayout | ImageLayout | None = None) -> fmt.Header:
+    def header(self, round_chunks: int = 0, signal: PcmLayout | ImageLayout | None = None,
+               envelope: png.Envelope | None = None) -> fmt.Header:
         if self.model:
             dictionary = self.model.dictionary_digest if self.mixing else b""
             return fmt.Header(self.chunk_size, self.model.model_id, self.model.digest, round_chunks, signal,
-                              dictionary)
+                              dictionary, envelope)
         return fmt.Header(self.chunk_size)
 
     def layout_for(self, head: bytes) -> PcmLayout | ImageLayout | None:
@@ -372,21 +374,25 @@ class Compressor:
         sets the chunks per round) and, with `solid`, is also coded as one lzma/zstd chunk over the whole input
         (long repeats span chunks); the smaller archive is written. A longer input streams, holding one round
         (or `batch` chunks) in memory, plus the shared history (`mixing.HISTORY_MAX`). An image of known
-        size is coded band by band (`banded`)."""
+        size is coded band by band (`banded`), a PNG file as its pixels."""
         head = _read_exact(ifh, SOLID_MAX + 1)
-        layout = self.layout_for(head)
         if len(head) > SOLID_MAX:
-            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress, self.round_chunks_for(None), layout)
-        round_chunks = self.round_chunks_for(len(head))
-        layout, coded = self.banded(head, layout, round_chunks)
-        if not self.solid:
+            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress, self.round_chunks_for(None),
+                                     self.layout_for(head))
+        envelope, data = (self.image and png.split(head)) or (None, head)
+        layout = ImageLayout(envelope.width, envelope.channels) if envelope else self.layout_for(head)
+        round_chunks = self.round_chunks_for(len(data))
+        layout, coded = self.banded(data, layout, round_chunks)
+        if not (self.solid or envelope):
             return self._copy_chunks(io.BytesIO(coded), ofh, progress, round_chunks, layout)
         chunked = io.BytesIO()
-        self._copy_chunks(io.BytesIO(coded), chunked, progress, round_chunks, layout)
-        # the whole input as one chunk, lzma, zstd or raw, in an archive that needs no model
-        solid = Compressor(neural=False, chunk_size=max(1, len(head))).compress(head)
-        best = min(chunked.getvalue(), solid, key=len)
-        return len(head), ofh.write(best)
+        self._copy_chunks(io.BytesIO(coded), chunked, progress, round_chunks, layout, envelope)
+        candidates = [chunked.getvalue()]
+        if envelope:   # a PNG's pixels may cost more than its (incompressible) file bytes: keep the smaller
+            candidates.append(Compressor(neural=False, chunk_size=self.chunk_size).compress(head))
+        if self.solid:   # the whole input as one chunk, lzma, zstd or raw, in an archive that needs no model
+            candidates.append(Compressor(neural=False, chunk_size=max(1, len(head))).compress(head))
+        return len(head), ofh.write(min(candidates, key=len))
 
     def banded(self, data: bytes, layout, round_chunks: int) -> tuple[PcmLayout | ImageLayout | None, bytes]:
         """An image's layout with its bands set and its chunks in record order (`image.coded_index`): with
@@ -400,9 +406,10 @@ class Compressor:
         return layout, b"".join(data[j * C:(j + 1) * C] for j in order)
 
     def _copy_chunks(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None,
-                     round_chunks: int, layout: PcmLayout | ImageLayout | None = None):
+                     round_chunks: int, layout: PcmLayout | ImageLayout | None = None,
+                     envelope: png.Envelope | None = None):
         """Code ifh's bytes (in record order) as chunk records, `round_chunks` per round."""
-        written = ofh.write(self.header(round_chunks, layout).to_bytes())
+        written = ofh.write(self.header(round_chunks, layout, envelope).to_bytes())
         digest, total, count = hashlib.sha256(), 0, 0
         history = History() if round_chunks else None
         while True:
@@ -471,6 +478,14 @@ class Decompressor:
         Returns (bytes read, bytes written). Output written before a failure must be discarded by the caller."""
         reader = fmt.Reader(ifh)
         header = reader.header()
+        if header.png:        # the records are the pixels; the file is rebuilt from them at the end
+            pixels = io.BytesIO()
+            read, _ = self._copy_records(reader, header, pixels, progress)
+            return read, ofh.write(_rebuilt_png(header.png, pixels.getvalue()))
+        return self._copy_records(reader, header, ofh, progress)
+
+    def _copy_records(self, reader: fmt.Reader, header: fmt.Header, ofh: BinaryIO,
+                      progress: Callable[[int], None] | None) -> tuple[int, int]:
         history = History() if header.round_chunks else None
         signal = header.signal
         banded = isinstance(signal, ImageLayout) and signal.band_chunks > 0
@@ -537,6 +552,17 @@ class Decompressor:
         return out.getvalue()
 
 
+def _rebuilt_png(envelope: png.Envelope, pixels: bytes) -> bytes:
+    if len(pixels) != envelope.pixel_bytes:
+        raise FormatError(f"corrupted archive ({len(pixels)} bytes of pixels for a PNG of "
+                          f"{envelope.width} x {envelope.height} x {envelope.channels})")
+    data = png.join(envelope, pixels)
+    if len(data) != envelope.size or png.digest(data) != envelope.digest:
+        raise ChecksumError("checksum mismatch: the rebuilt PNG is not the original (corrupted archive, "
+                            "or a zlib here that deflates differently)")
+    return data
+
+
 def _plain_decode(codec: int, payload: bytes, raw_size: int) -> bytes:
     """A chunk that needs no model: raw, zstd or lzma."""
     if codec == fmt.RAW:
@@ -575,6 +601,11 @@ class ArchiveInfo:
     chunks: list[fmt.ChunkRecord]
     trailer: fmt.Trailer
     archive_size: int
+
+    @property
+    def original_size(self) -> int:
+        """Bytes the archive decodes to (a PNG coded as pixels: the file's, not the pixels')."""
+        return self.header.png.size if self.header.png else self.trailer.original_size
 
 
 def read_info(fh: BinaryIO) -> ArchiveInfo:

@@ -9,6 +9,7 @@ before anything is allocated for it.
              | model_id (ASCII) | model_digest 8 bytes (SHA-256 prefix of the canonical weights) | dictionary u8
              (0 none, 1 one follows) | dictionary_digest 8 bytes (SHA-256 prefix of the dictionary's bytes)
              (the fields after model_id only when model_id is not empty)
+             | png_size | png envelope (png_size bytes; only with flag 0x01)
     chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed, 4 lzma) | raw_size | coded_size | payload (coded_size bytes)
     end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the original bytes)
 
@@ -27,7 +28,13 @@ checksum covering the bytes in record order.
 
 dictionary: mixed chunks read the model's priming dictionary (`bytezip.dictionary`) with this digest.
 
-Rules a decoder checks: varints are minimal (no overlong encodings); flags == 0; the model id is printable
+flags: 0, or 0x01 when the input is a PNG file coded as its pixels (`bytezip.png`): the records hold the
+pixels (signal 3, offset 0, of the envelope's width and channels) and the envelope, a zstd frame of the
+fields of `bytezip.png.Envelope` (varints; the bytes before and after the IDAT chunks, the filter type of
+each row, the zlib settings, the file's size and an 8-byte SHA-256 prefix), rebuilds the file from them.
+
+Rules a decoder checks: varints are minimal (no overlong encodings); flags is 0 or 0x01, 0x01 only with an
+image signal whose layout is the envelope's, the envelope parses and the pixels fill it, the rebuilt file has its digest; the model id is printable
 ASCII; round_chunks and signal are 0 without a model; signal <= 3; band_chunks > 0 only with round_chunks > 0; no neural chunk without a model; 1 <= chunk_size <= 2^24; every chunk
 but the last has raw_size == chunk_size and the last 1 <= raw_size <= chunk_size; coded_size <= raw_size
 (the encoder stores a chunk raw rather than let it grow) and a raw chunk has coded_size == raw_size; a zstd
@@ -43,6 +50,7 @@ from typing import BinaryIO, Iterator
 
 from .image import ImageLayout
 from .pcm import PcmLayout
+from .png import MAX_ENVELOPE, Envelope
 
 MAGIC = b"\x89BZP"
 VERSION = 4
@@ -51,6 +59,7 @@ MAX_IMAGE_WIDTH = 1 << 24
 IMAGE_SIGNAL = 3
 MAX_CHUNK_SIZE = 1 << 24
 MAX_ROUND_CHUNKS = 1024
+FLAG_PNG = 0x01
 RAW, ZSTD, NEURAL, MIXED, LZMA = 0, 1, 2, 3, 4
 CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural", MIXED: "mixed", LZMA: "lzma"}
 MODEL_CODECS = (NEURAL, MIXED)
@@ -95,7 +104,11 @@ class Header:
     round_chunks: int = 0
     signal: PcmLayout | ImageLayout | None = None
     dictionary_digest: bytes = b""
-    flags: int = 0
+    png: Envelope | None = None     # with flag 0x01: the records are this PNG's pixels
+
+    @property
+    def flags(self) -> int:
+        return FLAG_PNG if self.png else 0
 
     def signal_bytes(self) -> bytes:
         s = self.signal
@@ -112,8 +125,11 @@ class Header:
         assert 0 <= self.round_chunks <= MAX_ROUND_CHUNKS and (mid or not (self.round_chunks or self.signal))
         assert len(self.dictionary_digest) in ((0, DIGEST_BYTES) if mid else (0,))
         dictionary = bytes([bool(self.dictionary_digest)]) + self.dictionary_digest if mid else b""
+        envelope = self.png.to_bytes() if self.png else b""
+        assert not self.png or isinstance(self.signal, ImageLayout)
         return (MAGIC + bytes([VERSION, self.flags]) + encode_varint(self.chunk_size) + encode_varint(self.round_chunks)
-                + self.signal_bytes() + bytes([len(mid)]) + mid + self.model_digest + dictionary)
+                + self.signal_bytes() + bytes([len(mid)]) + mid + self.model_digest + dictionary
+                + (encode_varint(len(envelope)) + envelope if self.png else b""))
 
 
 @dataclass
@@ -157,7 +173,7 @@ class Reader:
         self.fh = fh
         self.pos = 0
 
-    def _read(self, n: int, what: str) -> bytes:
+    def read(self, n: int, what: str) -> bytes:
         # a big payload is read a piece at a time: memory follows the bytes present, not the size declared
         data = self.fh.read(min(n, READ_PIECE))
         if len(data) == READ_PIECE < n:
@@ -171,10 +187,10 @@ class Reader:
             raise FormatError(f"truncated archive (ends inside the {what})")
         return data
 
-    def _varint(self, what: str, limit: int) -> int:
+    def varint(self, what: str, limit: int) -> int:
         n = shift = 0
         for _ in range(10):
-            b = self._read(1, what)[0]
+            b = self.read(1, what)[0]
             n |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
@@ -190,39 +206,45 @@ class Reader:
         self.pos += len(magic)
         if magic != MAGIC:
             raise FormatError("not a bytezip archive (bad magic)")
-        version, flags = self._read(2, "header")
+        version, flags = self.read(2, "header")
         if version != VERSION:
             raise FormatError(f"unsupported archive format version {version} (this bytezip reads {VERSION})")
-        if flags != 0:
+        if flags & ~FLAG_PNG:
             raise FormatError(f"corrupted archive (unknown flags {flags:#04x})")
-        chunk_size = self._varint("chunk size", MAX_CHUNK_SIZE)
+        chunk_size = self.varint("chunk size", MAX_CHUNK_SIZE)
         if chunk_size == 0:
             raise FormatError("corrupted archive (chunk size 0)")
-        round_chunks = self._varint("round size", MAX_ROUND_CHUNKS)
+        round_chunks = self.varint("round size", MAX_ROUND_CHUNKS)
         signal = self._signal(round_chunks)
-        mid = self._read(self._read(1, "header")[0], "model id")
+        mid = self.read(self.read(1, "header")[0], "model id")
         if not all(0x20 <= c < 0x7F for c in mid):  # it is printed in messages: one line, no escapes
             raise FormatError("corrupted archive (model id is not printable ASCII)")
         if round_chunks and not mid:
             raise FormatError("corrupted archive (shared history without a model)")
         if signal and not mid:
             raise FormatError("corrupted archive (signal layout without a model)")
-        digest = self._read(DIGEST_BYTES, "model digest") if mid else b""
-        has_dictionary = self._read(1, "header")[0] if mid else 0
+        digest = self.read(DIGEST_BYTES, "model digest") if mid else b""
+        has_dictionary = self.read(1, "header")[0] if mid else 0
         if has_dictionary > 1:
             raise FormatError(f"corrupted archive (dictionary field {has_dictionary})")
-        dictionary = self._read(DIGEST_BYTES, "dictionary digest") if has_dictionary else b""
-        return Header(chunk_size, mid.decode("ascii"), digest, round_chunks, signal, dictionary, flags)
+        dictionary = self.read(DIGEST_BYTES, "dictionary digest") if has_dictionary else b""
+        png = None
+        if flags & FLAG_PNG:
+            png = Envelope.from_bytes(self.read(self.varint("PNG envelope size", MAX_ENVELOPE), "PNG envelope"))
+            if not (isinstance(signal, ImageLayout) and (signal.width, signal.channels, signal.offset)
+                    == (png.width, png.channels, 0)):
+                raise FormatError("corrupted archive (a PNG envelope without its image layout)")
+        return Header(chunk_size, mid.decode("ascii"), digest, round_chunks, signal, dictionary, png)
 
     def _signal(self, round_chunks: int) -> PcmLayout | ImageLayout | None:
-        kind = self._varint("signal kind", IMAGE_SIGNAL)
+        kind = self.varint("signal kind", IMAGE_SIGNAL)
         if kind in (1, 2):
-            return PcmLayout(kind, self._varint("audio offset", MAX_PCM_OFFSET))
+            return PcmLayout(kind, self.varint("audio offset", MAX_PCM_OFFSET))
         if kind == IMAGE_SIGNAL:
-            width = self._varint("image width", MAX_IMAGE_WIDTH)
-            channels = self._varint("image channels", 4)
-            offset = self._varint("image offset", MAX_PCM_OFFSET)
-            bands = self._varint("band chunks", 1 << 40)
+            width = self.varint("image width", MAX_IMAGE_WIDTH)
+            channels = self.varint("image channels", 4)
+            offset = self.varint("image offset", MAX_PCM_OFFSET)
+            bands = self.varint("band chunks", 1 << 40)
             if not width or not channels or (bands and not round_chunks):
                 raise FormatError(f"corrupted archive (image layout {width} x {channels}, {bands} band chunks)")
             return ImageLayout(width, channels, offset, bands)
@@ -233,7 +255,7 @@ class Reader:
         count = total = 0
         last_short = False
         while True:
-            codec = self._read(1, "chunk table")[0]
+            codec = self.read(1, "chunk table")[0]
             if codec == END:
                 break
             if codec not in CODEC_NAMES:
@@ -242,18 +264,18 @@ class Reader:
                 raise FormatError(f"corrupted archive (neural chunk {count} in an archive made without a model)")
             if last_short:
                 raise FormatError(f"corrupted archive (chunk {count - 1} is short but not last)")
-            raw = self._varint("chunk size", header.chunk_size)
-            coded = self._varint("coded chunk size", raw)
+            raw = self.varint("chunk size", header.chunk_size)
+            coded = self.varint("coded chunk size", raw)
             if raw == 0 or (codec == RAW and coded != raw) or (codec != RAW and coded == 0):
                 raise FormatError(f"corrupted archive (chunk {count}: {CODEC_NAMES[codec]} {raw} -> {coded} bytes)")
             last_short = raw < header.chunk_size
             rec = ChunkRecord(codec, raw, coded, self.pos)
-            yield rec, self._read(coded, f"chunk {count}")
+            yield rec, self.read(coded, f"chunk {count}")
             count += 1
             total += raw
-        n = self._varint("chunk count", 1 << 40)
-        size = self._varint("original size", 1 << 60)
-        checksum = self._read(DIGEST_BYTES, "checksum")
+        n = self.varint("chunk count", 1 << 40)
+        size = self.varint("original size", 1 << 60)
+        checksum = self.read(DIGEST_BYTES, "checksum")
         if n != count or size != total:
             raise FormatError(f"corrupted archive (end record says {n} chunks / {size} bytes, "
                               f"found {count} / {total})")

@@ -324,7 +324,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("version 2 (before audio and dictionary)", fmt.MAGIC + b"\2\0" + head[6:], F, "version 2"),
         ("version 3 (before images)", fmt.MAGIC + b"\3\0" + head[6:], F, "version 3"),
         ("version 5", fmt.MAGIC + b"\5\0" + head[6:], F, "version 5"),
-        ("unknown flags", fmt.MAGIC + b"\4\x01" + head[6:], F, "flags"),
+        ("unknown flags", fmt.MAGIC + b"\4\x02" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),
         ("chunk size 2^63", archive(chunk_size=1 << 63), F, "exceeds"),
