@@ -746,8 +746,8 @@ def _common(f, *, output=True, compress=False, coder=True):
                                  help="Mix in a sample predictor when the input is 16-bit PCM (a WAV file or raw "
                                       "samples, detected from its start)."))
         opts.append(click.option("--image/--no-image", default=True, show_default=True,
-                                 help="Mix in a pixel predictor when the input is an 8-bit image (a PPM/PGM file "
-                                      "or raw pixels, detected from its start)."))
+                                 help="Mix in a pixel predictor when the input is an 8-bit image (a PPM/PGM file, "
+                                      "raw pixels detected from its start, or a PNG file, coded as its pixels)."))
     for o in reversed(opts):
         f = o(f)
     return f
