@@ -104,7 +104,7 @@ def _chunks(data: bytes):
 
 def split(data: bytes) -> tuple[Envelope, bytes] | None:
     """(envelope, pixels) of an 8-bit, non-interlaced, zlib-written PNG that `join` rebuilds exactly; else None."""
-    if not data.startswith(SIGNATURE) or data[12:16] != b"IHDR":
+    if not data.startswith(SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
         return None
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     channels = CHANNELS.get(colour)
@@ -114,12 +114,13 @@ def split(data: bytes) -> tuple[Envelope, bytes] | None:
     if not idats or any(s != e0 + 4 for (_, e0), (s, _) in zip(idats, idats[1:])):
         return None        # the IDAT chunks must follow one another
     stream = b"".join(data[s + 8:e] for s, e in idats)
-    try:
-        rows = zlib.decompress(stream)
+    stride = width * channels
+    try:   # no more than the image's rows: a deflate bomb stops there
+        inflate = zlib.decompressobj()
+        rows = inflate.decompress(stream, height * (stride + 1) + 1)
     except zlib.error:
         return None
-    stride = width * channels
-    if len(rows) != height * (stride + 1):
+    if len(rows) != height * (stride + 1) or not inflate.eof or inflate.unused_data:
         return None
     lines = np.frombuffer(rows, dtype=np.uint8).reshape(height, stride + 1)
     filters = lines[:, 0].tobytes()

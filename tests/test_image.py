@@ -165,3 +165,15 @@ def test_hostile_png_archives_fail_cleanly(trained_model):
     wrong = fmt.Header(256, cm.model_id, cm.digest, 0, ImageLayout(81, 3), b"", env)
     with pytest.raises(bytezip.FormatError, match="without its image layout"):
         decode(fmt.archive_bytes(wrong, records(pixels)))
+
+
+def test_png_split_refuses_truncated_files_and_deflate_bombs():
+    import struct
+    import zlib
+    data = png_file(photo(h=40))
+    assert all(png.split(data[:n]) is None for n in range(0, 48))
+    chunk = lambda kind, body: (struct.pack(">I", len(body)) + kind + body
+                                + struct.pack(">I", zlib.crc32(kind + body)))
+    bomb = (png.SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(64 << 20), 9)) + chunk(b"IEND", b""))
+    assert png.split(bomb) is None      # inflating stops after the 4 bytes a 1 x 1 RGB image has
