@@ -30,8 +30,11 @@ INITIAL_ERROR = 16 * 16        # before any sample: mean |error| 16 (predictions
 MIN_SCALE = 8                  # the Laplace scale is at least a mean |error| of 0.5
 N_PREDICTORS = 8               # W, N, NE, gradient, MED, (W+NE)/2; with a channel before: W, N following it
 DETECT_BYTES = 1 << 18         # raw pixels are recognised from this much of the input's start ...
-DETECT_MIN_CORRELATION = 0.8   # ... when a row stride correlates this well (normalised autocovariance)
-MIN_WIDTH = 8                  # pixels per row, at least
+DETECT_MIN_CORRELATION = 0.3   # ... when differences a row stride apart correlate this well ...
+DETECT_MIN_ROW_CORRELATION = 0.5   # ... and so do the bytes
+MIN_WIDTH = 8                  # pixels per row, at least ...
+MIN_ROW = 64                   # ... and bytes (tables of 24- or 48-byte records are not images)
+ROWS_APART = 8                 # the best lag may be this many rows
 _PNM = re.compile(rb"P([56])\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*255\s")
 
 
@@ -61,25 +64,39 @@ def detect_layout(head: bytes) -> ImageLayout | None:
 
 
 def raw_layout(head: bytes) -> ImageLayout | None:
-    """Raw pixels: the row stride is the lag (of at least MIN_WIDTH pixels) with the highest autocovariance,
-    the pixel size the lag 1-4 dividing it with the highest; accepted when the stride correlates strongly."""
+    """Raw pixels: the row stride is the lag (of at least MIN_WIDTH pixels) at which the byte-to-byte differences
+    correlate best (differences, so that smooth or dark regions do not make every short lag look alike; or a
+    fraction of it, up to 1/ROWS_APART, that correlates almost as well: a pattern repeating down the rows makes
+    a lag of several rows look as good), the pixel size the lag 1-4 dividing it at which the bytes correlate best; accepted when the
+    differences and the bytes correlate strongly. Measured on the 16 train images: every stride right (a grey
+    image converted to RGB as 1 channel, 3 x wider). Tables in executables pass too (50 of 500 system
+    binaries); the mixer then weighs the predictor down (64 KB of libsqlite3: 0.6% smaller with it)."""
     n = len(head)
     if n < 4096:
         return None
     x = np.frombuffer(head, dtype=np.uint8).astype(np.float64)
-    x -= x.mean()
+    cov, diff_cov = _autocorrelation(x), _autocorrelation(np.diff(x, prepend=x[0]))
+    if cov is None or diff_cov is None or len(cov) <= MIN_WIDTH * 4:
+        return None
+    best = MIN_ROW + int(np.argmax(diff_cov[MIN_ROW:]))
+    stride = min([best] + [best // k for k in range(2, ROWS_APART + 1) if best % k == 0 and best // k >= MIN_ROW
+                           and diff_cov[best // k] >= 0.97 * diff_cov[best]])
+    channels = max((c for c in (1, 2, 3, 4) if stride % c == 0), key=lambda c: cov[c])
+    if (stride // channels < MIN_WIDTH or diff_cov[stride] < DETECT_MIN_CORRELATION
+            or cov[stride] < DETECT_MIN_ROW_CORRELATION):
+        return None
+    return ImageLayout(stride // channels, channels)
+
+
+def _autocorrelation(x: np.ndarray) -> np.ndarray | None:
+    """Normalised autocovariance of x at lags 0 .. len(x)/4 - 1 (None for a constant x)."""
+    n = len(x)
+    x = x - x.mean()
     var = float((x * x).mean())
     if var < 1e-6:
         return None
     f = np.fft.rfft(x, 2 * n)
-    cov = np.fft.irfft(f * np.conj(f))[:n // 4] / (n - np.arange(n // 4)) / var   # normalised autocovariance
-    if len(cov) <= MIN_WIDTH * 4:
-        return None
-    stride = MIN_WIDTH + int(np.argmax(cov[MIN_WIDTH:]))
-    channels = max((c for c in (1, 2, 3, 4) if stride % c == 0), key=lambda c: cov[c])
-    if stride // channels < MIN_WIDTH or cov[stride] < DETECT_MIN_CORRELATION:
-        return None
-    return ImageLayout(stride // channels, channels)
+    return np.fft.irfft(f * np.conj(f))[:n // 4] / (n - np.arange(n // 4)) / var
 
 
 def coded_index(j: np.ndarray, round_chunks: int, band_chunks: int) -> np.ndarray:

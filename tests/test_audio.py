@@ -76,7 +76,8 @@ def test_audio_archives_record_the_layout_and_round_trip(trained_model):
     without = bytezip.Compressor(model=cm, chunk_size=256, audio=False).compress(data)
     info = bytezip.read_info(io.BytesIO(with_pcm))
     assert info.header.signal == PcmLayout(2, 44)
-    assert bytezip.read_info(io.BytesIO(without)).header.signal is None
+    assert not isinstance(bytezip.read_info(io.BytesIO(without)).header.signal, PcmLayout)   # (periodic tones
+    # may still pass for an image: the pixel predictor then reads the signal a period back)
     assert fmt.MIXED in [c.codec for c in info.chunks]
     assert len(with_pcm) < 0.8 * len(without)
     for lanes in (1, 7, 256):

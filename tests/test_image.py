@@ -31,6 +31,8 @@ def test_layout_from_a_pnm_header_or_from_raw_pixels():
     assert detect_layout(rgb.tobytes()) == ImageLayout(80, 3)
     assert detect_layout(gray.tobytes()) == ImageLayout(80, 1)
     assert detect_layout(image_pixels()) == ImageLayout(64, 3)
+    assert detect_layout(photo(h=200, noise=10).tobytes()) == ImageLayout(80, 3)   # a noisy texture
+    assert detect_layout(photo(h=200, noise=0).tobytes()) == ImageLayout(80, 3)    # stripes repeat down the rows
 
 
 @pytest.mark.parametrize("data", [english_text(), np.random.default_rng(0).bytes(50_000), bytes(50_000)])
