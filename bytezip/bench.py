@@ -829,9 +829,9 @@ def merge_results(parts: list[dict], command: str | None = None) -> dict:
     first = parts[0]
     for key in ("version", "bytezip_options", "model", "limit_bytes"):   # (which representations: any)
         differ = [p.get(key) for p in parts if p.get(key) != first.get(key)]
-        if key == "model":   # load times differ between processes; the model itself must not
-            differ = [p for p in parts if {k: v for k, v in (p.get(key) or {}).items() if k != "load_s"}
-                      != {k: v for k, v in (first.get(key) or {}).items() if k != "load_s"}]
+        if key == "model":   # load times and checkouts differ between processes; the model itself must not
+            same = lambda m: {k: v for k, v in (m or {}).items() if k not in ("load_s", "files")}
+            differ = [p for p in parts if same(p.get(key)) != same(first.get(key))]
         if differ:
             raise BenchError(f"cannot merge: the runs differ in {key}")
     seen = [(f["name"], f["representation"]) for p in parts for f in p["files"]]
