@@ -134,15 +134,20 @@ def split(data: bytes) -> tuple[Envelope, bytes] | None:
         return None
     env = Envelope(width, height, channels, data[:idats[0][0]], data[idats[-1][1] + 4:],
                    tuple(e - s - 8 for s, e in idats), settings, filters, len(data), digest(data))
-    return (env, pixels) if join(env, pixels) == data else None
+    # the settings deflate `rows` to `stream` (checked by the search): what remains is filtering and chunking
+    exact = _filter(pixels, env) == rows and _file(env, stream) == data
+    return (env, pixels) if exact else None
 
 
 def join(env: Envelope, pixels: bytes) -> bytes:
     """The PNG file of `pixels` as the envelope describes it."""
     level, wbits, mem_level, strategy = env.zlib_settings
-    rows = _filter(pixels, env)
     c = zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level, strategy)
-    stream = c.compress(rows) + c.flush()
+    return _file(env, c.compress(_filter(pixels, env)) + c.flush())
+
+
+def _file(env: Envelope, stream: bytes) -> bytes:
+    """The PNG file whose IDAT chunks hold `stream`."""
     out, pos = [env.before], 0
     for n in env.idat_sizes:
         piece = b"IDAT" + stream[pos:pos + n]
