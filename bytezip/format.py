@@ -45,12 +45,15 @@ decoded bytes; nothing follows.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 from .image import ImageLayout
 from .pcm import PcmLayout
-from .png import MAX_ENVELOPE, Envelope
+import zstandard
+
+from .png import CHANNELS, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
 
 MAGIC = b"\x89BZP"
 VERSION = 4
@@ -96,6 +99,37 @@ def encode_varint(n: int) -> bytes:
             return bytes(out)
 
 
+def envelope_bytes(env: Envelope) -> bytes:
+    """A PNG envelope as stored after the header: a zstd frame of its fields."""
+    fields = [env.width, env.height, env.channels, *env.zlib_settings, len(env.idat_sizes), *env.idat_sizes,
+              len(env.before)]
+    body = (b"".join(map(encode_varint, fields)) + env.before + encode_varint(len(env.after)) + env.after
+            + env.filters + encode_varint(env.size) + env.digest)
+    return zstandard.ZstdCompressor(level=19).compress(body)
+
+
+def parse_envelope(blob: bytes) -> Envelope:
+    """The envelope `envelope_bytes` stored; raises FormatError on anything inconsistent."""
+    try:
+        body = zstandard.ZstdDecompressor().decompress(blob, max_output_size=MAX_ENVELOPE)
+    except zstandard.ZstdError as e:
+        raise FormatError(f"corrupted archive (PNG envelope: {e})") from None
+    r = Reader(io.BytesIO(body))
+    width, height = r.varint("PNG width", 1 << 31), r.varint("PNG height", 1 << 31)
+    channels = r.varint("PNG channels", 4)
+    settings = tuple(r.varint("zlib setting", 15) for _ in range(4))
+    sizes = tuple(r.varint("IDAT size", 1 << 31) for _ in range(r.varint("IDAT count", MAX_ENVELOPE)))
+    before = r.read(r.varint("PNG head size", MAX_ENVELOPE), "PNG head")
+    after = r.read(r.varint("PNG tail size", MAX_ENVELOPE), "PNG tail")
+    filters = r.read(height, "PNG filters")
+    size, digest = r.varint("PNG size", 1 << 60), r.read(DIGEST_BYTES, "PNG digest")
+    env = Envelope(width, height, channels, before, after, sizes, settings, filters, size, digest)
+    if (not width or not height or channels not in CHANNELS.values() or env.pixel_bytes > MAX_PIXELS
+            or max(filters) > 4 or not sizes or r.fh.read(1) or not valid_zlib_settings(*settings)):
+        raise FormatError(f"corrupted archive (PNG envelope {width} x {height} x {channels})")
+    return env
+
+
 @dataclass
 class Header:
     chunk_size: int
@@ -125,7 +159,7 @@ class Header:
         assert 0 <= self.round_chunks <= MAX_ROUND_CHUNKS and (mid or not (self.round_chunks or self.signal))
         assert len(self.dictionary_digest) in ((0, DIGEST_BYTES) if mid else (0,))
         dictionary = bytes([bool(self.dictionary_digest)]) + self.dictionary_digest if mid else b""
-        envelope = self.png.to_bytes() if self.png else b""
+        envelope = envelope_bytes(self.png) if self.png else b""
         assert not self.png or isinstance(self.signal, ImageLayout)
         return (MAGIC + bytes([VERSION, self.flags]) + encode_varint(self.chunk_size) + encode_varint(self.round_chunks)
                 + self.signal_bytes() + bytes([len(mid)]) + mid + self.model_digest + dictionary
@@ -230,7 +264,7 @@ class Reader:
         dictionary = self.read(DIGEST_BYTES, "dictionary digest") if has_dictionary else b""
         png = None
         if flags & FLAG_PNG:
-            png = Envelope.from_bytes(self.read(self.varint("PNG envelope size", MAX_ENVELOPE), "PNG envelope"))
+            png = parse_envelope(self.read(self.varint("PNG envelope size", MAX_ENVELOPE), "PNG envelope"))
             if not (isinstance(signal, ImageLayout) and (signal.width, signal.channels, signal.offset)
                     == (png.width, png.channels, 0)):
                 raise FormatError("corrupted archive (a PNG envelope without its image layout)")

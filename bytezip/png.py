@@ -20,7 +20,6 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}        # 8-bit colour types (grey, RGB, grey+alpha, RGBA) -> samples per pixel
@@ -52,39 +51,9 @@ class Envelope:
     def pixel_bytes(self) -> int:
         return self.width * self.height * self.channels
 
-    def to_bytes(self) -> bytes:
-        from .format import encode_varint as v
-        fields = [self.width, self.height, self.channels, *self.zlib_settings, len(self.idat_sizes),
-                  *self.idat_sizes, len(self.before)]
-        body = (b"".join(map(v, fields)) + self.before + v(len(self.after)) + self.after + self.filters
-                + v(self.size) + self.digest)
-        return zstandard.ZstdCompressor(level=19).compress(body)
 
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> "Envelope":
-        """Parse a stored envelope; raises FormatError on anything inconsistent."""
-        from .format import FormatError, Reader
-        try:
-            body = zstandard.ZstdDecompressor().decompress(blob, max_output_size=MAX_ENVELOPE)
-        except zstandard.ZstdError as e:
-            raise FormatError(f"corrupted archive (PNG envelope: {e})") from None
-        r = Reader(io.BytesIO(body))
-        width, height = r.varint("PNG width", 1 << 31), r.varint("PNG height", 1 << 31)
-        channels = r.varint("PNG channels", 4)
-        settings = tuple(r.varint("zlib setting", 15) for _ in range(4))
-        sizes = tuple(r.varint("IDAT size", 1 << 31) for _ in range(r.varint("IDAT count", MAX_ENVELOPE)))
-        before = r.read(r.varint("PNG head size", MAX_ENVELOPE), "PNG head")
-        after = r.read(r.varint("PNG tail size", MAX_ENVELOPE), "PNG tail")
-        filters = r.read(height, "PNG filters")
-        size, digest = r.varint("PNG size", 1 << 60), r.read(DIGEST_BYTES, "PNG digest")
-        env = cls(width, height, channels, before, after, sizes, settings, filters, size, digest)
-        if (not width or not height or channels not in CHANNELS.values() or env.pixel_bytes > MAX_PIXELS
-                or max(filters) > 4 or not sizes or r.fh.read(1) or not _valid_zlib(*settings)):
-            raise FormatError(f"corrupted archive (PNG envelope {width} x {height} x {channels})")
-        return env
-
-
-def _valid_zlib(level: int, wbits: int, mem_level: int, strategy: int) -> bool:
+def valid_zlib_settings(level: int, wbits: int, mem_level: int, strategy: int) -> bool:
+    """Whether zlib accepts these (level, wbits, memLevel, strategy)."""
     return level <= 9 and 9 <= wbits <= 15 and 1 <= mem_level <= 9 and strategy <= 4
 
 
