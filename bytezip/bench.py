@@ -709,7 +709,8 @@ def machine_info(device: str | None = None, with_torch: bool = False) -> dict:
 # -- the benchmark ------------------------------------------------------------------------------------
 def run_bench(paths=None, *, json_path=None, report_dir=None, files=None, limit_bytes=None, compressors=None,
               progress=True, bytezip_options=None, verbose=False, show=True, markdown=False, command=None,
-              min_time: float = 0.1, include_files: bool = True, include_raw: bool = True, console=None) -> dict:
+              min_time: float = 0.1, include_files: bool = True, include_raw: bool = True, plots: bool = True,
+              console=None) -> dict:
     """Run the benchmark and return every number as a JSON-able dict (also written to json_path, and with
     a markdown report and plots to report_dir). paths: files or folders (default: the bench corpus).
     files: glob(s) on the names shown (e.g. "text/*"). compressors: see `select_codecs`. progress: a
@@ -806,7 +807,7 @@ def run_bench(paths=None, *, json_path=None, report_dir=None, files=None, limit_
         "warnings": warnings,
     }
     add_totals(res)
-    finish(res, json_path, report_dir, show, markdown, out_console)
+    finish(res, json_path, report_dir, show, markdown, out_console, plots)
     return res
 
 
@@ -853,13 +854,14 @@ def merge_results(parts: list[dict], command: str | None = None) -> dict:
     return res
 
 
-def finish(res: dict, json_path=None, report_dir=None, show=True, markdown=False, console=None) -> None:
-    """Write the JSON and the report, print the tables."""
+def finish(res: dict, json_path=None, report_dir=None, show=True, markdown=False, console=None,
+           plots=True) -> None:
+    """Write the JSON and the report (with its plots unless told not to), print the tables."""
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=1) + "\n")
     if report_dir:
-        write_report(res, Path(report_dir))
+        write_report(res, Path(report_dir), plots)
     if show:
         from rich.console import Console
         console = console or Console(width=None if sys.stdout.isatty() else 200)
@@ -1014,11 +1016,11 @@ def markdown_tables(res: dict) -> str:
     return "\n".join(parts)
 
 
-def write_report(res: dict, out: Path) -> None:
-    """README.md (tables, machine, device, date, command), results.json and two PNG plots."""
+def write_report(res: dict, out: Path, plots: bool = True) -> None:
+    """README.md (tables, machine, device, date, command), results.json and two PNG plots (`plots`)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
-    plots = plot(res, out)
+    images = plot(res, out) if plots else []
     m = res["machine"]
     machine = (f"{m.get('cpu', '?')}, {m.get('cpus_usable', m.get('cpu_count'))} usable CPU cores"
                f"{', %s GiB RAM' % m['memory_GiB'] if 'memory_GiB' in m else ''}; {m['platform']}; "
@@ -1047,7 +1049,7 @@ def write_report(res: dict, out: Path) -> None:
         "", "Regenerate with:", "", "```sh", res["command"], "```", "",
     ]
     text += [markdown_tables(res), ""]
-    text += [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    text += [f"![{p.stem}]({p.name})" for p in images] + [""]
     text += ["## Compressors", "", versions, "", "## Notes", ""] + notes + [""]
     (out / "README.md").write_text("\n".join(text))
 
@@ -1164,6 +1166,7 @@ def list_compressors(console=None) -> None:
 @click.option("--no-files", is_flag=True, help="Measure images/audio as pixels/PCM only, not also as files.")
 @click.option("--no-raw", is_flag=True, help="Measure images/audio as files only (and skip text/other).")
 @click.option("--markdown", is_flag=True, help="Print markdown tables instead of rich tables.")
+@click.option("--no-plots", is_flag=True, help="A --report without the PNG plots (e.g. one kept in git).")
 @click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="JSON", help="Join the --json results of runs over disjoint inputs (e.g. one process per "
                                    "half of the corpus) into one result and report; repeatable.")
@@ -1176,7 +1179,8 @@ def list_compressors(console=None) -> None:
 @click.option("--sweep-lanes", default=None, metavar="LIST",
               help="With --speed: decode bytes/s at these lanes (default 1,16,64,256; '' for none).")
 def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors, model, device, chunk_size, lanes,
-                  threads, no_mixing, no_solid, min_time, no_files, no_raw, markdown, merge, verbose, quiet, list_only, speed,
+                  threads, no_mixing, no_solid, min_time, no_files, no_raw, markdown, no_plots, merge, verbose, quiet,
+                  list_only, speed,
                   sweep_lanes):
     """Compressed size (bits per byte) and speed of bytezip against zstd, xz, brotli, gzip, PNG, WebP,
     JPEG-XL, FLAC and WavPack on PATHS (default: the bench corpus, ../shared/corpus/bench).
@@ -1191,7 +1195,8 @@ def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors,
                 parts.append(json.loads(p.read_text()))
             except (OSError, ValueError) as e:
                 raise BenchError(f"{p}: not a bench result ({e})") from None
-        finish(merge_results(parts, _command_string()), json_path, report_dir, markdown=markdown)
+        finish(merge_results(parts, _command_string()), json_path, report_dir, markdown=markdown,
+               plots=not no_plots)
         return
     if speed:
         from .speed import _parse_lanes, run_speed, samples_from_paths
@@ -1208,7 +1213,7 @@ def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors,
               limit_bytes=_parse_size(limit_bytes), compressors=compressors, progress=not quiet,
               bytezip_options={k: v for k, v in options.items() if v is not None}, verbose=verbose,
               markdown=markdown, command=_command_string(), min_time=min_time, include_files=not no_files,
-              include_raw=not no_raw)
+              include_raw=not no_raw, plots=not no_plots)
 
 
 if __name__ == "__main__":

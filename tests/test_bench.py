@@ -212,5 +212,10 @@ def test_merge_joins_runs_over_disjoint_inputs(corpus, tmp_path):
     assert {g: {c: v["compressed_bytes"] for c, v in t["compressors"].items()} for g, t in merged["totals"].items()} \
         == {g: {c: v["compressed_bytes"] for c, v in t["compressors"].items()} for g, t in whole["totals"].items()}
     assert len(merged["merged_commands"]) == 2 and (tmp_path / "rep" / "README.md").exists()
+    r = CliRunner().invoke(bench_command, ["--merge", str(tmp_path / "a.json"), "--merge", str(tmp_path / "b.json"),
+                                           "--report", str(tmp_path / "bare"), "--no-plots", "-q"])
+    assert r.exit_code == 0, r.output       # a report for git: no plots, and none named in its README
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["README.md", "results.json"]
+    assert "![" not in (tmp_path / "bare" / "README.md").read_text()
     r = CliRunner().invoke(bench_command, ["--merge", str(tmp_path / "a.json"), "--merge", str(tmp_path / "a.json")])
     assert r.exit_code != 0 and "more than one run" in r.output
