@@ -33,6 +33,8 @@ from bytezip.format import LZMA, NEURAL, RAW, ZSTD, BytezipError, ChecksumError,
 from bytezip.model import save_model
 from conftest import english_text, image_pixels, wav_bytes
 
+VERSION = bytes([fmt.VERSION])          # the version byte of archives this bytezip writes
+
 CHUNK = 64                       # small chunks: a neural chunk decodes in 64 model steps
 MODEL_CODECS = getattr(fmt, "MODEL_CODECS", (NEURAL,))   # chunks decoded with the model
 FLIPS = (0x01, 0x80, 0xFF)       # low bit, varint continuation bit, every bit
@@ -323,16 +325,17 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("version 1 (before shared history)", fmt.MAGIC + b"\1\0" + head[6:], F, "version 1"),
         ("version 2 (before audio and dictionary)", fmt.MAGIC + b"\2\0" + head[6:], F, "version 2"),
         ("version 3 (before images)", fmt.MAGIC + b"\3\0" + head[6:], F, "version 3"),
-        ("version 5", fmt.MAGIC + b"\5\0" + head[6:], F, "version 5"),
-        ("unknown flags", fmt.MAGIC + b"\4\x02" + head[6:], F, "flags"),
+        ("version 4 (before the geometric mix)", fmt.MAGIC + b"\4\0" + head[6:], F, "version 4"),
+        ("version 6", fmt.MAGIC + b"\6\0" + head[6:], F, "version 6"),
+        ("unknown flags", fmt.MAGIC + VERSION + b"\x02" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),
         ("chunk size 2^63", archive(chunk_size=1 << 63), F, "exceeds"),
-        ("chunk size in 11 varint bytes", fmt.MAGIC + b"\4\0" + b"\xff" * 10 + b"\x01", F, "overlong"),
-        ("chunk size 64 in 2 varint bytes", fmt.MAGIC + b"\4\0\xc0\x00\0\0\0" + end_record(0, 0), F,
+        ("chunk size in 11 varint bytes", fmt.MAGIC + VERSION + b"\0" + b"\xff" * 10 + b"\x01", F, "overlong"),
+        ("chunk size 64 in 2 varint bytes", fmt.MAGIC + VERSION + b"\0\xc0\x00\0\0\0" + end_record(0, 0), F,
          "overlong"),
         ("round of 1025 chunks", archive(round_chunks=1025, model_id=M, digest=digest), F, "exceeds 1024"),
-        ("round size in 2 varint bytes", fmt.MAGIC + b"\4\0" + varint(CHUNK) + b"\x80\x00\0\0", F, "overlong"),
+        ("round size in 2 varint bytes", fmt.MAGIC + VERSION + b"\0" + varint(CHUNK) + b"\x80\x00\0\0", F, "overlong"),
         ("signal kind 4", archive(pcm=b"\4\0", model_id=M, digest=digest), F, "signal kind 4 exceeds 3"),
         ("image of width 0", archive(pcm=b"\3\0\3\0\0", model_id=M, digest=digest), F, "image layout 0 x 3"),
         ("5 image channels", archive(pcm=b"\3\x10\5\0\0", model_id=M, digest=digest), F, "channels 5 exceeds 4"),
@@ -348,7 +351,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("model id with a newline", archive(model_id=b"a\nb", digest=digest), F, "printable"),
         ("model id with an escape sequence", archive(model_id=b"\x1b[2J", digest=digest), F, "printable"),
         ("model id not ASCII", archive(model_id="modèle".encode(), digest=digest), F, "printable"),
-        ("model id cut short", fmt.MAGIC + b"\4\0" + varint(CHUNK) + b"\0\0\xc8abc", F, "truncated"),
+        ("model id cut short", fmt.MAGIC + VERSION + b"\0" + varint(CHUNK) + b"\0\0\xc8abc", F, "truncated"),
         ("digest cut short", archive(model_id=M, digest=digest[:5], end=b""), F, "truncated"),
         ("shared history without a model", archive(round_chunks=4), F, "shared history without a model"),
         ("unknown codec 0x7f", archive([b"\x7f" + varint(CHUNK) + varint(1) + b"x"]), F, "unknown codec 127"),
