@@ -1180,8 +1180,7 @@ def list_compressors(console=None) -> None:
               help="With --speed: decode bytes/s at these lanes (default 1,16,64,256; '' for none).")
 def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors, model, device, chunk_size, lanes,
                   threads, no_mixing, no_solid, min_time, no_files, no_raw, markdown, no_plots, merge, verbose, quiet,
-                  list_only, speed,
-                  sweep_lanes):
+                  list_only, speed, sweep_lanes):
     """Compressed size (bits per byte) and speed of bytezip against zstd, xz, brotli, gzip, PNG, WebP,
     JPEG-XL, FLAC and WavPack on PATHS (default: the bench corpus, ../shared/corpus/bench).
     With --speed, bytezip's own throughput report instead (see bytezip.speed)."""

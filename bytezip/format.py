@@ -49,11 +49,11 @@ import io
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
-from .image import ImageLayout
-from .pcm import PcmLayout
 import zstandard
 
-from .png import CHANNELS, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
+from .image import ImageLayout
+from .pcm import PcmLayout
+from .png import CHANNELS, DIGEST_BYTES as PNG_DIGEST_BYTES, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
 
 MAGIC = b"\x89BZP"
 VERSION = 5
@@ -122,7 +122,7 @@ def parse_envelope(blob: bytes) -> Envelope:
     before = r.read(r.varint("PNG head size", MAX_ENVELOPE), "PNG head")
     after = r.read(r.varint("PNG tail size", MAX_ENVELOPE), "PNG tail")
     filters = r.read(height, "PNG filters")
-    size, digest = r.varint("PNG size", 1 << 60), r.read(DIGEST_BYTES, "PNG digest")
+    size, digest = r.varint("PNG size", 1 << 60), r.read(PNG_DIGEST_BYTES, "PNG digest")
     env = Envelope(width, height, channels, before, after, sizes, settings, filters, size, digest)
     if (not width or not height or channels not in CHANNELS.values() or env.pixel_bytes > MAX_PIXELS
             or max(filters) > 4 or not sizes or r.fh.read(1) or not valid_zlib_settings(*settings)):

@@ -39,6 +39,7 @@ from typing import Callable
 
 import numpy as np
 
+from .format import BytezipError
 from .image import ImageLayout, ImageModel
 from .pcm import PcmLayout, PcmModel
 
@@ -64,6 +65,7 @@ INITIAL_WEIGHTS = (ONE - N_CONTEXT * (ONE >> 6),) + (ONE >> 6,) * N_CONTEXT + (O
 LOG_SCALE = 256               # geometric mixer: log2 of a probability in 1/256-bit steps
 EXP_RANGE = 16 * LOG_SCALE    # ... a byte's weight is 2^-(d/256) for d up to 16 bits below the likeliest
 GEO_W_MAX = 16 * ONE          # ... its weights (ONE = 1.0) stay within +-16
+TABLES_DIGEST = "9c09c7b3d7352891"   # SHA-256 prefix of the geometric mixer's log2 and exp2 tables
 Signal = PcmModel | ImageModel
 _MUL, _MASK = 0x2F0B3, 0xFFFFFF
 
@@ -77,7 +79,7 @@ def _log_exp_tables() -> tuple[np.ndarray, np.ndarray]:
     exp2 = np.rint(ONE * np.exp2(-np.arange(EXP_RANGE + 1) / LOG_SCALE)).astype(np.int64)
     got = hashlib.sha256(log2.tobytes() + exp2.tobytes()).hexdigest()[:16]
     if got != TABLES_DIGEST:
-        raise RuntimeError(f"this platform's log2/exp2 tables differ from bytezip's ({got}): "
+        raise BytezipError(f"this platform's log2/exp2 tables differ from bytezip's ({got}): "
                            "it cannot code or decode mixed chunks exactly")
     return log2, exp2
 
@@ -305,9 +307,6 @@ class Mixer:
             for j in range(1, HISTORY_MATCH_MIN + 1):          # a hash collision is no match
                 ok &= self.history.data[np.maximum(found - j, 0)] == self._prev(j)
             self.ptr[1] = np.where((self.ptr[1] < 0) & ok, found, self.ptr[1])
-
-
-TABLES_DIGEST = "9c09c7b3d7352891"
 
 
 def signal_model(layout: PcmLayout | ImageLayout | None, starts: np.ndarray, chunk_size: int,
