@@ -37,7 +37,7 @@ from . import format as fmt
 from .exact import ExactMegabyte
 from . import image, pcm, png
 from .image import ImageLayout
-from .mixing import History, Mixer, Signal, mixed_frequencies, signal_model
+from .mixing import History, Mixer, Signal, mix_round, signal_model
 from .pcm import PcmLayout
 from .format import BytezipError, ChecksumError, FormatError, ModelError
 from .model import Megabyte, canonical_weights, load_model
@@ -234,7 +234,7 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     stepper = m.exact.stepper(len(sizes), -(-longest // P))
     mixer = None
     if any(mixed):
-        mixer = Mixer(len(sizes), longest, history, signal, dictionary)
+        mixer = Mixer(sizes, history, signal, dictionary)
     use_mixed = np.array(mixed)[:, None]
     active = list(range(len(sizes)))
     symbols = np.zeros(len(sizes), dtype=np.int64)
@@ -267,6 +267,8 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
             reported = done
     if progress:
         progress(sum(sizes) - reported)
+    if mixer and history is not None:
+        history.learn_weights(mixer, np.array(mixed))
     return [out[i, :n].tobytes() for i, n in enumerate(sizes)]
 
 
@@ -352,7 +354,7 @@ class Compressor:
         if self.model and self.mixing:
             starts = self.chunk_size * np.arange(len(chunks)) if starts is None else starts
             signal = signal_model(layout, starts, self.chunk_size, round_chunks)
-            mixed = mixed_frequencies(freqs, chunks, history, signal, self.model.dictionary)
+            mixed, mixer = mix_round(freqs, chunks, history, signal, self.model.dictionary)
         coded = []
         for chunk, f, fm in zip(chunks, freqs, mixed):
             best = (fmt.RAW, chunk)
@@ -365,6 +367,8 @@ class Compressor:
                 if 0 < len(payload) < len(best[1]):
                     best = (codec, payload)
             coded.append(best)
+        if history is not None and self.model and self.mixing:
+            history.learn_weights(mixer, np.array([codec == fmt.MIXED for codec, _ in coded]))
         return coded
 
     def copy_stream(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):

@@ -7,7 +7,7 @@ such data by mixing predictors. Here the mixer combines, for every byte:
 - a match model over the chunk so far: hash of the last MATCH_MIN bytes -> last position seen -> predicted
   next byte, with a hit rate learned per match-length bucket;
 - a match model over the shared history (`History`: every byte of the rounds before this chunk's round),
-  hashed on the last HISTORY_MATCH_MIN bytes;
+  hashed on the last HISTORY_MATCH_MIN bytes, and one over the priming dictionary (text only);
 - order-1/2/3 context models (byte counts) over the chunk so far, and order-1/2/3/4/6 ones over the history,
   each order blended with the one below it as PPM does (the neural distribution below order 1), with an
   escape weight from the number of distinct bytes seen in the context; with a priming dictionary
@@ -18,10 +18,12 @@ such data by mixing predictors. Here the mixer combines, for every byte:
 linearly, with weights (one set per match-length bucket, and per kind of byte: audio low/high byte, image
 sample, anything else) learned
 online from each coded byte by a Bayesian-style multiplicative update. Without an audio or image layout, the
-coded distribution is the mean of that linear mix and a geometric one (the inputs' log-probabilities
-weighted and renormalised, paq's logistic mixing over 256 symbols, weights learned by the gradient of the
-code length): on held-out training text, code and binaries the mean costs 2-7% less than the linear mix
-alone (`benchmarks/MIXING.md`).
+coded distribution blends that linear mix with a geometric one (the inputs' log-probabilities weighted and
+renormalised, paq's logistic mixing over 256 symbols, weights learned by the gradient of the code length):
+on held-out training text, code and binaries even their plain mean costs 2-7% less than the linear mix
+alone (`benchmarks/MIXING.md`); the blend's own weights (a pair per weight set) are learnt as the linear
+mix's are. The geometric weights and the blend of a round's mixed chunks are handed on to the next
+round's (`History.learn_weights`), so a 4 KB chunk starts from what the file so far has taught.
 
 Chunks are coded in rounds of `round_chunks` lanes: all lanes of a round read the same frozen history, so a
 round decodes as one batch, and the history grows by the whole round once it is done. A file's first round
@@ -57,16 +59,19 @@ N_BUCKETS = 4                 # weight sets: no match, longest match 0-3, 4-15, 
 N_SETS = 4 * N_BUCKETS        # ... each for other bytes, low and high bytes of audio samples, image samples
 W_MIN = ONE >> 8              # every predictor keeps a little weight so it can come back
 LR_SHIFT = 3                  # weight update rate 1/8 of the Bayesian step
-N_CONTEXT = 2 + len(OWN_ORDERS) + len(SHARED_ORDERS)  # match and context models
-N_MODELS = 3 + N_CONTEXT      # neural, match and context models, PCM, image
-PCM_INPUT, IMAGE_INPUT = N_MODELS - 2, N_MODELS - 1
+N_CONTEXT = 2 + len(OWN_ORDERS) + len(SHARED_ORDERS)  # match (chunk, history) and context models
+N_MODELS = 4 + N_CONTEXT      # neural, match and context models, PCM, image, match over the dictionary
+PCM_INPUT, IMAGE_INPUT, DICTIONARY_MATCH = N_MODELS - 3, N_MODELS - 2, N_MODELS - 1
+N_MATCH = 3                   # match models: over the chunk, the history, the dictionary
 ESCAPE = 1                    # a context's weight on the order below: ESCAPE x distinct bytes seen, vs its count
-INITIAL_WEIGHTS = (ONE - N_CONTEXT * (ONE >> 6),) + (ONE >> 6,) * N_CONTEXT + (ONE, ONE)
+INITIAL_WEIGHTS = (ONE - N_CONTEXT * (ONE >> 6),) + (ONE >> 6,) * N_CONTEXT + (ONE, ONE, ONE >> 6)
 LOG_SCALE = 256               # geometric mixer: log2 of a probability in 1/256-bit steps
 EXP_RANGE = 16 * LOG_SCALE    # ... a byte's weight is 2^-(d/256) for d up to 16 bits below the likeliest
 GEO_W_MAX = 16 * ONE          # ... its weights (ONE = 1.0) stay within +-16
 TABLES_DIGEST = "9c09c7b3d7352891"   # SHA-256 prefix of the geometric mixer's log2 and exp2 tables
 Signal = PcmModel | ImageModel
+BLEND_SHIFT = 4              # the coded distribution's blend of the two mixes learns at 1/16 of the Bayesian step
+BLEND_MIN = ONE >> 5          # ... and keeps at least 1/32 of either
 _MUL, _MASK = 0x2F0B3, 0xFFFFFF
 
 
@@ -114,6 +119,13 @@ class History:
                        for k in SHARED_ORDERS]
         self.match_table = np.full(1 << HISTORY_MATCH_BITS, -1, dtype=np.int64)
         self._tail = np.zeros(0, dtype=np.int64)                       # the last bytes, as context for the next
+        self.carried: dict[str, np.ndarray] = {}                       # where the next round's mixers start
+
+    def learn_weights(self, mixer: "Mixer", lanes: np.ndarray):
+        """Carry the mean of the weights that the given lanes [L] (bool) of a finished round ended their chunks
+        with into the next round's mixers, so that each 4 KB chunk does not relearn them from scratch."""
+        if mixer.geometric and lanes.any():
+            self.carried = {k: v[lanes].sum(0) // int(lanes.sum()) for k, v in mixer.final.items()}
 
     def extend(self, data: bytes):
         """Learn from a finished round's bytes (every chunk of it, whatever its codec), in file order."""
@@ -144,6 +156,15 @@ class History:
         self._tail = full[-ctx:]
 
 
+def bayes_update(w: np.ndarray, p_x: np.ndarray, floor: np.ndarray | int, shift: int) -> np.ndarray:
+    """A linear mix's weights [L, M] (summing to ONE) after coding a byte that its inputs gave probabilities
+    p_x [L, M] (ONE = 1): w_i += w_i (p_i(x) - p(x)) / p(x) >> shift (a damped Bayesian step), each at least
+    `floor`, renormalised to ONE."""
+    m_x = np.maximum((w * p_x).sum(-1, keepdims=True) >> 16, 1)
+    w = np.maximum(w + ((w * (p_x - m_x) // m_x) >> shift), floor)
+    return w * ONE // w.sum(-1, keepdims=True)
+
+
 def ppm_blend(base: np.ndarray, counts: list[np.ndarray], priors: list[np.ndarray] | None = None
               ) -> list[np.ndarray]:
     """Distributions [L, 256] of context models of rising order from their byte counts [L, 256]: each is its
@@ -162,21 +183,21 @@ def ppm_blend(base: np.ndarray, counts: list[np.ndarray], priors: list[np.ndarra
 class Mixer:
     """Mixing state of `lanes` chunks coded in lockstep (position t is the same for every lane)."""
 
-    def __init__(self, lanes: int, length: int, history: History | None = None, signal: Signal | None = None,
+    def __init__(self, sizes: list[int], history: History | None = None, signal: Signal | None = None,
                  dictionary: History | None = None):
-        """`signal`: the audio or image predictor for these lanes (`signal_model`), if any; `dictionary`: the
-        priming dictionary's statistics (read only), if any."""
-        L = lanes
-        self.lanes = np.arange(L)
+        """`sizes`: each lane's chunk length; `signal`: the audio or image predictor for these lanes
+        (`signal_model`), if any; `dictionary`: the priming dictionary's statistics (read only), if any."""
+        L, length = len(sizes), max(sizes)
+        self.lanes, self.sizes = np.arange(L), np.asarray(sizes)
         self.history = history or History()
         self.dictionary = dictionary
         self.hist = np.zeros((L, length + 1), dtype=np.int64)
         self.t = 0
         self.match_table = np.full((L, 1 << MATCH_HASH_BITS), -1, dtype=np.int64)
-        self.ptr = np.full((2, L), -1, dtype=np.int64)         # predicted byte's position: chunk, history
-        self.len = np.zeros((2, L), dtype=np.int64)
-        self.hits = np.ones((2, L, N_BUCKETS), dtype=np.int64)   # each match model's hit rate per bucket
-        self.tries = np.full((2, L, N_BUCKETS), 2, dtype=np.int64)
+        self.ptr = np.full((N_MATCH, L), -1, dtype=np.int64)   # predicted byte's position: chunk, history, dict
+        self.len = np.zeros((N_MATCH, L), dtype=np.int64)
+        self.hits = np.ones((N_MATCH, L, N_BUCKETS), dtype=np.int64)   # each match model's hit rate per bucket
+        self.tries = np.full((N_MATCH, L, N_BUCKETS), 2, dtype=np.int64)
         self.counts = [np.zeros((L, 256 if k == 1 else 1 << OWN_HASH_BITS, 256), dtype=np.int16)
                        for k in OWN_ORDERS]                               # counts < 2^15: chunks <= 32 KB
         # with no history yet, its predictors (second match model, shared counts) get no weight and no floor
@@ -185,6 +206,9 @@ class Mixer:
             used[2] = False
             if not dictionary:
                 used[3 + len(OWN_ORDERS):PCM_INPUT] = False
+        # what the second and third match models read; the dictionary is text, so not for audio or image bytes
+        self.sources = (self.history, dictionary if signal is None else None)
+        used[DICTIONARY_MATCH] = self.sources[1] is not None
         self.signal = signal
         used[PCM_INPUT] = isinstance(signal, PcmModel)
         used[IMAGE_INPUT] = isinstance(signal, ImageModel)
@@ -192,8 +216,14 @@ class Mixer:
         w = np.where(used, INITIAL_WEIGHTS, 0)
         self.weights = np.tile(w * ONE // w.sum(), (L, N_SETS, 1))
         self.geometric = signal is None       # audio and image bytes keep the linear mix alone
+        # the geometric mix starts as the neural distribution, the coded one as the mean of both mixes, or
+        # both where the last round's mixers ended
         self.geo_weights = np.zeros((L, N_SETS, N_MODELS), dtype=np.int64)
-        self.geo_weights[:, :, 0] = ONE       # the geometric mix starts as the neural distribution
+        self.geo_weights[:, :, 0] = ONE
+        self.blend = np.full((L, N_SETS, 2), ONE // 2, dtype=np.int64)
+        for name, start in self.history.carried.items():
+            getattr(self, name)[:] = start
+        self.final = {"geo_weights": self.geo_weights.copy(), "blend": self.blend.copy()}  # at each chunk's end
 
     def _prev(self, j: int) -> np.ndarray:
         return self.hist[:, self.t - j] if self.t >= j else np.zeros(len(self.lanes), dtype=np.int64)
@@ -209,13 +239,14 @@ class Mixer:
 
     def mix(self, neural: np.ndarray) -> np.ndarray:
         """Neural frequencies [L, 256] (int64) -> mixed frequencies [L, 256] (int64, each >= 1)."""
-        L, H = self.lanes, self.history.data
+        L = self.lanes
         p_nn = neural * ONE // neural.sum(-1, keepdims=True)
-        has = self.ptr >= 0                                                  # [2, L]
+        has = self.ptr >= 0                                                  # [N_MATCH, L]
         longest = np.where(has, self.len, -1).max(0)
         bucket = np.where(longest < 0, 0, np.where(longest < 4, 1, np.where(longest < 16, 2, 3)))
-        predicted = np.stack([self.hist[L, np.maximum(self.ptr[0], 0)],
-                              H[np.maximum(self.ptr[1], 0)] if len(H) else np.zeros(len(L), np.int64)])
+        predicted = np.stack([self.hist[L, np.maximum(self.ptr[0], 0)]]
+                             + [src.data[np.maximum(ptr, 0)] if src and len(src.data) else np.zeros(len(L), np.int64)
+                                for src, ptr in zip(self.sources, self.ptr[1:])])
         own_rows = context_rows(self._prev, OWN_ORDERS, OWN_HASH_BITS)
         shared_rows = context_rows(self._prev, SHARED_ORDERS, SHARED_HASH_BITS)
         p_pcm, p_image, wset = np.full_like(p_nn, ONE >> 8), np.full_like(p_nn, ONE >> 8), bucket
@@ -227,11 +258,12 @@ class Mixer:
             active, p = self.signal.frequencies(self.t, self.hist, self.history.data)
             p_image[active] = p[active]
             wset = bucket + N_BUCKETS * np.where(active, 3, 0)
-        inputs = ((p_nn, self._match_input(0, predicted[0], bucket), self._match_input(1, predicted[1], bucket))
+        matches = [self._match_input(m, predicted[m], bucket) for m in range(N_MATCH)]
+        inputs = ((p_nn, matches[0], matches[1])
                   + tuple(ppm_blend(p_nn, [table[L, row] for table, row in zip(self.counts, own_rows)]))
                   + tuple(ppm_blend(p_nn, [table[row] for table, row in zip(self.history.counts, shared_rows)],
                                     self._priors(p_nn, shared_rows)))
-                  + (p_pcm, p_image))
+                  + (p_pcm, p_image, matches[2]))
         w = self.weights[L, wset]                                            # [L, N_MODELS]
         mixed = w[:, 0:1] * p_nn
         for i in range(1, N_MODELS):
@@ -242,7 +274,9 @@ class Mixer:
         self._has, self._predicted, self._rows = has, predicted, own_rows
         if not self.geometric:
             return mixed + 1
-        return ((mixed + self._geometric_mix(inputs, wset)) >> 1) + 1
+        self._geo = self._geometric_mix(inputs, wset)
+        b = self.blend[L, wset]                                               # [L, 2]
+        return ((b[:, 0:1] * mixed + b[:, 1:2] * self._geo) >> 16) + 1
 
     def _geometric_mix(self, inputs: tuple[np.ndarray, ...], wset: np.ndarray) -> np.ndarray:
         """q(y) ~ 2^(sum_i w_i log2 p_i(y)) [L, 256], summing to about ONE."""
@@ -263,24 +297,21 @@ class Mixer:
         """Learn from the byte [L] each lane just coded (after `mix` for this position), then advance."""
         L, t, b = self.lanes, self.t, self._bucket
         byte = byte.astype(np.int64)
-        # mixer: w_i += w_i (p_i(x) - p(x)) / p(x), damped; floor; renormalise to ONE
         p_x = np.stack([p[L, byte] for p in self._inputs], 1)                # [L, N_MODELS]
-        m_x = np.maximum(self._mixed[L, byte], 1)[:, None]
-        w = self.weights[L, self._wset]
-        w = w + ((w * (p_x - m_x) // m_x) >> LR_SHIFT)
-        w = np.maximum(w, self.floor)
-        self.weights[L, self._wset] = w * ONE // w.sum(-1, keepdims=True)
+        self.weights[L, self._wset] = bayes_update(self.weights[L, self._wset], p_x, self.floor, LR_SHIFT)
         if self.geometric:   # w_i += log2 p_i(x) - E_q[log2 p_i] (1/256 bits; a learning rate of ~0.0056 nats)
             expect = (self._logp * self._q[:, None, :]).sum(-1) // self._q.sum(-1, keepdims=True)
             g = self.geo_weights[L, self._wset] + self._logp[L, :, byte] - expect
             self.geo_weights[L, self._wset] = np.clip(g, -GEO_W_MAX, GEO_W_MAX)
+            both = np.stack([self._mixed[L, byte], self._geo[L, byte]], 1)   # [L, 2]
+            self.blend[L, self._wset] = bayes_update(self.blend[L, self._wset], both, BLEND_MIN, BLEND_SHIFT)
         if isinstance(self.signal, PcmModel):
             self.signal.update(t, byte, self._prev(1))
         elif isinstance(self.signal, ImageModel):
             self.signal.update(byte)
         # match models: score the predictions, follow or drop the matches
         good = self._has & (self._predicted == byte)
-        for m in range(2):
+        for m in range(N_MATCH):
             self.tries[m, L, b] += self._has[m]
             self.hits[m, L, b] += good[m]
             halve = self.tries[m, L, b] > 1000
@@ -288,25 +319,35 @@ class Mixer:
             self.hits[m, L[halve], b[halve]] >>= 1
         self.len = np.where(good, self.len + 1, 0)
         self.ptr = np.where(good, self.ptr + 1, -1)
-        self.ptr[1][self.ptr[1] >= len(self.history.data)] = -1             # ran off the end of the history
+        for src, ptr in zip(self.sources, self.ptr[1:]):                  # ran off the end of the history
+            if src:
+                ptr[ptr >= len(src.data)] = -1
         self.len[self.ptr < 0] = 0
         # context models
         for table, row in zip(self.counts, self._rows):
             table[L, row, byte] += 1
         self.hist[:, t] = byte
         self.t = t + 1
+        ended = self.sizes == self.t
+        for name, final in self.final.items():
+            final[ended] = getattr(self, name)[ended]
         # index the context that ends here; pick up matches where there are none
         if self.t >= MATCH_MIN:
             h = hash_last(self._prev, MATCH_MIN, MATCH_HASH_BITS)
             found = self.match_table[L, h]
             self.ptr[0] = np.where((self.ptr[0] < 0) & (found >= 0), found, self.ptr[0])
             self.match_table[L, h] = self.t
-        if self.t >= HISTORY_MATCH_MIN and len(self.history.data):
-            found = self.history.match_table[hash_last(self._prev, HISTORY_MATCH_MIN, HISTORY_MATCH_BITS)]
-            ok = found >= 0
-            for j in range(1, HISTORY_MATCH_MIN + 1):          # a hash collision is no match
-                ok &= self.history.data[np.maximum(found - j, 0)] == self._prev(j)
-            self.ptr[1] = np.where((self.ptr[1] < 0) & ok, found, self.ptr[1])
+        if self.t >= HISTORY_MATCH_MIN:
+            h = None
+            for src, ptr in zip(self.sources, self.ptr[1:]):
+                if not src or not len(src.data):
+                    continue
+                h = hash_last(self._prev, HISTORY_MATCH_MIN, HISTORY_MATCH_BITS) if h is None else h
+                found = src.match_table[h]
+                ok = (found >= 0) & (ptr < 0)
+                for j in range(1, HISTORY_MATCH_MIN + 1):          # a hash collision is no match
+                    ok &= src.data[np.maximum(found - j, 0)] == self._prev(j)
+                ptr[ok] = found[ok]
 
 
 def signal_model(layout: PcmLayout | ImageLayout | None, starts: np.ndarray, chunk_size: int,
@@ -320,19 +361,25 @@ def signal_model(layout: PcmLayout | ImageLayout | None, starts: np.ndarray, chu
     return None
 
 
-def mixed_frequencies(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None,
-                      signal: Signal | None = None, dictionary: History | None = None) -> list[np.ndarray]:
-    """Encoder side: run the mixer over a round of chunks (as lanes) and return each chunk's mixed
-    frequencies."""
+def mix_round(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None,
+              signal: Signal | None = None, dictionary: History | None = None) -> tuple[list[np.ndarray], Mixer]:
+    """Encoder side: run the mixer over a round of chunks (as lanes); each chunk's mixed frequencies, and the
+    mixer (whose final weights the round's mixed chunks hand on, `History.learn_weights`)."""
     longest = max(map(len, chunks))
     data = np.zeros((len(chunks), longest), dtype=np.int64)
     nn = np.ones((len(chunks), longest, 256), dtype=np.int64)
     for i, (c, f) in enumerate(zip(chunks, neural)):
         data[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
         nn[i, :len(c)] = f
-    mixer = Mixer(len(chunks), longest, history, signal, dictionary)
+    mixer = Mixer([len(c) for c in chunks], history, signal, dictionary)
     out = np.empty_like(nn)
     for t in range(longest):
         out[:, t] = mixer.mix(nn[:, t])
         mixer.update(data[:, t])
-    return [out[i, :len(c)] for i, c in enumerate(chunks)]
+    return [out[i, :len(c)] for i, c in enumerate(chunks)], mixer
+
+
+def mixed_frequencies(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None,
+                      signal: Signal | None = None, dictionary: History | None = None) -> list[np.ndarray]:
+    """Each chunk's mixed frequencies over a round (`mix_round` without the mixer)."""
+    return mix_round(neural, chunks, history, signal, dictionary)[0]
