@@ -18,11 +18,12 @@ such data by mixing predictors. Here the mixer combines, for every byte:
 linearly, with weights (one set per match-length bucket, and per kind of byte: audio low/high byte, image
 sample, anything else) learned
 online from each coded byte by a Bayesian-style multiplicative update. Without an audio or image layout, the
-coded distribution blends that linear mix with a geometric one (the inputs' log-probabilities weighted and
-renormalised, paq's logistic mixing over 256 symbols, weights learned by the gradient of the code length):
-on held-out training text, code and binaries even their plain mean costs 2-7% less than the linear mix
-alone (`benchmarks/MIXING.md`); the blend's own weights (a pair per weight set) are learnt as the linear
-mix's are. The geometric weights and the blend of a round's mixed chunks are handed on to the next
+coded distribution blends that linear mix with two geometric ones (the inputs' log-probabilities weighted
+and renormalised, paq's logistic mixing over 256 symbols, weights learned by the gradient of the code
+length; one weight set per match bucket, and one per bucket and class of the previous byte): on held-out
+training text, code and binaries even the plain mean of one geometric and the linear mix costs 2-7% less
+than the linear mix alone (`benchmarks/MIXING.md`); the blend's own weights (per match bucket) are learnt as
+the linear mix's are. The geometric weights and the blend of a round's mixed chunks are handed on to the next
 round's (`History.learn_weights`), so a 4 KB chunk starts from what the file so far has taught.
 
 Chunks are coded in rounds of `round_chunks` lanes: all lanes of a round read the same frozen history, so a
@@ -70,8 +71,24 @@ EXP_RANGE = 16 * LOG_SCALE    # ... a byte's weight is 2^-(d/256) for d up to 16
 GEO_W_MAX = 16 * ONE          # ... its weights (ONE = 1.0) stay within +-16
 TABLES_DIGEST = "9c09c7b3d7352891"   # SHA-256 prefix of the geometric mixer's log2 and exp2 tables
 Signal = PcmModel | ImageModel
-BLEND_SHIFT = 4              # the coded distribution's blend of the two mixes learns at 1/16 of the Bayesian step
-BLEND_MIN = ONE >> 5          # ... and keeps at least 1/32 of either
+
+
+def _byte_classes() -> np.ndarray:
+    """Class of each byte value: space and control, lower case, upper case, digit, markup (<>/="&),
+    sentence punctuation, other ASCII, non-ASCII."""
+    c = np.full(256, 6, dtype=np.int64)
+    c[:33], c[128:] = 0, 7
+    c[ord("a"):ord("z") + 1], c[ord("A"):ord("Z") + 1], c[ord("0"):ord("9") + 1] = 1, 2, 3
+    c[np.frombuffer(b'<>/="&', dtype=np.uint8)] = 4
+    c[np.frombuffer(b".,;:!?", dtype=np.uint8)] = 5
+    return c
+
+
+BYTE_CLASS = _byte_classes()
+N_GEO = 2                     # geometric mixers: weights per match bucket, and per bucket and previous byte class
+GEO_SETS = N_BUCKETS * (1 + int(BYTE_CLASS.max()) + 1)   # the first mixer's sets, then the second's
+BLEND_SHIFT = 4               # the coded distribution, a blend of the linear and geometric mixes, learns its
+BLEND_MIN = ONE >> 5          # ... weights at 1/16 of the Bayesian step and keeps at least 1/32 of each
 _MUL, _MASK = 0x2F0B3, 0xFFFFFF
 
 
@@ -218,9 +235,9 @@ class Mixer:
         self.geometric = signal is None       # audio and image bytes keep the linear mix alone
         # the geometric mix starts as the neural distribution, the coded one as the mean of both mixes, or
         # both where the last round's mixers ended
-        self.geo_weights = np.zeros((L, N_SETS, N_MODELS), dtype=np.int64)
+        self.geo_weights = np.zeros((L, GEO_SETS, N_MODELS), dtype=np.int64)
         self.geo_weights[:, :, 0] = ONE
-        self.blend = np.full((L, N_SETS, 2), ONE // 2, dtype=np.int64)
+        self.blend = np.full((L, N_BUCKETS, 1 + N_GEO), ONE // (1 + N_GEO), dtype=np.int64)
         for name, start in self.history.carried.items():
             getattr(self, name)[:] = start
         self.final = {"geo_weights": self.geo_weights.copy(), "blend": self.blend.copy()}  # at each chunk's end
@@ -274,19 +291,23 @@ class Mixer:
         self._has, self._predicted, self._rows = has, predicted, own_rows
         if not self.geometric:
             return mixed + 1
-        self._geo = self._geometric_mix(inputs, wset)
-        b = self.blend[L, wset]                                               # [L, 2]
-        return ((b[:, 0:1] * mixed + b[:, 1:2] * self._geo) >> 16) + 1
-
-    def _geometric_mix(self, inputs: tuple[np.ndarray, ...], wset: np.ndarray) -> np.ndarray:
-        """q(y) ~ 2^(sum_i w_i log2 p_i(y)) [L, 256], summing to about ONE."""
+        self._gsets = [bucket, N_BUCKETS * (1 + BYTE_CLASS[self._prev(1)]) + bucket]
         log2, exp2 = _log_exp_tables()
-        logp = log2[np.clip(np.stack(inputs, 1), 1, ONE)]                    # [L, N_MODELS, 256]
-        w = self.geo_weights[self.lanes, wset]                               # [L, N_MODELS]
-        z = (w[:, :, None] * logp).sum(1)                                    # [L, 256], 2^16 x 1/256 bit
-        q = exp2[np.minimum((z.max(-1, keepdims=True) - z) >> 16, EXP_RANGE)]
-        self._logp, self._q = logp, q
-        return q * ONE // q.sum(-1, keepdims=True)
+        self._logp = log2[np.clip(np.stack(inputs, 1), 1, ONE)]              # [L, N_MODELS, 256]
+        self._qs = [self._geometric_mix(gs) for gs in self._gsets]
+        self._geos = [q * ONE // q.sum(-1, keepdims=True) for q in self._qs]
+        b = self.blend[L, bucket]                                             # [L, 1 + N_GEO]
+        out = b[:, 0:1] * mixed
+        for i, g in enumerate(self._geos):
+            out += b[:, i + 1:i + 2] * g
+        return (out >> 16) + 1
+
+    def _geometric_mix(self, gset: np.ndarray) -> np.ndarray:
+        """q(y) ~ 2^(sum_i w_i log2 p_i(y)) [L, 256], unnormalised."""
+        _, exp2 = _log_exp_tables()
+        w = self.geo_weights[self.lanes, gset]                               # [L, N_MODELS]
+        z = (w[:, :, None] * self._logp).sum(1)                              # [L, 256], 2^16 x 1/256 bit
+        return exp2[np.minimum((z.max(-1, keepdims=True) - z) >> 16, EXP_RANGE)]
 
     def _priors(self, p_nn: np.ndarray, rows: list[np.ndarray]) -> list[np.ndarray] | None:
         if not self.dictionary:
@@ -300,11 +321,12 @@ class Mixer:
         p_x = np.stack([p[L, byte] for p in self._inputs], 1)                # [L, N_MODELS]
         self.weights[L, self._wset] = bayes_update(self.weights[L, self._wset], p_x, self.floor, LR_SHIFT)
         if self.geometric:   # w_i += log2 p_i(x) - E_q[log2 p_i] (1/256 bits; a learning rate of ~0.0056 nats)
-            expect = (self._logp * self._q[:, None, :]).sum(-1) // self._q.sum(-1, keepdims=True)
-            g = self.geo_weights[L, self._wset] + self._logp[L, :, byte] - expect
-            self.geo_weights[L, self._wset] = np.clip(g, -GEO_W_MAX, GEO_W_MAX)
-            both = np.stack([self._mixed[L, byte], self._geo[L, byte]], 1)   # [L, 2]
-            self.blend[L, self._wset] = bayes_update(self.blend[L, self._wset], both, BLEND_MIN, BLEND_SHIFT)
+            for gs, q in zip(self._gsets, self._qs):
+                expect = (self._logp * q[:, None, :]).sum(-1) // q.sum(-1, keepdims=True)
+                g = self.geo_weights[L, gs] + self._logp[L, :, byte] - expect
+                self.geo_weights[L, gs] = np.clip(g, -GEO_W_MAX, GEO_W_MAX)
+            both = np.stack([self._mixed[L, byte]] + [g[L, byte] for g in self._geos], 1)   # [L, 1 + N_GEO]
+            self.blend[L, b] = bayes_update(self.blend[L, b], both, BLEND_MIN, BLEND_SHIFT)
         if isinstance(self.signal, PcmModel):
             self.signal.update(t, byte, self._prev(1))
         elif isinstance(self.signal, ImageModel):
