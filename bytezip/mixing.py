@@ -281,11 +281,8 @@ class Mixer:
                   + tuple(ppm_blend(p_nn, [table[row] for table, row in zip(self.history.counts, shared_rows)],
                                     self._priors(p_nn, shared_rows)))
                   + (p_pcm, p_image, matches[2]))
-        w = self.weights[L, wset]                                            # [L, N_MODELS]
-        mixed = w[:, 0:1] * p_nn
-        for i in range(1, N_MODELS):
-            mixed += w[:, i:i + 1] * inputs[i]
-        mixed >>= 16                                                         # [L, 256]
+        inputs = np.stack(inputs, 1)                                         # [L, N_MODELS, 256]
+        mixed = np.einsum("lm,lmk->lk", self.weights[L, wset], inputs) >> 16  # [L, 256]
         # what update() learns from: the same predictions, not recomputed
         self._inputs, self._bucket, self._wset, self._mixed = inputs, bucket, wset, mixed
         self._has, self._predicted, self._rows = has, predicted, own_rows
@@ -293,7 +290,7 @@ class Mixer:
             return mixed + 1
         self._gsets = [bucket, N_BUCKETS * (1 + BYTE_CLASS[self._prev(1)]) + bucket]
         log2, exp2 = _log_exp_tables()
-        self._logp = log2[np.clip(np.stack(inputs, 1), 1, ONE)]              # [L, N_MODELS, 256]
+        self._logp = log2[np.clip(inputs, 1, ONE)]                           # [L, N_MODELS, 256]
         self._qs = [self._geometric_mix(gs) for gs in self._gsets]
         self._geos = [q * ONE // q.sum(-1, keepdims=True) for q in self._qs]
         b = self.blend[L, bucket]                                             # [L, 1 + N_GEO]
@@ -306,7 +303,7 @@ class Mixer:
         """q(y) ~ 2^(sum_i w_i log2 p_i(y)) [L, 256], unnormalised."""
         _, exp2 = _log_exp_tables()
         w = self.geo_weights[self.lanes, gset]                               # [L, N_MODELS]
-        z = (w[:, :, None] * self._logp).sum(1)                              # [L, 256], 2^16 x 1/256 bit
+        z = np.einsum("lm,lmk->lk", w, self._logp)                           # [L, 256], 2^16 x 1/256 bit
         return exp2[np.minimum((z.max(-1, keepdims=True) - z) >> 16, EXP_RANGE)]
 
     def _priors(self, p_nn: np.ndarray, rows: list[np.ndarray]) -> list[np.ndarray] | None:
@@ -318,11 +315,11 @@ class Mixer:
         """Learn from the byte [L] each lane just coded (after `mix` for this position), then advance."""
         L, t, b = self.lanes, self.t, self._bucket
         byte = byte.astype(np.int64)
-        p_x = np.stack([p[L, byte] for p in self._inputs], 1)                # [L, N_MODELS]
+        p_x = self._inputs[L, :, byte]                                       # [L, N_MODELS]
         self.weights[L, self._wset] = bayes_update(self.weights[L, self._wset], p_x, self.floor, LR_SHIFT)
         if self.geometric:   # w_i += log2 p_i(x) - E_q[log2 p_i] (1/256 bits; a learning rate of ~0.0056 nats)
             for gs, q in zip(self._gsets, self._qs):
-                expect = (self._logp * q[:, None, :]).sum(-1) // q.sum(-1, keepdims=True)
+                expect = np.einsum("lmk,lk->lm", self._logp, q) // q.sum(-1, keepdims=True)
                 g = self.geo_weights[L, gs] + self._logp[L, :, byte] - expect
                 self.geo_weights[L, gs] = np.clip(g, -GEO_W_MAX, GEO_W_MAX)
             both = np.stack([self._mixed[L, byte]] + [g[L, byte] for g in self._geos], 1)   # [L, 1 + N_GEO]
