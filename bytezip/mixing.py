@@ -233,8 +233,8 @@ class Mixer:
         w = np.where(used, INITIAL_WEIGHTS, 0)
         self.weights = np.tile(w * ONE // w.sum(), (L, N_SETS, 1))
         self.geometric = signal is None       # audio and image bytes keep the linear mix alone
-        # the geometric mix starts as the neural distribution, the coded one as the mean of both mixes, or
-        # both where the last round's mixers ended
+        # the geometric mixes start as the neural distribution and the blend as an even one, or all where the
+        # last round's mixers ended
         self.geo_weights = np.zeros((L, GEO_SETS, N_MODELS), dtype=np.int64)
         self.geo_weights[:, :, 0] = ONE
         self.blend = np.full((L, N_BUCKETS, 1 + N_GEO), ONE // (1 + N_GEO), dtype=np.int64)
@@ -289,7 +289,7 @@ class Mixer:
         if not self.geometric:
             return mixed + 1
         self._gsets = [bucket, N_BUCKETS * (1 + BYTE_CLASS[self._prev(1)]) + bucket]
-        log2, exp2 = _log_exp_tables()
+        log2, _ = _log_exp_tables()
         self._logp = log2[np.clip(inputs, 1, ONE)]                           # [L, N_MODELS, 256]
         self._qs = [self._geometric_mix(gs) for gs in self._gsets]
         self._geos = [q * ONE // q.sum(-1, keepdims=True) for q in self._qs]
@@ -322,8 +322,8 @@ class Mixer:
                 expect = np.einsum("lmk,lk->lm", self._logp, q) // q.sum(-1, keepdims=True)
                 g = self.geo_weights[L, gs] + self._logp[L, :, byte] - expect
                 self.geo_weights[L, gs] = np.clip(g, -GEO_W_MAX, GEO_W_MAX)
-            both = np.stack([self._mixed[L, byte]] + [g[L, byte] for g in self._geos], 1)   # [L, 1 + N_GEO]
-            self.blend[L, b] = bayes_update(self.blend[L, b], both, BLEND_MIN, BLEND_SHIFT)
+            mixes = np.stack([self._mixed[L, byte]] + [g[L, byte] for g in self._geos], 1)   # [L, 1 + N_GEO]
+            self.blend[L, b] = bayes_update(self.blend[L, b], mixes, BLEND_MIN, BLEND_SHIFT)
         if isinstance(self.signal, PcmModel):
             self.signal.update(t, byte, self._prev(1))
         elif isinstance(self.signal, ImageModel):
@@ -338,7 +338,7 @@ class Mixer:
             self.hits[m, L[halve], b[halve]] >>= 1
         self.len = np.where(good, self.len + 1, 0)
         self.ptr = np.where(good, self.ptr + 1, -1)
-        for src, ptr in zip(self.sources, self.ptr[1:]):                  # ran off the end of the history
+        for src, ptr in zip(self.sources, self.ptr[1:]):                  # ran off the end of what it reads
             if src:
                 ptr[ptr >= len(src.data)] = -1
         self.len[self.ptr < 0] = 0
