@@ -350,7 +350,7 @@ class Compressor:
         """(codec, payload) for each chunk (chunk i at byte starts[i] of the input): the smallest of mixed
         (reading `history`, and the predictor of the sample or pixel `layout`), neural, lzma, zstd, raw."""
         freqs = neural_frequencies(self.model, chunks) if self.model else [None] * len(chunks)
-        mixed = [None] * len(chunks)
+        mixed, mixer = [None] * len(chunks), None
         if self.model and self.mixing:
             starts = self.chunk_size * np.arange(len(chunks)) if starts is None else starts
             signal = signal_model(layout, starts, self.chunk_size, round_chunks)
@@ -367,7 +367,7 @@ class Compressor:
                 if 0 < len(payload) < len(best[1]):
                     best = (codec, payload)
             coded.append(best)
-        if history is not None and self.model and self.mixing:
+        if mixer and history is not None:
             history.learn_weights(mixer, np.array([codec == fmt.MIXED for codec, _ in coded]))
         return coded
 

@@ -262,7 +262,8 @@ class Mixer:
         longest = np.where(has, self.len, -1).max(0)
         bucket = np.where(longest < 0, 0, np.where(longest < 4, 1, np.where(longest < 16, 2, 3)))
         predicted = np.stack([self.hist[L, np.maximum(self.ptr[0], 0)]]
-                             + [src.data[np.maximum(ptr, 0)] if src and len(src.data) else np.zeros(len(L), np.int64)
+                             + [src.data[np.maximum(ptr, 0)] if src is not None and len(src.data)
+                                else np.zeros(len(L), np.int64)
                                 for src, ptr in zip(self.sources, self.ptr[1:])])
         own_rows = context_rows(self._prev, OWN_ORDERS, OWN_HASH_BITS)
         shared_rows = context_rows(self._prev, SHARED_ORDERS, SHARED_HASH_BITS)
@@ -339,7 +340,7 @@ class Mixer:
         self.len = np.where(good, self.len + 1, 0)
         self.ptr = np.where(good, self.ptr + 1, -1)
         for src, ptr in zip(self.sources, self.ptr[1:]):                  # ran off the end of what it reads
-            if src:
+            if src is not None:
                 ptr[ptr >= len(src.data)] = -1
         self.len[self.ptr < 0] = 0
         # context models
@@ -347,9 +348,10 @@ class Mixer:
             table[L, row, byte] += 1
         self.hist[:, t] = byte
         self.t = t + 1
-        ended = self.sizes == self.t
-        for name, final in self.final.items():
-            final[ended] = getattr(self, name)[ended]
+        if self.geometric:                        # what a lane hands on: its weights at its chunk's end
+            ended = self.sizes == self.t
+            for name, final in self.final.items():
+                final[ended] = getattr(self, name)[ended]
         # index the context that ends here; pick up matches where there are none
         if self.t >= MATCH_MIN:
             h = hash_last(self._prev, MATCH_MIN, MATCH_HASH_BITS)
@@ -359,7 +361,7 @@ class Mixer:
         if self.t >= HISTORY_MATCH_MIN:
             h = None
             for src, ptr in zip(self.sources, self.ptr[1:]):
-                if not src or not len(src.data):
+                if src is None or not len(src.data):
                     continue
                 h = hash_last(self._prev, HISTORY_MATCH_MIN, HISTORY_MATCH_BITS) if h is None else h
                 found = src.match_table[h]
