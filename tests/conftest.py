@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from bytezip import format as fmt
 from bytezip.model import Megabyte, ModelConfig, save_model
+
+ARCHIVE_START = fmt.MAGIC + bytes([fmt.VERSION])   # how every archive this bytezip writes begins
 
 TINY = ModelConfig(d_global=64, n_global_layers=1, n_global_heads=2, d_local=32, n_local_layers=1,
                    n_local_heads=2, max_patches=64)

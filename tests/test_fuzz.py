@@ -26,10 +26,8 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 import bytezip
 from bytezip import codec, format as fmt
 from bytezip.format import LZMA, MIXED, NEURAL, RAW, ZSTD, BytezipError, FormatError
-from conftest import english_text
+from conftest import ARCHIVE_START, english_text
 from bytezip.model import save_model
-
-VERSION = bytes([fmt.VERSION])          # the version byte of archives this bytezip writes
 
 EXAMPLES = int(os.environ.get("BYTEZIP_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
@@ -215,7 +213,7 @@ def test_fuzz_damaged_seeds(seeds, data):
 
 
 @FUZZ
-@given(blob=st.one_of(st.binary(max_size=200), st.binary(max_size=60).map(lambda b: fmt.MAGIC + VERSION + b"\0" + b)))
+@given(blob=st.one_of(st.binary(max_size=200), st.binary(max_size=60).map(lambda b: ARCHIVE_START + b"\0" + b)))
 def test_fuzz_arbitrary_bytes(model, blob):
     assert check(blob) is None or blob[:4] == fmt.MAGIC
 

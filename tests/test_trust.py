@@ -31,9 +31,7 @@ import bytezip
 from bytezip import codec, format as fmt
 from bytezip.format import LZMA, NEURAL, RAW, ZSTD, BytezipError, ChecksumError, FormatError, ModelError
 from bytezip.model import save_model
-from conftest import english_text, image_pixels, wav_bytes
-
-VERSION = bytes([fmt.VERSION])          # the version byte of archives this bytezip writes
+from conftest import ARCHIVE_START, english_text, image_pixels, wav_bytes
 
 CHUNK = 64                       # small chunks: a neural chunk decodes in 64 model steps
 MODEL_CODECS = getattr(fmt, "MODEL_CODECS", (NEURAL,))   # chunks decoded with the model
@@ -95,7 +93,7 @@ def archive(chunks=(), *, chunk_size=CHUNK, model_id=b"", digest=b"", round_chun
     `dictionary` are the header's audio layout and dictionary fields as bytes (default: none)."""
     if dictionary is None:
         dictionary = b"\0" if model_id else b""
-    head = head if head is not None else (fmt.MAGIC + bytes([fmt.VERSION, 0]) + varint(chunk_size) + varint(round_chunks)
+    head = head if head is not None else (ARCHIVE_START + b"\0" + varint(chunk_size) + varint(round_chunks)
                                           + pcm + bytes([len(model_id)]) + model_id + digest + dictionary)
     body = b""
     for c in chunks:
@@ -311,7 +309,7 @@ def end_record(count: int, size: int, checksum: bytes = bytes(8)) -> bytes:
 def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
     """(name, archive, expected error types, a fragment of the message)."""
     M = MODEL_NAME.encode()
-    head = fmt.MAGIC + bytes([fmt.VERSION, 0]) + varint(CHUNK) + b"\0\0\0"
+    head = ARCHIVE_START + b"\0" + varint(CHUNK) + b"\0\0\0"
     big = 1 << 24
     z = lambda b: codec._zstd_compress(b)
     garbage = np.random.default_rng(3).bytes(40)
@@ -329,15 +327,15 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("version 5 (before the carried weights)", fmt.MAGIC + b"\5\0" + head[6:], F, "version 5"),
         ("version 6 (one geometric mix)", fmt.MAGIC + b"\6\0" + head[6:], F, "version 6"),
         ("version 8", fmt.MAGIC + b"\x08\0" + head[6:], F, "version 8"),
-        ("unknown flags", fmt.MAGIC + VERSION + b"\x02" + head[6:], F, "flags"),
+        ("unknown flags", ARCHIVE_START + b"\x02" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),
         ("chunk size 2^63", archive(chunk_size=1 << 63), F, "exceeds"),
-        ("chunk size in 11 varint bytes", fmt.MAGIC + VERSION + b"\0" + b"\xff" * 10 + b"\x01", F, "overlong"),
-        ("chunk size 64 in 2 varint bytes", fmt.MAGIC + VERSION + b"\0\xc0\x00\0\0\0" + end_record(0, 0), F,
+        ("chunk size in 11 varint bytes", ARCHIVE_START + b"\0" + b"\xff" * 10 + b"\x01", F, "overlong"),
+        ("chunk size 64 in 2 varint bytes", ARCHIVE_START + b"\0\xc0\x00\0\0\0" + end_record(0, 0), F,
          "overlong"),
         ("round of 1025 chunks", archive(round_chunks=1025, model_id=M, digest=digest), F, "exceeds 1024"),
-        ("round size in 2 varint bytes", fmt.MAGIC + VERSION + b"\0" + varint(CHUNK) + b"\x80\x00\0\0", F, "overlong"),
+        ("round size in 2 varint bytes", ARCHIVE_START + b"\0" + varint(CHUNK) + b"\x80\x00\0\0", F, "overlong"),
         ("signal kind 4", archive(pcm=b"\4\0", model_id=M, digest=digest), F, "signal kind 4 exceeds 3"),
         ("image of width 0", archive(pcm=b"\3\0\3\0\0", model_id=M, digest=digest), F, "image layout 0 x 3"),
         ("5 image channels", archive(pcm=b"\3\x10\5\0\0", model_id=M, digest=digest), F, "channels 5 exceeds 4"),
@@ -353,7 +351,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("model id with a newline", archive(model_id=b"a\nb", digest=digest), F, "printable"),
         ("model id with an escape sequence", archive(model_id=b"\x1b[2J", digest=digest), F, "printable"),
         ("model id not ASCII", archive(model_id="modèle".encode(), digest=digest), F, "printable"),
-        ("model id cut short", fmt.MAGIC + VERSION + b"\0" + varint(CHUNK) + b"\0\0\xc8abc", F, "truncated"),
+        ("model id cut short", ARCHIVE_START + b"\0" + varint(CHUNK) + b"\0\0\xc8abc", F, "truncated"),
         ("digest cut short", archive(model_id=M, digest=digest[:5], end=b""), F, "truncated"),
         ("shared history without a model", archive(round_chunks=4), F, "shared history without a model"),
         ("unknown codec 0x7f", archive([b"\x7f" + varint(CHUNK) + varint(1) + b"x"]), F, "unknown codec 127"),
