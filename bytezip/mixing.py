@@ -36,12 +36,14 @@ of chunks; the decoder one step per byte for all lanes, right after the model st
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 from typing import Callable
 
 import numpy as np
 
+from . import kernels
 from .format import BytezipError
 from .image import ImageLayout, ImageModel
 from .pcm import PcmLayout, PcmModel
@@ -205,7 +207,7 @@ class Mixer:
         """`sizes`: each lane's chunk length; `signal`: the audio or image predictor for these lanes
         (`signal_model`), if any; `dictionary`: the priming dictionary's statistics (read only), if any."""
         L, length = len(sizes), max(sizes)
-        self.lanes, self.sizes = np.arange(L), np.asarray(sizes)
+        self.lanes, self.sizes = np.arange(L), np.asarray(sizes, dtype=np.int64)
         self.history = history or History()
         self.dictionary = dictionary
         self.hist = np.zeros((L, length + 1), dtype=np.int64)
@@ -241,6 +243,27 @@ class Mixer:
         for name, start in self.history.carried.items():
             getattr(self, name)[:] = start
         self.final = {"geo_weights": self.geo_weights.copy(), "blend": self.blend.copy()}  # at each chunk's end
+        self._kernel = self._kernel_state() if kernels.available() else None
+
+    def _kernel_state(self) -> kernels.MixerState:
+        """This mixer's arrays, and the scratch that a step's mix leaves for its update, for the C kernel."""
+        L, ptr = len(self.lanes), kernels.pointer
+        log2, exp2 = _log_exp_tables() if self.geometric else (None, None)
+        self._log2_i16 = None if log2 is None else log2.astype(np.int16)      # every entry <= 16 x 256
+        scratch = {"inputs": (L, N_MODELS, 256), "logp": (L, N_MODELS, 256), "mixed": (L, 256), "q": (N_GEO, L, 256),
+                   "q_sum": (N_GEO, L), "geo": (N_GEO, L, 256), "bucket": (L,), "wset": (L,), "gset": (N_GEO, L),
+                   "has": (N_MATCH, L), "predicted": (N_MATCH, L), "rows": (len(OWN_ORDERS), L)}
+        self._scratch = {k: np.zeros(shape, dtype=np.float64 if k in ("logp", "q") else np.int64)
+                         for k, shape in scratch.items()}
+        self._has, self._predicted = self._scratch["has"], self._scratch["predicted"]   # as mix() leaves them
+        return kernels.MixerState(
+            L, self.hist.shape[1], self.t, self.geometric, self.dictionary is not None,
+            ptr(self.hist), ptr(self.sizes), ptr(self.match_table), ptr(self.ptr), ptr(self.len), ptr(self.hits),
+            ptr(self.tries), (kernels.ctypes.c_void_p * 3)(*map(ptr, self.counts)), ptr(self.weights),
+            ptr(self.floor), ptr(self.geo_weights), ptr(self.blend), ptr(self.final["geo_weights"]),
+            ptr(self.final["blend"]), kernels.Source.of(self.sources[0]),
+            kernels.Source.of(self.sources[1], with_counts=False), kernels.Source.of(self.dictionary),
+            ptr(self._log2_i16), ptr(exp2), ptr(BYTE_CLASS), *(ptr(self._scratch[k]) for k in scratch))
 
     def _prev(self, j: int) -> np.ndarray:
         return self.hist[:, self.t - j] if self.t >= j else np.zeros(len(self.lanes), dtype=np.int64)
@@ -254,8 +277,29 @@ class Mixer:
         p[~has] = ONE >> 8
         return p
 
+    def _signal_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The PCM and image predictors' distributions [L, 256] (flat where inactive) and the offset [L] of
+        the weight set they select."""
+        shape = (len(self.lanes), 256)
+        p_pcm, p_image = np.full(shape, ONE >> 8, dtype=np.int64), np.full(shape, ONE >> 8, dtype=np.int64)
+        offset = np.zeros(shape[0], dtype=np.int64)
+        if isinstance(self.signal, PcmModel):
+            active, high, p = self.signal.frequencies(self.t, self._prev(1))
+            p_pcm[active] = p[active]
+            offset = N_BUCKETS * np.where(active, 1 + high, 0)
+        elif isinstance(self.signal, ImageModel):
+            active, p = self.signal.frequencies(self.t, self.hist, self.history.data)
+            p_image[active] = p[active]
+            offset = N_BUCKETS * np.where(active, 3, 0)
+        return p_pcm, p_image, offset
+
     def mix(self, neural: np.ndarray) -> np.ndarray:
         """Neural frequencies [L, 256] (int64) -> mixed frequencies [L, 256] (int64, each >= 1)."""
+        if self._kernel is not None:
+            arrays = (np.ascontiguousarray(neural, dtype=np.int64), *self._signal_inputs(),
+                      np.empty((len(self.lanes), 256), dtype=np.int64))     # held until the call returns
+            kernels.LIB.mixer_mix(ctypes.byref(self._kernel), *map(kernels.pointer, arrays))
+            return arrays[-1]
         L = self.lanes
         p_nn = neural * ONE // neural.sum(-1, keepdims=True)
         has = self.ptr >= 0                                                  # [N_MATCH, L]
@@ -267,15 +311,8 @@ class Mixer:
                                 for src, ptr in zip(self.sources, self.ptr[1:])])
         own_rows = context_rows(self._prev, OWN_ORDERS, OWN_HASH_BITS)
         shared_rows = context_rows(self._prev, SHARED_ORDERS, SHARED_HASH_BITS)
-        p_pcm, p_image, wset = np.full_like(p_nn, ONE >> 8), np.full_like(p_nn, ONE >> 8), bucket
-        if isinstance(self.signal, PcmModel):
-            active, high, p = self.signal.frequencies(self.t, self._prev(1))
-            p_pcm[active] = p[active]
-            wset = bucket + N_BUCKETS * np.where(active, 1 + high, 0)
-        elif isinstance(self.signal, ImageModel):
-            active, p = self.signal.frequencies(self.t, self.hist, self.history.data)
-            p_image[active] = p[active]
-            wset = bucket + N_BUCKETS * np.where(active, 3, 0)
+        p_pcm, p_image, wset_offset = self._signal_inputs()
+        wset = bucket + wset_offset
         matches = [self._match_input(m, predicted[m], bucket) for m in range(N_MATCH)]
         inputs = ((p_nn, matches[0], matches[1])
                   + tuple(ppm_blend(p_nn, [table[L, row] for table, row in zip(self.counts, own_rows)]))
@@ -314,8 +351,16 @@ class Mixer:
 
     def update(self, byte: np.ndarray):
         """Learn from the byte [L] each lane just coded (after `mix` for this position), then advance."""
+        byte = np.ascontiguousarray(byte, dtype=np.int64)
+        if isinstance(self.signal, PcmModel):
+            self.signal.update(self.t, byte, self._prev(1))
+        elif isinstance(self.signal, ImageModel):
+            self.signal.update(byte)
+        if self._kernel is not None:
+            kernels.LIB.mixer_update(ctypes.byref(self._kernel), kernels.pointer(byte))
+            self.t = self._kernel.t
+            return
         L, t, b = self.lanes, self.t, self._bucket
-        byte = byte.astype(np.int64)
         p_x = self._inputs[L, :, byte]                                       # [L, N_MODELS]
         self.weights[L, self._wset] = bayes_update(self.weights[L, self._wset], p_x, self.floor, LR_SHIFT)
         if self.geometric:   # w_i += log2 p_i(x) - E_q[log2 p_i] (1/256 bits; a learning rate of ~0.0056 nats)
@@ -325,10 +370,6 @@ class Mixer:
                 self.geo_weights[L, gs] = np.clip(g, -GEO_W_MAX, GEO_W_MAX)
             mixes = np.stack([self._mixed[L, byte]] + [g[L, byte] for g in self._geos], 1)   # [L, 1 + N_GEO]
             self.blend[L, b] = bayes_update(self.blend[L, b], mixes, BLEND_MIN, BLEND_SHIFT)
-        if isinstance(self.signal, PcmModel):
-            self.signal.update(t, byte, self._prev(1))
-        elif isinstance(self.signal, ImageModel):
-            self.signal.update(byte)
         # match models: score the predictions, follow or drop the matches
         good = self._has & (self._predicted == byte)
         for m in range(N_MATCH):

@@ -150,6 +150,7 @@ def test_geometric_stage_tables_scope_and_gain(trained_model, monkeypatch):
     def linear_only(self, *a, **kw):
         init(self, *a, **kw)
         self.geometric = False
+        self._kernel = self._kernel and self._kernel_state()
     monkeypatch.setattr(Mixer, "__init__", linear_only)
     linear = sum(map(code_bits, mixed_frequencies(nn, chunks), chunks))
     assert both < linear          # short chunks of a tiny model; 2-7% on held-out data with the shipped one

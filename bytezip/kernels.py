@@ -1,0 +1,68 @@
+"""The compiled kernels (`_kernels.c`) behind the coding loop, reached through ctypes.
+
+They compute exactly what the numpy code computes (integer arithmetic only), a few times faster; where the
+extension was not built (no C compiler at install), or with BYTEZIP_KERNELS=0, the numpy code runs instead.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+_i64p = ctypes.POINTER(ctypes.c_int64)
+
+
+def _load():
+    if os.environ.get("BYTEZIP_KERNELS", "1") == "0":
+        return None
+    try:
+        from . import _kernels
+    except ImportError:
+        return None
+    lib = ctypes.CDLL(_kernels.__file__)
+    lib.mixer_mix.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 5
+    lib.mixer_update.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.mixer_mix.restype = lib.mixer_update.restype = None
+    return lib
+
+
+LIB = _load()
+
+
+def available() -> bool:
+    return LIB is not None
+
+
+def pointer(a: np.ndarray | None) -> int | None:
+    """Address of a C-contiguous array's data (None for no array), for a kernel that reads or writes it."""
+    if a is None:
+        return None
+    assert a.flags.c_contiguous, "kernels need C-contiguous arrays"
+    return a.ctypes.data
+
+
+class Source(ctypes.Structure):
+    """A `mixing.History` as the mixer kernel reads it (mirrors `Source` in _kernels.c)."""
+    _fields_ = [("data", ctypes.c_void_p), ("n", ctypes.c_int64), ("match_table", ctypes.c_void_p),
+                ("counts", ctypes.c_void_p * 5)]
+
+    @classmethod
+    def of(cls, history, with_counts: bool = True) -> "Source":
+        if history is None:
+            return cls()
+        counts = [pointer(c) for c in history.counts] if with_counts else [None] * 5
+        return cls(pointer(history.data), len(history.data), pointer(history.match_table),
+                   (ctypes.c_void_p * 5)(*counts))
+
+
+class MixerState(ctypes.Structure):
+    """Every array of one `mixing.Mixer` (mirrors `Mixer` in _kernels.c; field order matters)."""
+    _fields_ = ([(n, ctypes.c_int64) for n in ("L", "width", "t", "geometric", "has_priors")]
+                + [(n, ctypes.c_void_p) for n in ("hist", "sizes", "match_table", "ptr", "len", "hits", "tries")]
+                + [("counts", ctypes.c_void_p * 3)]
+                + [(n, ctypes.c_void_p) for n in ("weights", "floor", "geo_weights", "blend", "final_geo",
+                                                  "final_blend")]
+                + [(n, Source) for n in ("history", "dict_match", "priors")]
+                + [(n, ctypes.c_void_p) for n in ("log2", "exp2", "byte_class", "inputs", "logp", "mixed", "q",
+                                                  "q_sum", "geo", "bucket", "wset", "gset", "has", "predicted", "rows")])
