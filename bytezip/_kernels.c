@@ -1,8 +1,10 @@
 /* Compiled kernels of bytezip's coding loop, called through ctypes (bytezip/kernels.py).
 
    mixer_mix / mixer_update: one step of `mixing.Mixer` for all lanes, the same integer arithmetic as its
-   numpy code (floor division and arithmetic shifts as numpy's // and >>), so archives are the same byte for
-   byte whichever path codes them; tests/test_kernels.py compares the two on text, audio and images.
+   numpy code (floor division and arithmetic shifts as numpy's // and >>).
+   local_step: one byte of the exact local model (`exact.Stepper`) for all lanes, the same IEEE operations
+   as the torch code in the same order (compiled without FMA contraction), and sums of integers as there.
+   So archives are the same byte for byte whichever path codes them; tests/test_kernels.py compares them.
 
    Built by setuptools as an optional extension: where it cannot be built, bytezip runs the numpy code. */
 #define PY_SSIZE_T_CLEAN
@@ -11,6 +13,35 @@
 #include <string.h>
 
 typedef int64_t i64;
+
+/* the hot functions are compiled for AVX-512, AVX2 and the baseline, picked at load time; without FMA
+   contraction (-ffp-contract=off) every clone computes the same IEEE results */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+#define INLINE static inline __attribute__((always_inline))   /* into each clone, compiled for its target */
+
+typedef float v16 __attribute__((vector_size(64)));   /* 16 floats: one AVX-512 register, or 2 or 4 narrower */
+typedef double v8d __attribute__((vector_size(64)));
+
+/* sum of a[i] b[i] where every partial sum is an integer below 2^53, so exact in any order: vector partial
+   sums (the compiler may not reorder a floating-point sum by itself) */
+INLINE double exact_dot(const double *a, const double *b, i64 n) {
+    v8d acc = {0};
+    i64 i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8d x, y;
+        memcpy(&x, a + i, sizeof x);
+        memcpy(&y, b + i, sizeof y);
+        acc += x * y;
+    }
+    double sum = 0.0;
+    for (int k = 0; k < 8; k++) sum += acc[k];
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
 
 enum {
     ONE = 1 << 16, N_BUCKETS = 4, N_SETS = 16, N_MODELS = 14, N_MATCH = 3, N_GEO = 2, GEO_SETS = 36,
@@ -57,30 +88,30 @@ typedef struct {
     i64 *has, *predicted, *rows;   /* [N_MATCH, L], [N_MATCH, L], [N_OWN, L] */
 } Mixer;
 
-static inline i64 floordiv(i64 a, i64 b) {     /* numpy's // for b > 0 */
+INLINE i64 floordiv(i64 a, i64 b) {     /* numpy's // for b > 0 */
     i64 q = a / b;
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
 /* a // d for 0 <= a < 2^50, 0 < d < 2^31, inv = 1.0 / d: the float estimate is within one of the quotient,
    and the remainder corrects it (integer division is the mixer's slowest instruction) */
-static inline i64 div_pos(i64 a, i64 d, double inv) {
+INLINE i64 div_pos(i64 a, i64 d, double inv) {
     i64 q = (i64)((double)a * inv), r = a - q * d;
     return q + (r >= d) - (r < 0);
 }
 
-static inline i64 prev(const Mixer *m, i64 lane, int j) {
+INLINE i64 prev(const Mixer *m, i64 lane, int j) {
     return m->t >= j ? m->hist[lane * m->width + m->t - j] : 0;
 }
 
-static inline i64 hash_last(const Mixer *m, i64 lane, int n, int bits) {
+INLINE i64 hash_last(const Mixer *m, i64 lane, int n, int bits) {
     i64 h = 0;
     for (int j = 1; j <= n; j++) h = (h * MUL + prev(m, lane, j)) & MASK;
     return (h ^ (h >> bits)) & ((1 << bits) - 1);
 }
 
 /* context_rows: order 1 is the previous byte, higher orders a hash of the last k bytes */
-static void context_rows(const Mixer *m, i64 lane, const int *orders, int n_orders, int bits, i64 *out) {
+INLINE void context_rows(const Mixer *m, i64 lane, const int *orders, int n_orders, int bits, i64 *out) {
     i64 h = 0;
     int k = 0;
     for (int j = 1; j <= orders[n_orders - 1]; j++) {
@@ -91,7 +122,7 @@ static void context_rows(const Mixer *m, i64 lane, const int *orders, int n_orde
 }
 
 /* one order of ppm_blend: (c ONE + escape below) // (sum c + escape), escape = max(distinct, 1) */
-static inline void ppm_order_i16(const int16_t *c, const i64 *below, i64 *out) {
+INLINE void ppm_order_i16(const int16_t *c, const i64 *below, i64 *out) {
     i64 sum = 0, distinct = 0;
     for (int k = 0; k < 256; k++) { sum += c[k]; distinct += c[k] > 0; }
     i64 esc = distinct > 0 ? distinct : 1, den = sum + esc;
@@ -99,7 +130,7 @@ static inline void ppm_order_i16(const int16_t *c, const i64 *below, i64 *out) {
     for (int k = 0; k < 256; k++) out[k] = div_pos((i64)c[k] * ONE + esc * below[k], den, inv);
 }
 
-static inline void ppm_order_u16(const uint16_t *c, const i64 *below, i64 *out) {
+INLINE void ppm_order_u16(const uint16_t *c, const i64 *below, i64 *out) {
     i64 sum = 0, distinct = 0;
     for (int k = 0; k < 256; k++) { sum += c[k]; distinct += c[k] > 0; }
     i64 esc = distinct > 0 ? distinct : 1, den = sum + esc;
@@ -107,7 +138,7 @@ static inline void ppm_order_u16(const uint16_t *c, const i64 *below, i64 *out) 
     for (int k = 0; k < 256; k++) out[k] = div_pos((i64)c[k] * ONE + esc * below[k], den, inv);
 }
 
-static void match_input(const Mixer *m, int mm, i64 lane, i64 bucket, i64 predicted, i64 *p) {
+INLINE void match_input(const Mixer *m, int mm, i64 lane, i64 bucket, i64 predicted, i64 *p) {
     if (m->ptr[mm * m->L + lane] < 0) {
         for (int k = 0; k < 256; k++) p[k] = ONE >> 8;
         return;
@@ -120,13 +151,13 @@ static void match_input(const Mixer *m, int mm, i64 lane, i64 bucket, i64 predic
     p[predicted] = hit;
 }
 
-static i64 source_byte(const Source *s, i64 ptr) {
+INLINE i64 source_byte(const Source *s, i64 ptr) {
     return s->data && s->n ? s->data[ptr > 0 ? ptr : 0] : 0;
 }
 
 /* neural [L, 256] frequencies, p_pcm / p_image [L, 256] and wset_offset [L] (from the signal predictor,
    computed in Python) -> out [L, 256] mixed frequencies (each >= 1) */
-void mixer_mix(Mixer *m, const i64 *neural, const i64 *p_pcm, const i64 *p_image, const i64 *wset_offset,
+VECTOR_CLONES void mixer_mix(Mixer *m, const i64 *neural, const i64 *p_pcm, const i64 *p_image, const i64 *wset_offset,
                i64 *out) {
     const i64 L = m->L;
     for (i64 l = 0; l < L; l++) {
@@ -225,7 +256,7 @@ void mixer_mix(Mixer *m, const i64 *neural, const i64 *p_pcm, const i64 *p_image
 }
 
 /* bayes_update on one row of n weights */
-static void bayes_update(i64 *w, const i64 *p_x, const i64 *floor, i64 floor_all, int n, int shift) {
+INLINE void bayes_update(i64 *w, const i64 *p_x, const i64 *floor, i64 floor_all, int n, int shift) {
     i64 s = 0;
     for (int i = 0; i < n; i++) s += w[i] * p_x[i];
     i64 m_x = s >> 16;
@@ -240,7 +271,7 @@ static void bayes_update(i64 *w, const i64 *p_x, const i64 *floor, i64 floor_all
     for (int i = 0; i < n; i++) w[i] = w[i] * ONE / total;
 }
 
-static void find_source_match(Mixer *m, const Source *s, i64 *ptr, i64 lane, i64 h) {
+INLINE void find_source_match(Mixer *m, const Source *s, i64 *ptr, i64 lane, i64 h) {
     if (!s->data || !s->n) return;
     i64 found = s->match_table[h];
     if (found < 0 || *ptr >= 0) return;
@@ -253,7 +284,7 @@ static void find_source_match(Mixer *m, const Source *s, i64 *ptr, i64 lane, i64
 
 /* learn from byte [L] each lane just coded (after mixer_mix at this position; the signal predictor is updated
    in Python), then advance */
-void mixer_update(Mixer *m, const i64 *byte) {
+VECTOR_CLONES void mixer_update(Mixer *m, const i64 *byte) {
     const i64 L = m->L, t = m->t;
     for (i64 l = 0; l < L; l++) {
         const i64 x = byte[l], bucket = m->bucket[l];
@@ -269,8 +300,7 @@ void mixer_update(Mixer *m, const i64 *byte) {
                 i64 qs = m->q_sum[g * L + l];
                 i64 *gw = m->geo_weights + (l * GEO_SETS + m->gset[g * L + l]) * N_MODELS;
                 for (int i = 0; i < N_MODELS; i++) {
-                    double e = 0;       /* below 2^37: exact */
-                    for (int k = 0; k < 256; k++) e += lp[i * 256 + k] * q[k];
+                    const double e = exact_dot(lp + i * 256, q, 256);      /* below 2^37 */
                     i64 v = gw[i] + (i64)lp[i * 256 + x] - (i64)e / qs;   /* both >= 0 */
                     gw[i] = v < -GEO_W_MAX ? -GEO_W_MAX : v > GEO_W_MAX ? GEO_W_MAX : v;
                 }
@@ -320,6 +350,218 @@ void mixer_update(Mixer *m, const i64 *byte) {
             find_source_match(m, &m->dict_match, m->ptr + 2 * L + l, l, h);
         }
     }
+}
+
+/* ---- the exact local model's step (exact.Stepper): the same IEEE operations as exact.py, in its order ---- */
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct {                   /* exact.ExactLinear */
+    const float *wq;               /* [K, N] int8 values */
+    const float *ws;               /* [N] row scales */
+    i64 K, N, norm;                /* norm: an RMS norm folded in */
+} Linear;
+
+typedef struct { Linear qkv, proj, fc, out; } Block;
+
+enum { MAX_LAYERS = 8 };
+
+
+typedef struct {                   /* exact.ExactAttention's shape and softmax table */
+    i64 n_heads, n_kv, dh;
+    const double *att_table;       /* [att_len + 1] */
+    i64 att_len;
+    double score_to_index;
+} Attn;
+
+typedef struct {
+    i64 d, n_layers, P;
+    const float *emb;              /* [257, d] */
+    const float *pos;              /* [P, d] */
+    Block blocks[MAX_LAYERS];
+    Linear head;
+    Attn attn;
+    const i64 *out_table;          /* [out_len + 1] */
+    i64 out_len;
+    float out_steps;
+} LocalModel;
+
+/* y [B, N] = ExactLinear(x [B, K]); q [B, K] and s [B] are scratch */
+INLINE void exact_linear(const Linear *lin, i64 B, const float *x, float *y, float *q, float *s) {
+    const i64 K = lin->K, N = lin->N;
+    const float inv_one = (float)(1.0 / 127.0), inv_k = (float)(1.0 / (double)K), eps = (float)1e-6;
+    for (i64 b = 0; b < B; b++) {
+        const float *xb = x + b * K;
+        float *qb = q + b * K, amax = 0.0f;
+        for (i64 k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xb[k]));
+        amax = amax < 0x1p-60f ? 0x1p-60f : amax;
+        const float mul = 127.0f * (1.0f / amax);
+        for (i64 k = 0; k < K; k++) {
+            float v = rintf(xb[k] * mul);
+            qb[k] = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+        }
+        float sb = amax * inv_one;
+        if (lin->norm) {
+            float ss = 0.0f;                                   /* integers below 2^24: exact */
+            for (i64 k = 0; k < K; k++) ss += qb[k] * qb[k];
+            ss = ss * inv_k;
+            sb = sb * (1.0f / sqrtf(ss * (sb * sb) + eps));
+        }
+        s[b] = sb;
+    }
+    /* sums of int8 products below 2^24: exact in float32 in any order, so they may be blocked at will: each
+       step of k loads a strip of 32 weights once for 4 lanes, whose 4 x 32 sums stay in registers */
+    i64 b0 = 0;
+    if (N % 32 == 0)
+        for (; b0 + 4 <= B; b0 += 4)
+            for (i64 j0 = 0; j0 < N; j0 += 32) {
+                v16 acc[4][2] = {{{0}}};
+                for (i64 k = 0; k < K; k++) {
+                    v16 w0, w1;
+                    memcpy(&w0, lin->wq + k * N + j0, sizeof w0);
+                    memcpy(&w1, lin->wq + k * N + j0 + 16, sizeof w1);
+                    for (int r = 0; r < 4; r++) {
+                        const float a = q[(b0 + r) * K + k];
+                        acc[r][0] += a * w0;
+                        acc[r][1] += a * w1;
+                    }
+                }
+                for (int r = 0; r < 4; r++) {
+                    memcpy(y + (b0 + r) * N + j0, &acc[r][0], sizeof acc[r][0]);
+                    memcpy(y + (b0 + r) * N + j0 + 16, &acc[r][1], sizeof acc[r][1]);
+                }
+            }
+    for (i64 b = b0; b < B; b++) {                     /* the lanes left over, or any width */
+        float *yb = y + b * N;
+        for (i64 j = 0; j < N; j++) yb[j] = 0.0f;
+        for (i64 k = 0; k < K; k++) {
+            const float a = q[b * K + k], *w = lin->wq + k * N;
+            for (i64 j = 0; j < N; j++) yb[j] += a * w[j];
+        }
+    }
+    for (i64 b = 0; b < B; b++)
+        for (i64 j = 0; j < N; j++) y[b * N + j] = (y[b * N + j] * s[b]) * lin->ws[j];
+}
+
+/* exact.ExactAttention: T queries per lane at positions start .. start + T - 1, each attending to the cached
+   positions before it and to itself; qkv [B, T, (H + 2 Hk) dh] float32; writes the keys and values of these
+   positions into kc, vc [B, Hk, cache_len, dh] (fixed point, float64) and the output into y [B, T, H dh].
+   Returns 0, or -1 when out of memory. */
+INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, double *kc, double *vc,
+                     i64 cache_len, float *y) {
+    const i64 H = a->n_heads, Hk = a->n_kv, dh = a->dh, rep = H / Hk, width = (H + 2 * Hk) * dh;
+    double *qd = malloc(sizeof(double) * rep * dh), *dots = malloc(sizeof(double) * rep * (start + T)),
+           *num = malloc(sizeof(double) * rep * dh), *to_index = malloc(sizeof(double) * rep);
+    if (!qd || !dots || !num || !to_index) {
+        free(qd); free(dots); free(num); free(to_index);
+        return -1;
+    }
+    for (i64 b = 0; b < B; b++)
+        for (i64 i = 0; i < T; i++) {
+            const i64 p = start + i, n = p + 1;
+            const float *row = qkv + (b * T + i) * width;
+            for (i64 hk = 0; hk < Hk; hk++) {
+                double *kk = kc + ((b * Hk + hk) * cache_len + p) * dh, *vv = vc + ((b * Hk + hk) * cache_len + p) * dh;
+                for (i64 e = 0; e < dh; e++) {
+                    double k = rint((double)row[(H + hk) * dh + e] * 8192.0);
+                    double v = rint((double)row[(H + Hk + hk) * dh + e] * 8192.0);
+                    kk[e] = k < -1048576.0 ? -1048576.0 : k > 1048576.0 ? 1048576.0 : k;
+                    vv[e] = v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v;
+                }
+            }
+            for (i64 hk = 0; hk < Hk; hk++) {
+                const double *keys = kc + (b * Hk + hk) * cache_len * dh, *vals = vc + (b * Hk + hk) * cache_len * dh;
+                for (i64 r = 0; r < rep; r++) {            /* the query heads sharing this key head */
+                    const float *qr = row + (hk * rep + r) * dh;
+                    double *q = qd + r * dh, amax = 0.0;
+                    for (i64 e = 0; e < dh; e++) amax = fmax(amax, fabs((double)qr[e]));
+                    amax = amax < 0x1p-60 ? 0x1p-60 : amax;
+                    const double mul = 32768.0 * (1.0 / amax);
+                    to_index[r] = (amax * (1.0 / 32768.0)) * a->score_to_index;
+                    for (i64 e = 0; e < dh; e++) {
+                        double v = rint((double)qr[e] * mul);
+                        q[e] = v < -32768.0 ? -32768.0 : v > 32768.0 ? 32768.0 : v;
+                    }
+                }
+                for (i64 j = 0; j < n; j++)                 /* integer dot products below 2^42: exact */
+                    for (i64 r = 0; r < rep; r++) {
+                        dots[r * n + j] = exact_dot(qd + r * dh, keys + j * dh, dh);
+                    }
+                for (i64 r = 0; r < rep; r++) {
+                    double dmax = -INFINITY, wsum = 0.0, *nr = num + r * dh, *dr = dots + r * n;
+                    for (i64 j = 0; j < n; j++) dmax = fmax(dmax, dr[j]);
+                    for (i64 e = 0; e < dh; e++) nr[e] = 0.0;
+                    for (i64 j = 0; j < n; j++) {
+                        double below = (dmax - dr[j]) * to_index[r];
+                        below = below > (double)a->att_len ? (double)a->att_len : below;
+                        const double w = a->att_table[(i64)below];
+                        if (w == 0.0) continue;
+                        wsum += w;
+                        for (i64 e = 0; e < dh; e++) nr[e] += w * vals[j * dh + e];
+                    }
+                    const double scale = (1.0 / wsum) * (1.0 / 8192.0);
+                    float *out = y + (b * T + i) * H * dh + (hk * rep + r) * dh;
+                    for (i64 e = 0; e < dh; e++) out[e] = (float)(nr[e] * scale);
+                }
+            }
+        }
+    free(qd); free(dots); free(num); free(to_index);
+    return 0;
+}
+
+VECTOR_CLONES int attention_forward(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, double *kc,
+                                    double *vc, i64 cache_len, float *y) {
+    return attention(a, B, T, start, qkv, kc, vc, cache_len, y);
+}
+
+/* One local step for B lanes at byte p of their patches: prev [B] (256 at a patch start), g [B, P, d] the
+   global model's conditioning; writes the local KV caches (k_caches[l], v_caches[l]: [B, n_kv, P, dh]) and
+   the next-byte frequencies [B, 256]. Returns 0, or -1 when out of memory. */
+VECTOR_CLONES int local_step(const LocalModel *m, i64 B, i64 p, const i64 *prev, const float *g, double **k_caches,
+               double **v_caches, i64 *freqs) {
+    const i64 d = m->d, hidden = m->blocks[0].fc.N, qkv_n = m->blocks[0].qkv.N;
+    const i64 widest = hidden > qkv_n ? (hidden > 256 ? hidden : 256) : (qkv_n > 256 ? qkv_n : 256);
+    float *x = malloc(sizeof(float) * B * d), *t = malloc(sizeof(float) * B * widest),
+          *u = malloc(sizeof(float) * B * d), *q = malloc(sizeof(float) * B * widest),
+          *s = malloc(sizeof(float) * B);
+    if (!x || !t || !u || !q || !s) {
+        free(x); free(t); free(u); free(q); free(s);
+        return -1;
+    }
+    for (i64 b = 0; b < B; b++)
+        for (i64 i = 0; i < d; i++)
+            x[b * d + i] = (m->emb[prev[b] * d + i] + m->pos[p * d + i]) + g[(b * m->P + p) * d + i];
+    for (i64 l = 0; l < m->n_layers; l++) {
+        const Block *blk = &m->blocks[l];
+        exact_linear(&blk->qkv, B, x, t, q, s);
+        if (attention(&m->attn, B, 1, p, t, k_caches[l], v_caches[l], m->P, u)) {
+            free(x); free(t); free(u); free(q); free(s);
+            return -1;
+        }
+        exact_linear(&blk->proj, B, u, t, q, s);
+        for (i64 i = 0; i < B * d; i++) x[i] = x[i] + t[i];
+        exact_linear(&blk->fc, B, x, t, q, s);
+        for (i64 i = 0; i < B * hidden; i++) {
+            float r = t[i] > 0.0f ? t[i] : 0.0f;
+            t[i] = r * r;
+        }
+        exact_linear(&blk->out, B, t, u, q, s);
+        for (i64 i = 0; i < B * d; i++) x[i] = x[i] + u[i];
+    }
+    exact_linear(&m->head, B, x, t, q, s);
+    for (i64 b = 0; b < B; b++) {
+        const float *lg = t + b * 256;
+        float mx = lg[0];
+        for (int k = 1; k < 256; k++) mx = fmaxf(mx, lg[k]);
+        for (int k = 0; k < 256; k++) {
+            float v = rintf((mx - lg[k]) * m->out_steps);
+            v = v > (float)m->out_len ? (float)m->out_len : v;
+            freqs[b * 256 + k] = m->out_table[(i64)v];
+        }
+    }
+    free(x); free(t); free(u); free(q); free(s);
+    return 0;
 }
 
 static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, "_kernels",

@@ -22,7 +22,10 @@ import json
 import lzma
 import math
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -218,14 +221,53 @@ def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
     return _words_to_bytes(enc.get_compressed())
 
 
+@contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to n for a while (workers that each hold a core run torch on one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
                   progress: Callable[[int], None] | None = None,
                   timings: dict[str, float] | None = None, history: History | None = None,
-                  signal: Signal | None = None, dictionary: History | None = None) -> list[bytes]:
-    """Decode several neural/mixed chunks as lanes of one batch (one model step per byte for all lanes);
+                  signal_of: Callable[[np.ndarray], Signal | None] = lambda lanes: None,
+                  dictionary: History | None = None, workers: int = 1) -> list[bytes]:
+    """Decode several neural/mixed chunks as lanes (one model step per byte for all lanes of a batch);
     mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio or
-    images, the `signal` predictor of these lanes. `timings`, when given, accumulates seconds per part of
-    the loop (what `bytezip.speed` reports)."""
+    images, the predictor `signal_of(lanes)` gives for those lanes. The lanes are split into `workers`
+    batches decoded on as many threads (each lane is independent, so any split decodes the same bytes);
+    the weights they hand on are the mean over all mixed lanes, as one batch's. `timings`, when given (one
+    worker), accumulates seconds per part of the loop (what `bytezip.speed` reports)."""
+    groups = np.array_split(np.arange(len(sizes)), max(1, min(workers, len(sizes))))
+
+    def decode(lanes: np.ndarray, report=progress):
+        return _decode_lanes(m, [payloads[i] for i in lanes], [sizes[i] for i in lanes], [mixed[i] for i in lanes],
+                             report, timings, history, signal_of(lanes), dictionary)
+    if len(groups) == 1:
+        results = [decode(groups[0])]
+    else:
+        lock = threading.Lock()
+
+        def report(n: int):
+            with lock:
+                progress(n)
+        with torch_threads(max(1, torch.get_num_threads() // len(groups))), ThreadPoolExecutor(len(groups)) as pool:
+            results = list(pool.map(lambda lanes: decode(lanes, report if progress else None), groups))
+    if history is not None:
+        history.learn_weights([(mixer, np.array(mixed)[lanes]) for (_, mixer), lanes in zip(results, groups)])
+    return [out for outs, _ in results for out in outs]
+
+
+def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
+                  progress: Callable[[int], None] | None, timings: dict[str, float] | None,
+                  history: History | None, signal: Signal | None, dictionary: History | None
+                  ) -> tuple[list[bytes], Mixer | None]:
+    """One batch of `neural_decode`: the decoded chunks, and the mixer (None if no lane is mixed)."""
     lap = _Laps(timings) if timings is not None else (lambda part: None)
     P = m.exact.cfg.patch_size
     decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
@@ -267,9 +309,7 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
             reported = done
     if progress:
         progress(sum(sizes) - reported)
-    if mixer and history is not None:
-        history.learn_weights(mixer, np.array(mixed))
-    return [out[i, :n].tobytes() for i, n in enumerate(sizes)]
+    return [out[i, :n].tobytes() for i, n in enumerate(sizes)], mixer
 
 
 def input_chunks(layout: PcmLayout | ImageLayout | None, round_chunks: int, first: int, n: int) -> np.ndarray:
@@ -367,8 +407,8 @@ class Compressor:
                 if 0 < len(payload) < len(best[1]):
                     best = (codec, payload)
             coded.append(best)
-        if mixer and history is not None:
-            history.learn_weights(mixer, np.array([codec == fmt.MIXED for codec, _ in coded]))
+        if history is not None:
+            history.learn_weights([(mixer, np.array([codec == fmt.MIXED for codec, _ in coded]))])
         return coded
 
     def copy_stream(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
@@ -451,10 +491,14 @@ class Compressor:
 class Decompressor:
     """Decodes archives; loads the model only when a neural chunk needs it, and checks it is the right one."""
 
-    def __init__(self, *, model=None, device="cpu", lanes: int = DEFAULT_LANES, threads: int | None = None):
+    def __init__(self, *, model=None, device="cpu", lanes: int = DEFAULT_LANES, threads: int | None = None,
+                 workers: int | None = None):
+        """`workers`: threads that decode a round's lanes in as many batches (default: one per CPU thread
+        torch would use; one on a GPU)."""
         if threads:
             torch.set_num_threads(threads)
         self._model_arg, self.device, self.lanes = model, device, max(1, lanes)
+        self.workers = workers or (1 if resolve_device(device).type == "cuda" else torch.get_num_threads())
 
     def _model_for(self, header: fmt.Header) -> CodingModel:
         if isinstance(self._model_arg, (CodingModel, Megabyte)):
@@ -508,8 +552,10 @@ class Decompressor:
                 starts = header.chunk_size * np.array([j for _, _, j in neural])
                 outs = neural_decode(model, [p for _, p, _ in neural], [r.raw_size for r, _, _ in neural],
                                      [r.codec == fmt.MIXED for r, _, _ in neural], progress, history=history,
-                                     signal=signal_model(signal, starts, header.chunk_size, header.round_chunks),
-                                     dictionary=model.dictionary if header.dictionary_digest else None)
+                                     signal_of=lambda lanes: signal_model(signal, starts[lanes], header.chunk_size,
+                                                                          header.round_chunks),
+                                     dictionary=model.dictionary if header.dictionary_digest else None,
+                                     workers=self.workers)
                 decoded = {id(r): o for (r, _, _), o in zip(neural, outs)}
             round_bytes = []
             for (r, p), j in zip(pending, index):

@@ -14,14 +14,20 @@ depends on those, so every sum here is a sum of integers that float32/float64 ho
 - next-byte distribution: logits -> integer frequencies through an exp table.
 
 Between sums only elementwise IEEE operations appear (+ - * sqrt, reciprocal, round), never a platform
-exp/rsqrt or a fused kernel, and every elementwise formula is one function shared by both paths.
+exp/rsqrt or a fused kernel, and every elementwise formula is one function shared by both paths. torch's CPU
+sqrt is not IEEE's (one float32 result in six is an ulp off here, float64 too), so `ieee_sqrt` takes numpy's.
+The C kernel (`_kernels.c`, `local_step`) runs the same operations in the same order for the local model.
 """
 from __future__ import annotations
 
 from decimal import Decimal, getcontext
 
+import ctypes
+
+import numpy as np
 import torch
 
+from . import kernels
 from .model import Attention, Block, Megabyte
 
 NORM_BITS = 20              # RMS norm: each element as an integer of NORM_BITS bits against the row max
@@ -48,6 +54,11 @@ ATT_TABLE = _exp_table(ATT_STEPS, ATT_LEN, ATT_ONE, 0, 0, 0.5)   # indexed by fl
 OUT_TABLE = _exp_table(OUT_STEPS, OUT_LEN, OUT_ONE, 1, 1, 0.0)
 
 
+def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root (numpy's, the hardware instruction, on the CPU; CUDA's sqrt is)."""
+    return torch.from_numpy(np.sqrt(x.numpy())) if x.device.type == "cpu" else torch.sqrt(x)
+
+
 def quantize_rows(x: torch.Tensor, one: float):
     """x [..., K] -> (integers in [-one, one] as x.dtype, row scale [..., 1]); x ~= ints * scale."""
     amax = x.abs().amax(-1, keepdim=True).clamp_min(2.0 ** -60)
@@ -69,13 +80,16 @@ class ExactLinear:
         self.norm = norm_gain is not None
         wq, ws = quantize_rows(weight, 127.0)
         self.wq = wq.t().contiguous().to(device)                       # [in, out]
-        self.ws = ws.reshape(-1).to(device)                            # [out]
+        self.ws = ws.reshape(-1).contiguous().to(device)               # [out]
+
+    def kernel(self) -> kernels.Linear:
+        return kernels.Linear(self.wq.data_ptr(), self.ws.data_ptr(), *self.wq.shape, self.norm)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         q, s = quantize_rows(x, 127.0)
         if self.norm:
             ss = (q * q).sum(-1, keepdim=True) * (1.0 / x.shape[-1])
-            s = s * torch.reciprocal(torch.sqrt(ss * (s * s) + 1e-6))
+            s = s * torch.reciprocal(ieee_sqrt(ss * (s * s) + 1e-6))
         return (q @ self.wq) * s * self.ws
 
 
@@ -83,8 +97,8 @@ def rms_norm(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     """RMS norm whose sum of squares is a sum of integers (exact in float64 for K <= 2^12)."""
     ints, scale = quantize_rows(x.double(), 2.0 ** NORM_BITS)
     ss = (ints * ints).sum(-1, keepdim=True)
-    rms = scale * torch.sqrt(ss * (1.0 / x.shape[-1]))
-    inv = torch.reciprocal(torch.sqrt(rms * rms + 1e-6))
+    rms = scale * ieee_sqrt(ss * (1.0 / x.shape[-1]))
+    inv = torch.reciprocal(ieee_sqrt(rms * rms + 1e-6))
     return x * inv.float() * gain
 
 
@@ -112,12 +126,20 @@ class ExactAttention:
         self.n_heads, self.n_kv, self.dh = attn.n_heads, attn.n_kv, attn.dh
         self.att_table = torch.tensor(ATT_TABLE, dtype=torch.float64, device=device)
         self.score_to_index = ATT_STEPS / (self.dh ** 0.5 * KV_GRID)
+        self.kernel = (kernels.Attn(self.n_heads, self.n_kv, self.dh, self.att_table.data_ptr(), ATT_LEN,
+                                    self.score_to_index) if kernels.available() and self.att_table.is_cpu else None)
 
     def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
         """x [B, T, d] at positions start..start+T-1; attends to cached positions < start and causally within."""
         B, T, d = x.shape
         qkv = self.qkv(x)
         H, Hk, dh = self.n_heads, self.n_kv, self.dh
+        if self.kernel is not None and kernels.available():      # the same arithmetic, fused, in C
+            y = torch.empty(B, T, d)
+            if kernels.LIB.attention_forward(ctypes.byref(self.kernel), B, T, start, qkv.contiguous().data_ptr(),
+                                             cache.k.data_ptr(), cache.v.data_ptr(), cache.k.shape[2], y.data_ptr()):
+                raise MemoryError("attention is out of memory")
+            return self.proj(y)
         q, k, v = qkv.split([H * dh, Hk * dh, Hk * dh], -1)
         cache.put(start, k.view(B, T, Hk, dh).transpose(1, 2), v.view(B, T, Hk, dh).transpose(1, 2))
         q = q.view(B, T, Hk, H // Hk, dh).permute(0, 2, 3, 1, 4)                     # [B, Hk, rep, T, dh]
@@ -172,6 +194,19 @@ class ExactMegabyte:
         self.out_table = torch.tensor(OUT_TABLE, dtype=torch.int64, device=self.device)
         self.g_kv = (cfg.n_kv_heads, cfg.d_global // cfg.n_global_heads)
         self.l_kv = (cfg.n_kv_heads, cfg.d_local // cfg.n_local_heads)
+        self.local_kernel = self._local_kernel() if kernels.available() and self.device.type == "cpu" else None
+
+    def _local_kernel(self) -> kernels.LocalModel | None:
+        """The local model as the C kernel reads it (the tensors stay owned here), if it fits the kernel."""
+        if len(self.l_blocks) > kernels.MAX_LAYERS:
+            return None
+        a = self.l_blocks[0].attn
+        blocks = [kernels.Block(b.attn.qkv.kernel(), b.attn.proj.kernel(), b.fc.kernel(), b.out.kernel())
+                  for b in self.l_blocks]
+        return kernels.LocalModel(
+            self.dl, len(blocks), self.P, self.l_emb.data_ptr(), self.l_pos.data_ptr(),
+            (kernels.Block * kernels.MAX_LAYERS)(*blocks), self.head.kernel(), a.kernel,
+            self.out_table.data_ptr(), OUT_LEN, float(OUT_STEPS))
 
     # -- pieces shared by both paths -------------------------------------------------------------
     def _global(self, prev_patches: torch.Tensor, caches, start: int) -> torch.Tensor:
@@ -230,6 +265,10 @@ class Stepper:
         self.patch = torch.zeros(batch, m.P, dtype=torch.int64, device=m.device)  # bytes of the current patch
         self.t = 0   # bytes seen so far (same for every lane)
         self.g = None
+        self.kernel = m.local_kernel if kernels.available() else None      # the C local step, if built
+        if self.kernel is not None:
+            self._caches = [(ctypes.c_void_p * len(self.l_caches))(*(getattr(c, n).data_ptr() for c in self.l_caches))
+                            for n in ("k", "v")]
 
     @torch.no_grad()
     def next_frequencies(self) -> torch.Tensor:
@@ -237,8 +276,15 @@ class Stepper:
         m, P = self.m, self.m.P
         k, p = divmod(self.t, P)
         if p == 0:
-            self.g = m._global(self.patch[:, None, :], self.g_caches, k)[:, 0]     # [B, P, dl]
-        prev = self.patch[:, p - 1] if p else torch.full((self.B,), 256, dtype=torch.int64, device=m.device)
+            self.g = m._global(self.patch[:, None, :], self.g_caches, k)[:, 0].contiguous()   # [B, P, dl]
+        prev = self.patch[:, p - 1].contiguous() if p else torch.full((self.B,), 256, dtype=torch.int64,
+                                                                      device=m.device)
+        if self.kernel is not None:
+            freqs = torch.empty(self.B, 256, dtype=torch.int64)
+            if kernels.LIB.local_step(ctypes.byref(self.kernel), self.B, p, prev.data_ptr(), self.g.data_ptr(),
+                                      *self._caches, freqs.data_ptr()):
+                raise MemoryError("the local model's step is out of memory")
+            return freqs
         z = m._local_in(prev, p, self.g[:, p])[:, None, :]                          # [B, 1, dl]
         for blk, cache in zip(m.l_blocks, self.l_caches):
             z = blk(z, cache, p)

@@ -1,10 +1,10 @@
-"""The .bzp archive format (version 7): a header, one record per chunk, an end record.
+"""The .bzp archive format (version 8): a header, one record per chunk, an end record.
 
 All integers are unsigned LEB128 varints unless a width is given. The layout is written so that an
 archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
 before anything is allocated for it.
 
-    header   magic b"\\x89BZP" | version u8 = 7 | flags u8 | chunk_size | round_chunks | signal
+    header   magic b"\\x89BZP" | version u8 = 8 | flags u8 | chunk_size | round_chunks | signal
              | signal fields (see below) | model_id_len u8
              | model_id (ASCII) | model_digest 8 bytes (SHA-256 prefix of the canonical weights) | dictionary u8
              (0 none, 1 one follows) | dictionary_digest 8 bytes (SHA-256 prefix of the dictionary's bytes)
@@ -41,7 +41,8 @@ but the last has raw_size == chunk_size and the last 1 <= raw_size <= chunk_size
 payload is a magicless zstd frame; an lzma payload is a raw LZMA2 stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
 trailing zero bytes dropped (its distributions: the exact model's, or for "mixed" those of `bytezip.mixing`, whose geometric stage is new in version 5,
 the dictionary match model, the learnt blend and the weights carried from round to round in 6, a second
-geometric mix (weights per class of the previous byte) in 7); chunk_count and original_size match the records; the checksum matches the
+geometric mix (weights per class of the previous byte) in 7, and in 8 every square root of the exact model
+correctly rounded, where 7 took torch's CPU one); chunk_count and original_size match the records; the checksum matches the
 decoded bytes; nothing follows.
 """
 from __future__ import annotations
@@ -58,7 +59,7 @@ from .pcm import PcmLayout
 from .png import CHANNELS, DIGEST_BYTES as PNG_DIGEST_BYTES, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
 
 MAGIC = b"\x89BZP"
-VERSION = 7
+VERSION = 8
 MAX_PCM_OFFSET = 1 << 40
 MAX_IMAGE_WIDTH = 1 << 24
 IMAGE_SIGNAL = 3

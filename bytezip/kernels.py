@@ -24,6 +24,11 @@ def _load():
     lib.mixer_mix.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 5
     lib.mixer_update.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.mixer_mix.restype = lib.mixer_update.restype = None
+    lib.local_step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 5
+    lib.local_step.restype = ctypes.c_int
+    lib.attention_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64] + \
+        [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p]
+    lib.attention_forward.restype = ctypes.c_int
     return lib
 
 
@@ -66,3 +71,30 @@ class MixerState(ctypes.Structure):
                 + [(n, Source) for n in ("history", "dict_match", "priors")]
                 + [(n, ctypes.c_void_p) for n in ("log2", "exp2", "byte_class", "inputs", "logp", "mixed", "q",
                                                   "q_sum", "geo", "bucket", "wset", "gset", "has", "predicted", "rows")])
+
+
+class Linear(ctypes.Structure):
+    """An `exact.ExactLinear` (mirrors `Linear` in _kernels.c)."""
+    _fields_ = [("wq", ctypes.c_void_p), ("ws", ctypes.c_void_p), ("K", ctypes.c_int64), ("N", ctypes.c_int64),
+                ("norm", ctypes.c_int64)]
+
+
+class Block(ctypes.Structure):
+    _fields_ = [(n, Linear) for n in ("qkv", "proj", "fc", "out")]
+
+
+MAX_LAYERS = 8
+
+
+class Attn(ctypes.Structure):
+    """An `exact.ExactAttention`'s shape and softmax table (mirrors `Attn` in _kernels.c)."""
+    _fields_ = [("n_heads", ctypes.c_int64), ("n_kv", ctypes.c_int64), ("dh", ctypes.c_int64),
+                ("att_table", ctypes.c_void_p), ("att_len", ctypes.c_int64), ("score_to_index", ctypes.c_double)]
+
+
+class LocalModel(ctypes.Structure):
+    """The exact local model's weights and tables (mirrors `LocalModel` in _kernels.c)."""
+    _fields_ = ([(n, ctypes.c_int64) for n in ("d", "n_layers", "P")]
+                + [("emb", ctypes.c_void_p), ("pos", ctypes.c_void_p), ("blocks", Block * MAX_LAYERS),
+                   ("head", Linear), ("attn", Attn), ("out_table", ctypes.c_void_p), ("out_len", ctypes.c_int64),
+                   ("out_steps", ctypes.c_float)])

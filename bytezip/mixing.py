@@ -140,11 +140,15 @@ class History:
         self._tail = np.zeros(0, dtype=np.int64)                       # the last bytes, as context for the next
         self.carried: dict[str, np.ndarray] = {}                       # where the next round's mixers start
 
-    def learn_weights(self, mixer: "Mixer", lanes: np.ndarray):
-        """Carry the mean of the weights that the given lanes [L] (bool) of a finished round ended their chunks
-        with into the next round's mixers, so that each 4 KB chunk does not relearn them from scratch."""
-        if mixer.geometric and lanes.any():
-            self.carried = {k: v[lanes].sum(0) // int(lanes.sum()) for k, v in mixer.final.items()}
+    def learn_weights(self, parts: list[tuple["Mixer | None", np.ndarray]]):
+        """Carry the mean of the weights that the given lanes (bool [L] for each mixer of a finished round) ended
+        their chunks with into the next round's mixers, so that each 4 KB chunk does not relearn them from
+        scratch."""
+        parts = [(mixer, lanes) for mixer, lanes in parts if mixer is not None and mixer.geometric and lanes.any()]
+        if parts:
+            n = sum(int(lanes.sum()) for _, lanes in parts)
+            self.carried = {k: sum(mixer.final[k][lanes].sum(0) for mixer, lanes in parts) // n
+                            for k in parts[0][0].final}
 
     def extend(self, data: bytes):
         """Learn from a finished round's bytes (every chunk of it, whatever its codec), in file order."""

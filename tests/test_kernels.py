@@ -61,3 +61,34 @@ def test_archives_are_the_same_with_and_without_kernels(trained_model, monkeypat
     assert fast == slow
     assert fmt.MIXED in [c.codec for c in bytezip.read_info(io.BytesIO(fast)).chunks]
     assert bytezip.Decompressor(model=cm).decompress(slow) == data
+
+
+@pytest.mark.parametrize("config, lanes", [(None, 9), ({"d_local": 24, "n_local_layers": 2}, 5)])
+def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, config, lanes):
+    """The C local step and attention against the torch code, for the blocked widths (multiples of 32) and
+    any other: the incremental steps and the parallel forward."""
+    import torch
+    from bytezip.exact import ExactMegabyte
+    from bytezip.model import Megabyte
+    from conftest import TINY
+    if config:
+        torch.manual_seed(1)
+        model = Megabyte(TINY.__class__(**{**TINY.__dict__, **config})).eval()
+    else:
+        model = random_model
+    fast = ExactMegabyte(model)
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "LIB", None)
+        slow = ExactMegabyte(model)
+    assert fast.local_kernel is not None and fast.g_blocks[0].attn.kernel is not None
+    assert slow.local_kernel is None and slow.g_blocks[0].attn.kernel is None
+    data = torch.from_numpy(np.frombuffer(english_text()[:lanes * 64], dtype=np.uint8).astype(np.int64)
+                            .reshape(lanes, 64))
+    a, b = fast.stepper(lanes, 16), slow.stepper(lanes, 16)
+    parallel = slow.frequencies(data)                       # the encoder's path
+    assert torch.equal(fast.frequencies(data), parallel)
+    for t in range(64):
+        got = a.next_frequencies()
+        assert torch.equal(got, b.next_frequencies()) and torch.equal(got, parallel[:, t]), f"byte {t}"
+        a.push(data[:, t])
+        b.push(data[:, t])

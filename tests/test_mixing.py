@@ -171,7 +171,7 @@ def test_weights_carry_from_round_to_round(trained_model):
         _, alone = mix_round([nn[i]], [c], history)
         for name, final in mixer.final.items():
             assert np.array_equal(final[i], alone.final[name][0])
-    history.learn_weights(mixer, np.array([True, False, True]))
+    history.learn_weights([(mixer, np.array([True, False, True]))])
     carried = history.carried
     assert np.array_equal(carried["geo_weights"], (mixer.final["geo_weights"][[0, 2]].sum(0)) // 2)
     assert np.array_equal(carried["blend"], (mixer.final["blend"][[0, 2]].sum(0)) // 2)
