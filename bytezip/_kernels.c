@@ -2,8 +2,9 @@
 
    mixer_mix / mixer_update: one step of `mixing.Mixer` for all lanes, the same integer arithmetic as its
    numpy code (floor division and arithmetic shifts as numpy's // and >>).
-   local_step: one byte of the exact local model (`exact.Stepper`) for all lanes, the same IEEE operations
-   as the torch code in the same order (compiled without FMA contraction), and sums of integers as there.
+   global_step / local_step: one patch / one byte of the exact model (`exact.Stepper`) for all lanes, and
+   attention_forward the exact attention of the parallel forward: the same IEEE operations as the torch
+   code in the same order (compiled without FMA contraction), and sums of integers as there.
    So archives are the same byte for byte whichever path codes them; tests/test_kernels.py compares them.
 
    Built by setuptools as an optional extension: where it cannot be built, bytezip runs the numpy code. */
@@ -375,17 +376,32 @@ typedef struct {                   /* exact.ExactAttention's shape and softmax t
     double score_to_index;
 } Attn;
 
+typedef struct {                   /* a stack of exact.ExactBlock */
+    i64 d, n_layers;
+    Block blocks[MAX_LAYERS];
+    Attn attn;
+} Stack;
+
 typedef struct {
-    i64 d, n_layers, P;
+    Stack stack;
+    i64 P;
     const float *emb;              /* [257, d] */
     const float *pos;              /* [P, d] */
-    Block blocks[MAX_LAYERS];
-    Linear head;
-    Attn attn;
+    Linear head;                   /* with the final norm folded in */
     const i64 *out_table;          /* [out_len + 1] */
     i64 out_len;
     float out_steps;
 } LocalModel;
+
+typedef struct {
+    Stack stack;
+    i64 P;
+    const float *emb;              /* [256, d / P] */
+    const float *start;            /* [d] in place of the first patch's embedding */
+    const float *pos;              /* [max_patches, d] */
+    const float *norm;             /* [d] */
+    Linear to_local;               /* [d / P] -> [dl] */
+} GlobalModel;
 
 /* y [B, N] = ExactLinear(x [B, K]); q [B, K] and s [B] are scratch */
 INLINE void exact_linear(const Linear *lin, i64 B, const float *x, float *y, float *q, float *s) {
@@ -515,30 +531,19 @@ VECTOR_CLONES int attention_forward(const Attn *a, i64 B, i64 T, i64 start, cons
     return attention(a, B, T, start, qkv, kc, vc, cache_len, y);
 }
 
-/* One local step for B lanes at byte p of their patches: prev [B] (256 at a patch start), g [B, P, d] the
-   global model's conditioning; writes the local KV caches (k_caches[l], v_caches[l]: [B, n_kv, P, dh]) and
-   the next-byte frequencies [B, 256]. Returns 0, or -1 when out of memory. */
-VECTOR_CLONES int local_step(const LocalModel *m, i64 B, i64 p, const i64 *prev, const float *g, double **k_caches,
-               double **v_caches, i64 *freqs) {
-    const i64 d = m->d, hidden = m->blocks[0].fc.N, qkv_n = m->blocks[0].qkv.N;
-    const i64 widest = hidden > qkv_n ? (hidden > 256 ? hidden : 256) : (qkv_n > 256 ? qkv_n : 256);
-    float *x = malloc(sizeof(float) * B * d), *t = malloc(sizeof(float) * B * widest),
-          *u = malloc(sizeof(float) * B * d), *q = malloc(sizeof(float) * B * widest),
-          *s = malloc(sizeof(float) * B);
-    if (!x || !t || !u || !q || !s) {
-        free(x); free(t); free(u); free(q); free(s);
-        return -1;
-    }
-    for (i64 b = 0; b < B; b++)
-        for (i64 i = 0; i < d; i++)
-            x[b * d + i] = (m->emb[prev[b] * d + i] + m->pos[p * d + i]) + g[(b * m->P + p) * d + i];
-    for (i64 l = 0; l < m->n_layers; l++) {
-        const Block *blk = &m->blocks[l];
+/* x [B, d] += the blocks of `st` at position `start` (one query per lane), with their KV caches
+   (k_caches[l], v_caches[l]: [B, n_kv, cache_len, dh]). Returns 0, or -1 when out of memory. */
+INLINE int run_blocks(const Stack *st, i64 B, i64 start, float *x, double **k_caches, double **v_caches,
+                      i64 cache_len) {
+    const i64 d = st->d, hidden = st->blocks[0].fc.N, qkv_n = st->blocks[0].qkv.N;
+    const i64 widest = hidden > qkv_n ? hidden : qkv_n;
+    float *t = malloc(sizeof(float) * B * widest), *u = malloc(sizeof(float) * B * d),
+          *q = malloc(sizeof(float) * B * widest), *s = malloc(sizeof(float) * B);
+    int failed = !t || !u || !q || !s;
+    for (i64 l = 0; l < st->n_layers && !failed; l++) {
+        const Block *blk = &st->blocks[l];
         exact_linear(&blk->qkv, B, x, t, q, s);
-        if (attention(&m->attn, B, 1, p, t, k_caches[l], v_caches[l], m->P, u)) {
-            free(x); free(t); free(u); free(q); free(s);
-            return -1;
-        }
+        failed = attention(&st->attn, B, 1, start, t, k_caches[l], v_caches[l], cache_len, u);
         exact_linear(&blk->proj, B, u, t, q, s);
         for (i64 i = 0; i < B * d; i++) x[i] = x[i] + t[i];
         exact_linear(&blk->fc, B, x, t, q, s);
@@ -549,19 +554,81 @@ VECTOR_CLONES int local_step(const LocalModel *m, i64 B, i64 p, const i64 *prev,
         exact_linear(&blk->out, B, t, u, q, s);
         for (i64 i = 0; i < B * d; i++) x[i] = x[i] + u[i];
     }
-    exact_linear(&m->head, B, x, t, q, s);
-    for (i64 b = 0; b < B; b++) {
-        const float *lg = t + b * 256;
-        float mx = lg[0];
-        for (int k = 1; k < 256; k++) mx = fmaxf(mx, lg[k]);
-        for (int k = 0; k < 256; k++) {
-            float v = rintf((mx - lg[k]) * m->out_steps);
-            v = v > (float)m->out_len ? (float)m->out_len : v;
-            freqs[b * 256 + k] = m->out_table[(i64)v];
+    free(t); free(u); free(q); free(s);
+    return failed ? -1 : 0;
+}
+
+/* One local step for B lanes at byte p of their patches: prev [B] (256 at a patch start), g [B, P, d] the
+   global model's conditioning; writes the local KV caches ([B, n_kv, P, dh] per layer) and the next-byte
+   frequencies [B, 256]. Returns 0, or -1 when out of memory. */
+VECTOR_CLONES int local_step(const LocalModel *m, i64 B, i64 p, const i64 *prev, const float *g, double **k_caches,
+                             double **v_caches, i64 *freqs) {
+    const i64 d = m->stack.d;
+    float *x = malloc(sizeof(float) * B * d), *t = malloc(sizeof(float) * B * 256),
+          *q = malloc(sizeof(float) * B * d), *s = malloc(sizeof(float) * B);
+    int failed = !x || !t || !q || !s;
+    if (!failed) {
+        for (i64 b = 0; b < B; b++)
+            for (i64 i = 0; i < d; i++)
+                x[b * d + i] = (m->emb[prev[b] * d + i] + m->pos[p * d + i]) + g[(b * m->P + p) * d + i];
+        failed = run_blocks(&m->stack, B, p, x, k_caches, v_caches, m->P);
+    }
+    if (!failed) {
+        exact_linear(&m->head, B, x, t, q, s);
+        for (i64 b = 0; b < B; b++) {
+            const float *lg = t + b * 256;
+            float mx = lg[0];
+            for (int k = 1; k < 256; k++) mx = fmaxf(mx, lg[k]);
+            for (int k = 0; k < 256; k++) {
+                float v = rintf((mx - lg[k]) * m->out_steps);
+                v = v > (float)m->out_len ? (float)m->out_len : v;
+                freqs[b * 256 + k] = m->out_table[(i64)v];
+            }
         }
     }
-    free(x); free(t); free(u); free(q); free(s);
-    return 0;
+    free(x); free(t); free(q); free(s);
+    return failed ? -1 : 0;
+}
+
+/* exact.rms_norm of one row x [K] into out: the sum of squares of 20-bit integers, in float64 */
+INLINE void rms_norm_row(const float *x, const float *gain, i64 K, float *out) {
+    double amax = 0.0, ss = 0.0;
+    for (i64 k = 0; k < K; k++) amax = fmax(amax, fabs((double)x[k]));
+    amax = amax < 0x1p-60 ? 0x1p-60 : amax;
+    const double mul = 1048576.0 * (1.0 / amax), scale = amax * (1.0 / 1048576.0);
+    for (i64 k = 0; k < K; k++) {
+        double v = rint((double)x[k] * mul);
+        v = v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v;
+        ss += v * v;                                   /* below 2^53: exact */
+    }
+    const double rms = scale * sqrt(ss * (1.0 / (double)K));
+    const float inv = (float)(1.0 / sqrt(rms * rms + 1e-6));
+    for (i64 k = 0; k < K; k++) out[k] = (x[k] * inv) * gain[k];
+}
+
+/* One global step for B lanes at patch k: patch [B, P] the bytes of the patch before (ignored at k = 0);
+   writes the global KV caches ([B, n_kv, cache_len, dh] per layer) and the local conditioning g [B, P, dl].
+   Returns 0, or -1 when out of memory. */
+VECTOR_CLONES int global_step(const GlobalModel *m, i64 B, i64 k, const i64 *patch, double **k_caches,
+                              double **v_caches, i64 cache_len, float *g) {
+    const i64 d = m->stack.d, P = m->P, e = d / P;
+    float *h = malloc(sizeof(float) * B * d), *n = malloc(sizeof(float) * B * d),
+          *q = malloc(sizeof(float) * B * d), *s = malloc(sizeof(float) * B * P);
+    int failed = !h || !n || !q || !s;
+    if (!failed) {
+        for (i64 b = 0; b < B; b++)
+            for (i64 i = 0; i < d; i++) {
+                float v = k == 0 ? m->start[i] : m->emb[patch[b * P + i / e] * e + i % e];
+                h[b * d + i] = v + m->pos[k * d + i];
+            }
+        failed = run_blocks(&m->stack, B, k, h, k_caches, v_caches, cache_len);
+    }
+    if (!failed) {
+        for (i64 b = 0; b < B; b++) rms_norm_row(h + b * d, m->norm, d, n + b * d);
+        exact_linear(&m->to_local, B * P, n, g, q, s);       /* the normed row as P rows of d / P */
+    }
+    free(h); free(n); free(q); free(s);
+    return failed ? -1 : 0;
 }
 
 static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, "_kernels",

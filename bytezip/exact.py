@@ -176,6 +176,12 @@ class ExactBlock:
         return x + self.out(torch.relu(self.fc(x)).square())
 
 
+def _stack(blocks: list[ExactBlock], d: int) -> kernels.Stack:
+    return kernels.Stack(d, len(blocks), (kernels.Block * kernels.MAX_LAYERS)(*(
+        kernels.Block(b.attn.qkv.kernel(), b.attn.proj.kernel(), b.fc.kernel(), b.out.kernel()) for b in blocks)),
+        blocks[0].attn.kernel)
+
+
 class ExactMegabyte:
     """Integer-valued MEGABYTE: `freqs` (parallel, encoding) and `Stepper` (incremental, decoding) agree exactly."""
 
@@ -194,19 +200,15 @@ class ExactMegabyte:
         self.out_table = torch.tensor(OUT_TABLE, dtype=torch.int64, device=self.device)
         self.g_kv = (cfg.n_kv_heads, cfg.d_global // cfg.n_global_heads)
         self.l_kv = (cfg.n_kv_heads, cfg.d_local // cfg.n_local_heads)
-        self.local_kernel = self._local_kernel() if kernels.available() and self.device.type == "cpu" else None
-
-    def _local_kernel(self) -> kernels.LocalModel | None:
-        """The local model as the C kernel reads it (the tensors stay owned here), if it fits the kernel."""
-        if len(self.l_blocks) > kernels.MAX_LAYERS:
-            return None
-        a = self.l_blocks[0].attn
-        blocks = [kernels.Block(b.attn.qkv.kernel(), b.attn.proj.kernel(), b.fc.kernel(), b.out.kernel())
-                  for b in self.l_blocks]
-        return kernels.LocalModel(
-            self.dl, len(blocks), self.P, self.l_emb.data_ptr(), self.l_pos.data_ptr(),
-            (kernels.Block * kernels.MAX_LAYERS)(*blocks), self.head.kernel(), a.kernel,
-            self.out_table.data_ptr(), OUT_LEN, float(OUT_STEPS))
+        # the incremental steps as the C kernels read them (the tensors stay owned here), where they run
+        fits = kernels.available() and self.device.type == "cpu" and \
+            max(len(self.g_blocks), len(self.l_blocks)) <= kernels.MAX_LAYERS
+        self.local_kernel = kernels.LocalModel(
+            _stack(self.l_blocks, self.dl), self.P, self.l_emb.data_ptr(), self.l_pos.data_ptr(), self.head.kernel(),
+            self.out_table.data_ptr(), OUT_LEN, float(OUT_STEPS)) if fits else None
+        self.global_kernel = kernels.GlobalModel(
+            _stack(self.g_blocks, self.dg), self.P, self.g_emb.data_ptr(), self.g_start.data_ptr(),
+            self.g_pos.data_ptr(), self.g_norm.data_ptr(), self.g_to_l.kernel()) if fits else None
 
     # -- pieces shared by both paths -------------------------------------------------------------
     def _global(self, prev_patches: torch.Tensor, caches, start: int) -> torch.Tensor:
@@ -265,26 +267,32 @@ class Stepper:
         self.patch = torch.zeros(batch, m.P, dtype=torch.int64, device=m.device)  # bytes of the current patch
         self.t = 0   # bytes seen so far (same for every lane)
         self.g = None
-        self.kernel = m.local_kernel if kernels.available() else None      # the C local step, if built
-        if self.kernel is not None:
-            self._caches = [(ctypes.c_void_p * len(self.l_caches))(*(getattr(c, n).data_ptr() for c in self.l_caches))
-                            for n in ("k", "v")]
+        self.kernel = m.local_kernel is not None and kernels.available()    # the C steps, if built
+        if self.kernel:
+            self._caches = {part: [(ctypes.c_void_p * len(caches))(*(getattr(c, n).data_ptr() for c in caches))
+                                   for n in ("k", "v")] for part, caches in (("g", self.g_caches), ("l", self.l_caches))}
 
     @torch.no_grad()
     def next_frequencies(self) -> torch.Tensor:
         """Frequencies [B, 256] of the next byte of every lane, given the bytes pushed so far."""
         m, P = self.m, self.m.P
         k, p = divmod(self.t, P)
-        if p == 0:
-            self.g = m._global(self.patch[:, None, :], self.g_caches, k)[:, 0].contiguous()   # [B, P, dl]
         prev = self.patch[:, p - 1].contiguous() if p else torch.full((self.B,), 256, dtype=torch.int64,
                                                                       device=m.device)
-        if self.kernel is not None:
+        if self.kernel:                               # one C call per patch and one per byte, GIL released
+            lib, (gk, gv), (lk, lv) = kernels.LIB, self._caches["g"], self._caches["l"]
+            if p == 0:
+                self.g = torch.empty(self.B, P, m.dl)
+                if lib.global_step(ctypes.byref(m.global_kernel), self.B, k, self.patch.data_ptr(), gk, gv,
+                                   self.g_caches[0].k.shape[2], self.g.data_ptr()):
+                    raise MemoryError("the global model's step is out of memory")
             freqs = torch.empty(self.B, 256, dtype=torch.int64)
-            if kernels.LIB.local_step(ctypes.byref(self.kernel), self.B, p, prev.data_ptr(), self.g.data_ptr(),
-                                      *self._caches, freqs.data_ptr()):
+            if lib.local_step(ctypes.byref(m.local_kernel), self.B, p, prev.data_ptr(), self.g.data_ptr(), lk, lv,
+                              freqs.data_ptr()):
                 raise MemoryError("the local model's step is out of memory")
             return freqs
+        if p == 0:
+            self.g = m._global(self.patch[:, None, :], self.g_caches, k)[:, 0]      # [B, P, dl]
         z = m._local_in(prev, p, self.g[:, p])[:, None, :]                          # [B, 1, dl]
         for blk, cache in zip(m.l_blocks, self.l_caches):
             z = blk(z, cache, p)

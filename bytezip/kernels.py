@@ -26,6 +26,9 @@ def _load():
     lib.mixer_mix.restype = lib.mixer_update.restype = None
     lib.local_step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 5
     lib.local_step.restype = ctypes.c_int
+    lib.global_step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3 + \
+        [ctypes.c_int64, ctypes.c_void_p]
+    lib.global_step.restype = ctypes.c_int
     lib.attention_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64] + \
         [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p]
     lib.attention_forward.restype = ctypes.c_int
@@ -92,9 +95,19 @@ class Attn(ctypes.Structure):
                 ("att_table", ctypes.c_void_p), ("att_len", ctypes.c_int64), ("score_to_index", ctypes.c_double)]
 
 
+class Stack(ctypes.Structure):
+    """A stack of `exact.ExactBlock` (mirrors `Stack` in _kernels.c)."""
+    _fields_ = [("d", ctypes.c_int64), ("n_layers", ctypes.c_int64), ("blocks", Block * MAX_LAYERS), ("attn", Attn)]
+
+
 class LocalModel(ctypes.Structure):
     """The exact local model's weights and tables (mirrors `LocalModel` in _kernels.c)."""
-    _fields_ = ([(n, ctypes.c_int64) for n in ("d", "n_layers", "P")]
-                + [("emb", ctypes.c_void_p), ("pos", ctypes.c_void_p), ("blocks", Block * MAX_LAYERS),
-                   ("head", Linear), ("attn", Attn), ("out_table", ctypes.c_void_p), ("out_len", ctypes.c_int64),
-                   ("out_steps", ctypes.c_float)])
+    _fields_ = [("stack", Stack), ("P", ctypes.c_int64), ("emb", ctypes.c_void_p), ("pos", ctypes.c_void_p),
+                ("head", Linear), ("out_table", ctypes.c_void_p), ("out_len", ctypes.c_int64),
+                ("out_steps", ctypes.c_float)]
+
+
+class GlobalModel(ctypes.Structure):
+    """The exact global model's weights (mirrors `GlobalModel` in _kernels.c)."""
+    _fields_ = [("stack", Stack), ("P", ctypes.c_int64)] + [(n, ctypes.c_void_p) for n in (
+        "emb", "start", "pos", "norm")] + [("to_local", Linear)]
