@@ -19,8 +19,10 @@ typedef int64_t i64;
    contraction (-ffp-contract=off) every clone computes the same IEEE results */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define VECTOR_CLONES_FMA __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define VECTOR_CLONES
+#define VECTOR_CLONES_FMA
 #endif
 #define INLINE static inline __attribute__((always_inline))   /* into each clone, compiled for its target */
 
@@ -366,7 +368,7 @@ typedef struct {                   /* exact.ExactLinear */
 
 typedef struct { Linear qkv, proj, fc, out; } Block;
 
-enum { MAX_LAYERS = 8 };
+enum { MAX_LAYERS = 8, ROW_BLOCK = 64 };
 
 
 typedef struct {                   /* exact.ExactAttention's shape and softmax table */
@@ -403,6 +405,8 @@ typedef struct {
     Linear to_local;               /* [d / P] -> [dl] */
 } GlobalModel;
 
+void matmul_exact(const float *q, const float *wq, float *y, i64 B, i64 K, i64 N);
+
 /* y [B, N] = ExactLinear(x [B, K]); q [B, K] and s [B] are scratch */
 INLINE void exact_linear(const Linear *lin, i64 B, const float *x, float *y, float *q, float *s) {
     const i64 K = lin->K, N = lin->N;
@@ -426,36 +430,7 @@ INLINE void exact_linear(const Linear *lin, i64 B, const float *x, float *y, flo
         }
         s[b] = sb;
     }
-    /* sums of int8 products below 2^24: exact in float32 in any order, so they may be blocked at will: each
-       step of k loads a strip of 32 weights once for 4 lanes, whose 4 x 32 sums stay in registers */
-    i64 b0 = 0;
-    if (N % 32 == 0)
-        for (; b0 + 4 <= B; b0 += 4)
-            for (i64 j0 = 0; j0 < N; j0 += 32) {
-                v16 acc[4][2] = {{{0}}};
-                for (i64 k = 0; k < K; k++) {
-                    v16 w0, w1;
-                    memcpy(&w0, lin->wq + k * N + j0, sizeof w0);
-                    memcpy(&w1, lin->wq + k * N + j0 + 16, sizeof w1);
-                    for (int r = 0; r < 4; r++) {
-                        const float a = q[(b0 + r) * K + k];
-                        acc[r][0] += a * w0;
-                        acc[r][1] += a * w1;
-                    }
-                }
-                for (int r = 0; r < 4; r++) {
-                    memcpy(y + (b0 + r) * N + j0, &acc[r][0], sizeof acc[r][0]);
-                    memcpy(y + (b0 + r) * N + j0 + 16, &acc[r][1], sizeof acc[r][1]);
-                }
-            }
-    for (i64 b = b0; b < B; b++) {                     /* the lanes left over, or any width */
-        float *yb = y + b * N;
-        for (i64 j = 0; j < N; j++) yb[j] = 0.0f;
-        for (i64 k = 0; k < K; k++) {
-            const float a = q[b * K + k], *w = lin->wq + k * N;
-            for (i64 j = 0; j < N; j++) yb[j] += a * w[j];
-        }
-    }
+    matmul_exact(q, lin->wq, y, B, K, N);
     for (i64 b = 0; b < B; b++)
         for (i64 j = 0; j < N; j++) y[b * N + j] = (y[b * N + j] * s[b]) * lin->ws[j];
 }
@@ -531,6 +506,71 @@ VECTOR_CLONES int attention_forward(const Attn *a, i64 B, i64 T, i64 start, cons
     return attention(a, B, T, start, qkv, kc, vc, cache_len, y);
 }
 
+INLINE void relu_square(float *t, i64 n) {          /* torch.relu(t).square() */
+    for (i64 i = 0; i < n; i++) {
+        float r = t[i] > 0.0f ? t[i] : 0.0f;
+        t[i] = r * r;
+    }
+}
+
+/* y [rows, N] = ExactLinear(x [rows, K]) for the parallel forward, ROW_BLOCK rows at a time (bounded
+   scratch). Returns 0, or -1 when out of memory. */
+VECTOR_CLONES int linear_forward(const Linear *lin, i64 rows, const float *x, float *y) {
+    float *q = malloc(sizeof(float) * ROW_BLOCK * lin->K), *s = malloc(sizeof(float) * ROW_BLOCK);
+    if (q && s)
+        for (i64 r = 0; r < rows; r += ROW_BLOCK) {
+            const i64 n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
+            exact_linear(lin, n, x + r * lin->K, y + r * lin->N, q, s);
+        }
+    free(q); free(s);
+    return q && s ? 0 : -1;
+}
+
+/* y [rows, d] = out(relu(fc(x))^2) for x [rows, d] (exact.ExactBlock's MLP, parallel forward), ROW_BLOCK
+   rows at a time. Returns 0, or -1 when out of memory. */
+VECTOR_CLONES int mlp_forward(const Block *blk, i64 rows, const float *x, float *y) {
+    const i64 d = blk->fc.K, hidden = blk->fc.N;
+    float *h = malloc(sizeof(float) * ROW_BLOCK * hidden), *q = malloc(sizeof(float) * ROW_BLOCK * hidden),
+          *s = malloc(sizeof(float) * ROW_BLOCK);
+    if (h && q && s)
+        for (i64 r = 0; r < rows; r += ROW_BLOCK) {
+            const i64 n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
+            exact_linear(&blk->fc, n, x + r * d, h, q, s);
+            relu_square(h, n * hidden);
+            exact_linear(&blk->out, n, h, y + r * d, q, s);
+        }
+    free(h); free(q); free(s);
+    return h && q && s ? 0 : -1;
+}
+
+/* exact.ExactMegabyte._frequencies after the head: logits [rows, 256] -> integer frequencies [rows, 256] */
+INLINE void logits_to_frequencies(const LocalModel *m, i64 rows, const float *logits, i64 *freqs) {
+    for (i64 b = 0; b < rows; b++) {
+        const float *lg = logits + b * 256;
+        float mx = lg[0];
+        for (int k = 1; k < 256; k++) mx = fmaxf(mx, lg[k]);
+        for (int k = 0; k < 256; k++) {
+            float v = rintf((mx - lg[k]) * m->out_steps);
+            v = v > (float)m->out_len ? (float)m->out_len : v;
+            freqs[b * 256 + k] = m->out_table[(i64)v];
+        }
+    }
+}
+
+/* the next-byte frequencies [rows, 256] of final local states z [rows, d] (parallel forward) */
+VECTOR_CLONES int head_frequencies(const LocalModel *m, i64 rows, const float *z, i64 *freqs) {
+    float *logits = malloc(sizeof(float) * ROW_BLOCK * 256), *q = malloc(sizeof(float) * ROW_BLOCK * m->head.K),
+          *s = malloc(sizeof(float) * ROW_BLOCK);
+    if (logits && q && s)
+        for (i64 r = 0; r < rows; r += ROW_BLOCK) {
+            const i64 n = rows - r < ROW_BLOCK ? rows - r : ROW_BLOCK;
+            exact_linear(&m->head, n, z + r * m->head.K, logits, q, s);
+            logits_to_frequencies(m, n, logits, freqs + r * 256);
+        }
+    free(q); free(s); free(logits);
+    return logits && q && s ? 0 : -1;
+}
+
 /* x [B, d] += the blocks of `st` at position `start` (one query per lane), with their KV caches
    (k_caches[l], v_caches[l]: [B, n_kv, cache_len, dh]). Returns 0, or -1 when out of memory. */
 INLINE int run_blocks(const Stack *st, i64 B, i64 start, float *x, double **k_caches, double **v_caches,
@@ -547,10 +587,7 @@ INLINE int run_blocks(const Stack *st, i64 B, i64 start, float *x, double **k_ca
         exact_linear(&blk->proj, B, u, t, q, s);
         for (i64 i = 0; i < B * d; i++) x[i] = x[i] + t[i];
         exact_linear(&blk->fc, B, x, t, q, s);
-        for (i64 i = 0; i < B * hidden; i++) {
-            float r = t[i] > 0.0f ? t[i] : 0.0f;
-            t[i] = r * r;
-        }
+        relu_square(t, B * hidden);
         exact_linear(&blk->out, B, t, u, q, s);
         for (i64 i = 0; i < B * d; i++) x[i] = x[i] + u[i];
     }
@@ -575,16 +612,7 @@ VECTOR_CLONES int local_step(const LocalModel *m, i64 B, i64 p, const i64 *prev,
     }
     if (!failed) {
         exact_linear(&m->head, B, x, t, q, s);
-        for (i64 b = 0; b < B; b++) {
-            const float *lg = t + b * 256;
-            float mx = lg[0];
-            for (int k = 1; k < 256; k++) mx = fmaxf(mx, lg[k]);
-            for (int k = 0; k < 256; k++) {
-                float v = rintf((mx - lg[k]) * m->out_steps);
-                v = v > (float)m->out_len ? (float)m->out_len : v;
-                freqs[b * 256 + k] = m->out_table[(i64)v];
-            }
-        }
+        logits_to_frequencies(m, B, t, freqs);
     }
     free(x); free(t); free(q); free(s);
     return failed ? -1 : 0;
@@ -629,6 +657,43 @@ VECTOR_CLONES int global_step(const GlobalModel *m, i64 B, i64 k, const i64 *pat
     }
     free(h); free(n); free(q); free(s);
     return failed ? -1 : 0;
+}
+
+/* y [B, N] = q [B, K] @ wq [K, N] where q and wq hold int8 values, K <= 1040: every partial sum is an integer
+   below 2^24, exact in float32 in any order and with or without fused multiply-adds, which this function alone
+   may use (the pragma; everything above is compiled without contraction). */
+#pragma GCC optimize("fp-contract=fast")
+VECTOR_CLONES_FMA void matmul_exact(const float *q, const float *wq, float *y, i64 B, i64 K, i64 N) {
+    /* sums of int8 products below 2^24: exact in float32 in any order, so they may be blocked at will: each
+       step of k loads a strip of 32 weights once for 4 lanes, whose 4 x 32 sums stay in registers */
+    i64 b0 = 0;
+    if (N % 32 == 0)
+        for (; b0 + 4 <= B; b0 += 4)
+            for (i64 j0 = 0; j0 < N; j0 += 32) {
+                v16 acc[4][2] = {{{0}}};
+                for (i64 k = 0; k < K; k++) {
+                    v16 w0, w1;
+                    memcpy(&w0, wq + k * N + j0, sizeof w0);
+                    memcpy(&w1, wq + k * N + j0 + 16, sizeof w1);
+                    for (int r = 0; r < 4; r++) {
+                        const float a = q[(b0 + r) * K + k];
+                        acc[r][0] += a * w0;
+                        acc[r][1] += a * w1;
+                    }
+                }
+                for (int r = 0; r < 4; r++) {
+                    memcpy(y + (b0 + r) * N + j0, &acc[r][0], sizeof acc[r][0]);
+                    memcpy(y + (b0 + r) * N + j0 + 16, &acc[r][1], sizeof acc[r][1]);
+                }
+            }
+    for (i64 b = b0; b < B; b++) {                     /* the lanes left over, or any width */
+        float *yb = y + b * N;
+        for (i64 j = 0; j < N; j++) yb[j] = 0.0f;
+        for (i64 k = 0; k < K; k++) {
+            const float a = q[b * K + k], *w = wq + k * N;
+            for (i64 j = 0; j < N; j++) yb[j] += a * w[j];
+        }
+    }
 }
 
 static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, "_kernels",

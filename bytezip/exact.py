@@ -16,7 +16,8 @@ depends on those, so every sum here is a sum of integers that float32/float64 ho
 Between sums only elementwise IEEE operations appear (+ - * sqrt, reciprocal, round), never a platform
 exp/rsqrt or a fused kernel, and every elementwise formula is one function shared by both paths. torch's CPU
 sqrt is not IEEE's (one float32 result in six is an ulp off here, float64 too), so `ieee_sqrt` takes numpy's.
-The C kernel (`_kernels.c`, `local_step`) runs the same operations in the same order for the local model.
+On the CPU the C kernels (`_kernels.c`: linear layers, MLPs, attention, the output table, and the whole
+incremental steps) run the same operations in the same order, with no torch call per operator.
 """
 from __future__ import annotations
 
@@ -82,10 +83,16 @@ class ExactLinear:
         self.wq = wq.t().contiguous().to(device)                       # [in, out]
         self.ws = ws.reshape(-1).contiguous().to(device)               # [out]
 
-    def kernel(self) -> kernels.Linear:
-        return kernels.Linear(self.wq.data_ptr(), self.ws.data_ptr(), *self.wq.shape, self.norm)
+        self.c = (kernels.Linear(self.wq.data_ptr(), self.ws.data_ptr(), *self.wq.shape, self.norm)
+                  if kernels.available() and self.wq.is_cpu else None)     # what the C kernels read
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.c is not None and kernels.available():          # the same arithmetic, fused, in C
+            rows = x.reshape(-1, x.shape[-1]).contiguous()
+            y = torch.empty(rows.shape[0], self.wq.shape[1])
+            if kernels.LIB.linear_forward(ctypes.byref(self.c), rows.shape[0], rows.data_ptr(), y.data_ptr()):
+                raise MemoryError("a linear layer is out of memory")
+            return y.view(*x.shape[:-1], -1)
         q, s = quantize_rows(x, 127.0)
         if self.norm:
             ss = (q * q).sum(-1, keepdim=True) * (1.0 / x.shape[-1])
@@ -126,7 +133,7 @@ class ExactAttention:
         self.n_heads, self.n_kv, self.dh = attn.n_heads, attn.n_kv, attn.dh
         self.att_table = torch.tensor(ATT_TABLE, dtype=torch.float64, device=device)
         self.score_to_index = ATT_STEPS / (self.dh ** 0.5 * KV_GRID)
-        self.kernel = (kernels.Attn(self.n_heads, self.n_kv, self.dh, self.att_table.data_ptr(), ATT_LEN,
+        self.c = (kernels.Attn(self.n_heads, self.n_kv, self.dh, self.att_table.data_ptr(), ATT_LEN,
                                     self.score_to_index) if kernels.available() and self.att_table.is_cpu else None)
 
     def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
@@ -134,9 +141,9 @@ class ExactAttention:
         B, T, d = x.shape
         qkv = self.qkv(x)
         H, Hk, dh = self.n_heads, self.n_kv, self.dh
-        if self.kernel is not None and kernels.available():      # the same arithmetic, fused, in C
+        if self.c is not None and kernels.available():           # the same arithmetic, fused, in C
             y = torch.empty(B, T, d)
-            if kernels.LIB.attention_forward(ctypes.byref(self.kernel), B, T, start, qkv.contiguous().data_ptr(),
+            if kernels.LIB.attention_forward(ctypes.byref(self.c), B, T, start, qkv.contiguous().data_ptr(),
                                              cache.k.data_ptr(), cache.v.data_ptr(), cache.k.shape[2], y.data_ptr()):
                 raise MemoryError("attention is out of memory")
             return self.proj(y)
@@ -171,15 +178,22 @@ class ExactBlock:
         self.fc = ExactLinear(blk.mlp.fc.weight, blk.norm2.weight, device)
         self.out = ExactLinear(blk.mlp.out.weight, device=device)
 
+        self.c = kernels.Block(self.attn.qkv.c, self.attn.proj.c, self.fc.c, self.out.c) if self.fc.c else None
+
     def __call__(self, x, cache: KVCache, start: int):
         x = x + self.attn(x, cache, start)
+        if self.c is not None and kernels.available():           # the MLP fused in C, by rows
+            rows = x.reshape(-1, x.shape[-1]).contiguous()
+            y = torch.empty_like(rows)
+            if kernels.LIB.mlp_forward(ctypes.byref(self.c), rows.shape[0], rows.data_ptr(), y.data_ptr()):
+                raise MemoryError("an MLP is out of memory")
+            return x + y.view(x.shape)
         return x + self.out(torch.relu(self.fc(x)).square())
 
 
 def _stack(blocks: list[ExactBlock], d: int) -> kernels.Stack:
-    return kernels.Stack(d, len(blocks), (kernels.Block * kernels.MAX_LAYERS)(*(
-        kernels.Block(b.attn.qkv.kernel(), b.attn.proj.kernel(), b.fc.kernel(), b.out.kernel()) for b in blocks)),
-        blocks[0].attn.kernel)
+    return kernels.Stack(d, len(blocks), (kernels.Block * kernels.MAX_LAYERS)(*(b.c for b in blocks)),
+                         blocks[0].attn.c)
 
 
 class ExactMegabyte:
@@ -204,11 +218,11 @@ class ExactMegabyte:
         fits = kernels.available() and self.device.type == "cpu" and \
             max(len(self.g_blocks), len(self.l_blocks)) <= kernels.MAX_LAYERS
         self.local_kernel = kernels.LocalModel(
-            _stack(self.l_blocks, self.dl), self.P, self.l_emb.data_ptr(), self.l_pos.data_ptr(), self.head.kernel(),
+            _stack(self.l_blocks, self.dl), self.P, self.l_emb.data_ptr(), self.l_pos.data_ptr(), self.head.c,
             self.out_table.data_ptr(), OUT_LEN, float(OUT_STEPS)) if fits else None
         self.global_kernel = kernels.GlobalModel(
             _stack(self.g_blocks, self.dg), self.P, self.g_emb.data_ptr(), self.g_start.data_ptr(),
-            self.g_pos.data_ptr(), self.g_norm.data_ptr(), self.g_to_l.kernel()) if fits else None
+            self.g_pos.data_ptr(), self.g_norm.data_ptr(), self.g_to_l.c) if fits else None
 
     # -- pieces shared by both paths -------------------------------------------------------------
     def _global(self, prev_patches: torch.Tensor, caches, start: int) -> torch.Tensor:
@@ -227,6 +241,13 @@ class ExactMegabyte:
 
     def _frequencies(self, z: torch.Tensor) -> torch.Tensor:
         """Final local states [..., dl] -> integer next-byte frequencies [..., 256] (int64, each >= 1)."""
+        if self.local_kernel is not None and kernels.available():
+            rows = z.reshape(-1, self.dl).contiguous()
+            freqs = torch.empty(rows.shape[0], 256, dtype=torch.int64)
+            if kernels.LIB.head_frequencies(ctypes.byref(self.local_kernel), rows.shape[0], rows.data_ptr(),
+                                            freqs.data_ptr()):
+                raise MemoryError("the output layer is out of memory")
+            return freqs.view(*z.shape[:-1], 256)
         logits = self.head(z)
         idx = torch.round((logits.amax(-1, keepdim=True) - logits) * float(OUT_STEPS)).clamp_(max=OUT_LEN)
         return self.out_table[idx.long()]

@@ -29,6 +29,10 @@ def _load():
     lib.global_step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3 + \
         [ctypes.c_int64, ctypes.c_void_p]
     lib.global_step.restype = ctypes.c_int
+    lib.linear_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    lib.head_frequencies.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    lib.mlp_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    lib.linear_forward.restype = lib.head_frequencies.restype = lib.mlp_forward.restype = ctypes.c_int
     lib.attention_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64] + \
         [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p]
     lib.attention_forward.restype = ctypes.c_int

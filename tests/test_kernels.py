@@ -80,8 +80,8 @@ def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, 
     with monkeypatch.context() as m:
         m.setattr(kernels, "LIB", None)
         slow = ExactMegabyte(model)
-    assert fast.local_kernel is not None and fast.g_blocks[0].attn.kernel is not None
-    assert slow.local_kernel is None and slow.g_blocks[0].attn.kernel is None
+    assert fast.local_kernel is not None and fast.g_blocks[0].attn.c is not None
+    assert slow.local_kernel is None and slow.g_blocks[0].attn.c is None
     data = torch.from_numpy(np.frombuffer(english_text()[:lanes * 64], dtype=np.uint8).astype(np.int64)
                             .reshape(lanes, 64))
     a, b = fast.stepper(lanes, 16), slow.stepper(lanes, 16)
