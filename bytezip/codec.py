@@ -152,8 +152,9 @@ def _bytes_to_words(payload: bytes) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _zstd_compressor(chunk_size: int) -> zstandard.ZstdCompressor:
-    """Level 19 with its tables sized for one chunk (building them for the default 8 MB window is slow)."""
+def _zstd_compressor(chunk_size: int, thread: int) -> zstandard.ZstdCompressor:
+    """Level 19 with its tables sized for one chunk (building them for the default 8 MB window is slow); one
+    per thread, as a ZstdCompressor is not thread-safe."""
     params = zstandard.ZstdCompressionParameters.from_level(
         ZSTD_LEVEL, source_size=chunk_size, format=zstandard.FORMAT_ZSTD1_MAGICLESS,
         write_content_size=0, write_checksum=0, write_dict_id=0)
@@ -182,7 +183,7 @@ def _lzma_decompress(payload: bytes, raw_size: int) -> bytes:
 
 
 def _zstd_compress(chunk: bytes) -> bytes:
-    return _zstd_compressor(len(chunk)).compress(chunk)
+    return _zstd_compressor(len(chunk), threading.get_ident()).compress(chunk)
 
 
 def _zstd_decompress(payload: bytes, raw_size: int) -> bytes:
@@ -215,6 +216,20 @@ def neural_frequencies(m: CodingModel, chunks: list[bytes]) -> list[np.ndarray]:
     return out
 
 
+def _smallest(chunk: bytes, neural: np.ndarray | None, mixed: np.ndarray | None) -> tuple[int, bytes]:
+    """(codec, payload) of the smallest of zstd, lzma, neural and mixed (with their frequencies), else raw."""
+    best = (fmt.RAW, chunk)
+    candidates = [(fmt.ZSTD, _zstd_compress(chunk)), (fmt.LZMA, _lzma_compress(chunk))]
+    if neural is not None:
+        candidates.append((fmt.NEURAL, neural_encode(neural, chunk)))
+    if mixed is not None:
+        candidates.append((fmt.MIXED, neural_encode(mixed, chunk)))
+    for codec, payload in candidates:
+        if 0 < len(payload) < len(best[1]):
+            best = (codec, payload)
+    return best
+
+
 def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
     enc = constriction.stream.queue.RangeEncoder()
     enc.encode(np.frombuffer(chunk, dtype=np.uint8).astype(np.int32), _CODER_MODEL, probabilities(freqs))
@@ -232,6 +247,21 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+def default_workers(device) -> int:
+    """Threads that code a round's chunks in as many batches: one per CPU thread torch would use; one on a GPU."""
+    return 1 if resolve_device(device).type == "cuda" else torch.get_num_threads()
+
+
+def run_split(n: int, workers: int, work: Callable[[np.ndarray], object]) -> tuple[list[np.ndarray], list]:
+    """work(lanes) for n lanes split into at most `workers` runs of neighbours, on as many threads (the C kernels
+    and torch release the GIL; torch runs on one core each): the groups, and their results in order."""
+    groups = np.array_split(np.arange(n), max(1, min(workers, n)))
+    if len(groups) == 1:
+        return groups, [work(groups[0])]
+    with torch_threads(max(1, torch.get_num_threads() // len(groups))), ThreadPoolExecutor(len(groups)) as pool:
+        return groups, list(pool.map(work, groups))
+
+
 def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
                   progress: Callable[[int], None] | None = None,
                   timings: dict[str, float] | None = None, history: History | None = None,
@@ -243,21 +273,16 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     batches decoded on as many threads (each lane is independent, so any split decodes the same bytes);
     the weights they hand on are the mean over all mixed lanes, as one batch's. `timings`, when given (one
     worker), accumulates seconds per part of the loop (what `bytezip.speed` reports)."""
-    groups = np.array_split(np.arange(len(sizes)), max(1, min(workers, len(sizes))))
+    lock = threading.Lock()
 
-    def decode(lanes: np.ndarray, report=progress):
+    def report(n: int):
+        with lock:
+            progress(n)
+
+    def decode(lanes: np.ndarray):
         return _decode_lanes(m, [payloads[i] for i in lanes], [sizes[i] for i in lanes], [mixed[i] for i in lanes],
-                             report, timings, history, signal_of(lanes), dictionary)
-    if len(groups) == 1:
-        results = [decode(groups[0])]
-    else:
-        lock = threading.Lock()
-
-        def report(n: int):
-            with lock:
-                progress(n)
-        with torch_threads(max(1, torch.get_num_threads() // len(groups))), ThreadPoolExecutor(len(groups)) as pool:
-            results = list(pool.map(lambda lanes: decode(lanes, report if progress else None), groups))
+                             report if progress else None, timings, history, signal_of(lanes), dictionary)
+    groups, results = run_split(len(sizes), workers, decode)
     if history is not None:
         history.learn_weights([(mixer, np.array(mixed)[lanes]) for (_, mixer), lanes in zip(results, groups)])
     return [out for outs, _ in results for out in outs]
@@ -338,15 +363,18 @@ class Compressor:
     the input size); `audio=False` never mixes in the sample predictor (by default it is used when the
     input's start is 16-bit PCM: a WAV header or raw samples, `pcm.detect_layout`), `image=False` never the
     pixel predictor (used for a PPM/PGM header, raw pixels or a PNG's pixels); `solid=True` (the
-    command line's default) also tries the whole input as one lzma/zstd chunk and keeps the smaller archive."""
+    command line's default) also tries the whole input as one lzma/zstd chunk and keeps the smaller archive;
+    `workers` threads code each round's chunks in as many batches (`default_workers`; the same archive for
+    any number)."""
 
     def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
                  batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True,
                  mixing: bool = True, history: bool = True, round_chunks: int | None = None,
-                 audio: bool = True, image: bool = True, solid: bool = False):
+                 audio: bool = True, image: bool = True, solid: bool = False, workers: int | None = None):
         if threads:
             torch.set_num_threads(threads)
         self.model = coding_model(model, device) if neural else None
+        self.workers = workers or default_workers(device)
         self.mixing, self.solid = mixing, solid
         self.audio = bool(self.model and mixing and audio)
         self.image = bool(self.model and mixing and image)
@@ -389,27 +417,21 @@ class Compressor:
                     round_chunks: int = 0) -> list[tuple[int, bytes]]:
         """(codec, payload) for each chunk (chunk i at byte starts[i] of the input): the smallest of mixed
         (reading `history`, and the predictor of the sample or pixel `layout`), neural, lzma, zstd, raw."""
-        freqs = neural_frequencies(self.model, chunks) if self.model else [None] * len(chunks)
-        mixed, mixer = [None] * len(chunks), None
-        if self.model and self.mixing:
-            starts = self.chunk_size * np.arange(len(chunks)) if starts is None else starts
-            signal = signal_model(layout, starts, self.chunk_size, round_chunks)
-            mixed, mixer = mix_round(freqs, chunks, history, signal, self.model.dictionary)
-        coded = []
-        for chunk, f, fm in zip(chunks, freqs, mixed):
-            best = (fmt.RAW, chunk)
-            candidates = [(fmt.ZSTD, _zstd_compress(chunk)), (fmt.LZMA, _lzma_compress(chunk))]
-            if f is not None:
-                candidates.append((fmt.NEURAL, neural_encode(f, chunk)))
-            if fm is not None:
-                candidates.append((fmt.MIXED, neural_encode(fm, chunk)))
-            for codec, payload in candidates:
-                if 0 < len(payload) < len(best[1]):
-                    best = (codec, payload)
-            coded.append(best)
+        starts = self.chunk_size * np.arange(len(chunks)) if starts is None else starts
+
+        def code(lanes: np.ndarray) -> tuple[list[tuple[int, bytes]], Mixer | None]:
+            part = [chunks[i] for i in lanes]                    # a worker's chunks, coded as one batch
+            freqs = neural_frequencies(self.model, part) if self.model else [None] * len(part)
+            mixed, mixer = [None] * len(part), None
+            if self.model and self.mixing:
+                signal = signal_model(layout, starts[lanes], self.chunk_size, round_chunks)
+                mixed, mixer = mix_round(freqs, part, history, signal, self.model.dictionary)
+            return [_smallest(chunk, f, fm) for chunk, f, fm in zip(part, freqs, mixed)], mixer
+        _, results = run_split(len(chunks), self.workers, code)
         if history is not None:
-            history.learn_weights([(mixer, np.array([codec == fmt.MIXED for codec, _ in coded]))])
-        return coded
+            history.learn_weights([(mixer, np.array([codec == fmt.MIXED for codec, _ in coded]))
+                                   for coded, mixer in results])
+        return [c for coded, _ in results for c in coded]
 
     def copy_stream(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
         """Compress ifh to ofh. Returns (bytes read, bytes written).
@@ -498,7 +520,7 @@ class Decompressor:
         if threads:
             torch.set_num_threads(threads)
         self._model_arg, self.device, self.lanes = model, device, max(1, lanes)
-        self.workers = workers or (1 if resolve_device(device).type == "cuda" else torch.get_num_threads())
+        self.workers = workers or default_workers(device)
 
     def _model_for(self, header: fmt.Header) -> CodingModel:
         if isinstance(self._model_arg, (CodingModel, Megabyte)):
