@@ -18,16 +18,19 @@ typedef int64_t i64;
 /* the hot functions are compiled for AVX-512, AVX2 and the baseline, picked at load time; without FMA
    contraction (-ffp-contract=off) every clone computes the same IEEE results */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define VECTOR_CLONES_FMA __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define VECTOR_CLONES
 #define VECTOR_CLONES_FMA
 #endif
 #define INLINE static inline __attribute__((always_inline))   /* into each clone, compiled for its target */
+/* scratch rows are written before they are read, through loops GCC cannot count */
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 typedef float v16 __attribute__((vector_size(64)));   /* 16 floats: one AVX-512 register, or 2 or 4 narrower */
 typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
 
 /* sum of a[i] b[i] where every partial sum is an integer below 2^53, so exact in any order: vector partial
    sums (the compiler may not reorder a floating-point sum by itself) */
@@ -87,6 +90,7 @@ typedef struct {
     i64 *mixed;                    /* [L, 256] */
     double *q;                     /* [N_GEO, L, 256] unnormalised geometric mixes (integers) */
     i64 *q_sum, *geo;              /* [N_GEO, L], [N_GEO, L, 256] */
+    i64 *varies;                   /* [L, 1 + N_MODELS]: how many inputs vary with the byte, and which */
     i64 *bucket, *wset, *gset;     /* [L], [L], [N_GEO, L] */
     i64 *has, *predicted, *rows;   /* [N_MATCH, L], [N_MATCH, L], [N_OWN, L] */
 } Mixer;
@@ -223,18 +227,30 @@ VECTOR_CLONES void mixer_mix(Mixer *m, const i64 *neural, const i64 *p_pcm, cons
             for (int k = 0; k < 256; k++) out[l * 256 + k] = mixed[k] + 1;
             continue;
         }
+        /* an input that is the same for every byte (the PCM and image inputs where the geometric mix runs, a
+           match model without a match) adds the same to every z[k] and learns a zero gradient: it is left out,
+           exactly; `varies` lists the others for update() */
         double *lp = m->logp + l * N_MODELS * 256;
-        for (int i = 0; i < N_MODELS * 256; i++) {
-            i64 v = in[i] < 1 ? 1 : in[i] > ONE ? ONE : in[i];
-            lp[i] = (double)m->log2[v];
+        i64 *varies = m->varies + l * (N_MODELS + 1), nv = 0;
+        for (int i = 0; i < N_MODELS; i++) {
+            const int flat = i == PCM_INPUT || i == IMAGE_INPUT || (i == 1 && !m->has[l]) ||
+                             (i == 2 && !m->has[L + l]) || (i == DICTIONARY_MATCH && !m->has[2 * L + l]);
+            if (flat) continue;
+            varies[++nv] = i;
+            for (int k = 0; k < 256; k++) {
+                i64 v = in[i * 256 + k];
+                lp[i * 256 + k] = (double)m->log2[v < 1 ? 1 : v > ONE ? ONE : v];
+            }
         }
+        varies[0] = nv;
         i64 gsets[N_GEO] = {bucket, N_BUCKETS * (1 + m->byte_class[prev(m, l, 1)]) + bucket};
         for (int g = 0; g < N_GEO; g++) {
             m->gset[g * L + l] = gsets[g];
             const i64 *gw = m->geo_weights + (l * GEO_SETS + gsets[g]) * N_MODELS;
             double z[256] = {0}, zmax;
-            for (int i = 0; i < N_MODELS; i++) {
-                double wi = (double)gw[i];
+            for (i64 v = 1; v <= nv; v++) {
+                const int i = (int)varies[v];
+                const double wi = (double)gw[i];
                 for (int k = 0; k < 256; k++) z[k] += wi * lp[i * 256 + k];
             }
             zmax = z[0];
@@ -302,7 +318,9 @@ VECTOR_CLONES void mixer_update(Mixer *m, const i64 *byte) {
                 const double *q = m->q + (g * L + l) * 256;
                 i64 qs = m->q_sum[g * L + l];
                 i64 *gw = m->geo_weights + (l * GEO_SETS + m->gset[g * L + l]) * N_MODELS;
-                for (int i = 0; i < N_MODELS; i++) {
+                const i64 *varies = m->varies + l * (N_MODELS + 1);
+                for (i64 u = 1; u <= varies[0]; u++) {
+                    const int i = (int)varies[u];
                     const double e = exact_dot(lp + i * 256, q, 256);      /* below 2^37 */
                     i64 v = gw[i] + (i64)lp[i * 256 + x] - (i64)e / qs;   /* both >= 0 */
                     gw[i] = v < -GEO_W_MAX ? -GEO_W_MAX : v > GEO_W_MAX ? GEO_W_MAX : v;
@@ -435,17 +453,21 @@ INLINE void exact_linear(const Linear *lin, i64 B, const float *x, float *y, flo
         for (i64 j = 0; j < N; j++) y[b * N + j] = (y[b * N + j] * s[b]) * lin->ws[j];
 }
 
+void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots);
+void attention_sum(const double *w, const float *vals, i64 n, i64 dh, i64 rep, double *num);
+
 /* exact.ExactAttention: T queries per lane at positions start .. start + T - 1, each attending to the cached
    positions before it and to itself; qkv [B, T, (H + 2 Hk) dh] float32; writes the keys and values of these
-   positions into kc, vc [B, Hk, cache_len, dh] (fixed point, float64) and the output into y [B, T, H dh].
-   Returns 0, or -1 when out of memory. */
-INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, double *kc, double *vc,
+   positions (fixed point: integers below 2^21, exact in float32) into kc, vc [B, Hk, cache_len, dh], and
+   the output into y [B, T, H dh]. Returns 0, or -1 when out of memory. */
+INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, float *kc, float *vc,
                      i64 cache_len, float *y) {
     const i64 H = a->n_heads, Hk = a->n_kv, dh = a->dh, rep = H / Hk, width = (H + 2 * Hk) * dh;
     double *qd = malloc(sizeof(double) * rep * dh), *dots = malloc(sizeof(double) * rep * (start + T)),
-           *num = malloc(sizeof(double) * rep * dh), *to_index = malloc(sizeof(double) * rep);
-    if (!qd || !dots || !num || !to_index) {
-        free(qd); free(dots); free(num); free(to_index);
+           *num = malloc(sizeof(double) * rep * dh), *to_index = malloc(sizeof(double) * rep),
+           *wsum = malloc(sizeof(double) * rep);
+    if (!qd || !dots || !num || !to_index || !wsum) {
+        free(qd); free(dots); free(num); free(to_index); free(wsum);
         return -1;
     }
     for (i64 b = 0; b < B; b++)
@@ -453,16 +475,16 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, d
             const i64 p = start + i, n = p + 1;
             const float *row = qkv + (b * T + i) * width;
             for (i64 hk = 0; hk < Hk; hk++) {
-                double *kk = kc + ((b * Hk + hk) * cache_len + p) * dh, *vv = vc + ((b * Hk + hk) * cache_len + p) * dh;
+                float *kk = kc + ((b * Hk + hk) * cache_len + p) * dh, *vv = vc + ((b * Hk + hk) * cache_len + p) * dh;
                 for (i64 e = 0; e < dh; e++) {
                     double k = rint((double)row[(H + hk) * dh + e] * 8192.0);
                     double v = rint((double)row[(H + Hk + hk) * dh + e] * 8192.0);
-                    kk[e] = k < -1048576.0 ? -1048576.0 : k > 1048576.0 ? 1048576.0 : k;
-                    vv[e] = v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v;
+                    kk[e] = (float)(k < -1048576.0 ? -1048576.0 : k > 1048576.0 ? 1048576.0 : k);
+                    vv[e] = (float)(v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v);
                 }
             }
             for (i64 hk = 0; hk < Hk; hk++) {
-                const double *keys = kc + (b * Hk + hk) * cache_len * dh, *vals = vc + (b * Hk + hk) * cache_len * dh;
+                const float *keys = kc + (b * Hk + hk) * cache_len * dh, *vals = vc + (b * Hk + hk) * cache_len * dh;
                 for (i64 r = 0; r < rep; r++) {            /* the query heads sharing this key head */
                     const float *qr = row + (hk * rep + r) * dh;
                     double *q = qd + r * dh, amax = 0.0;
@@ -475,34 +497,32 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, d
                         q[e] = v < -32768.0 ? -32768.0 : v > 32768.0 ? 32768.0 : v;
                     }
                 }
-                for (i64 j = 0; j < n; j++)                 /* integer dot products below 2^42: exact */
-                    for (i64 r = 0; r < rep; r++) {
-                        dots[r * n + j] = exact_dot(qd + r * dh, keys + j * dh, dh);
-                    }
+                attention_dots(qd, keys, n, dh, rep, dots);
                 for (i64 r = 0; r < rep; r++) {
-                    double dmax = -INFINITY, wsum = 0.0, *nr = num + r * dh, *dr = dots + r * n;
+                    double dmax = -INFINITY, *dr = dots + r * n;
                     for (i64 j = 0; j < n; j++) dmax = fmax(dmax, dr[j]);
-                    for (i64 e = 0; e < dh; e++) nr[e] = 0.0;
-                    for (i64 j = 0; j < n; j++) {
+                    wsum[r] = 0.0;
+                    for (i64 j = 0; j < n; j++) {               /* the softmax weights, in place of the dots */
                         double below = (dmax - dr[j]) * to_index[r];
                         below = below > (double)a->att_len ? (double)a->att_len : below;
-                        const double w = a->att_table[(i64)below];
-                        if (w == 0.0) continue;
-                        wsum += w;
-                        for (i64 e = 0; e < dh; e++) nr[e] += w * vals[j * dh + e];
+                        dr[j] = a->att_table[(i64)below];
+                        wsum[r] += dr[j];
                     }
-                    const double scale = (1.0 / wsum) * (1.0 / 8192.0);
+                }
+                attention_sum(dots, vals, n, dh, rep, num);
+                for (i64 r = 0; r < rep; r++) {
+                    const double scale = (1.0 / wsum[r]) * (1.0 / 8192.0);
                     float *out = y + (b * T + i) * H * dh + (hk * rep + r) * dh;
-                    for (i64 e = 0; e < dh; e++) out[e] = (float)(nr[e] * scale);
+                    for (i64 e = 0; e < dh; e++) out[e] = (float)(num[r * dh + e] * scale);
                 }
             }
         }
-    free(qd); free(dots); free(num); free(to_index);
+    free(qd); free(dots); free(num); free(to_index); free(wsum);
     return 0;
 }
 
-VECTOR_CLONES int attention_forward(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, double *kc,
-                                    double *vc, i64 cache_len, float *y) {
+VECTOR_CLONES int attention_forward(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, float *kc,
+                                    float *vc, i64 cache_len, float *y) {
     return attention(a, B, T, start, qkv, kc, vc, cache_len, y);
 }
 
@@ -573,7 +593,7 @@ VECTOR_CLONES int head_frequencies(const LocalModel *m, i64 rows, const float *z
 
 /* x [B, d] += the blocks of `st` at position `start` (one query per lane), with their KV caches
    (k_caches[l], v_caches[l]: [B, n_kv, cache_len, dh]). Returns 0, or -1 when out of memory. */
-INLINE int run_blocks(const Stack *st, i64 B, i64 start, float *x, double **k_caches, double **v_caches,
+INLINE int run_blocks(const Stack *st, i64 B, i64 start, float *x, float **k_caches, float **v_caches,
                       i64 cache_len) {
     const i64 d = st->d, hidden = st->blocks[0].fc.N, qkv_n = st->blocks[0].qkv.N;
     const i64 widest = hidden > qkv_n ? hidden : qkv_n;
@@ -598,8 +618,8 @@ INLINE int run_blocks(const Stack *st, i64 B, i64 start, float *x, double **k_ca
 /* One local step for B lanes at byte p of their patches: prev [B] (256 at a patch start), g [B, P, d] the
    global model's conditioning; writes the local KV caches ([B, n_kv, P, dh] per layer) and the next-byte
    frequencies [B, 256]. Returns 0, or -1 when out of memory. */
-VECTOR_CLONES int local_step(const LocalModel *m, i64 B, i64 p, const i64 *prev, const float *g, double **k_caches,
-                             double **v_caches, i64 *freqs) {
+VECTOR_CLONES int local_step(const LocalModel *m, i64 B, i64 p, const i64 *prev, const float *g, float **k_caches,
+                             float **v_caches, i64 *freqs) {
     const i64 d = m->stack.d;
     float *x = malloc(sizeof(float) * B * d), *t = malloc(sizeof(float) * B * 256),
           *q = malloc(sizeof(float) * B * d), *s = malloc(sizeof(float) * B);
@@ -637,8 +657,8 @@ INLINE void rms_norm_row(const float *x, const float *gain, i64 K, float *out) {
 /* One global step for B lanes at patch k: patch [B, P] the bytes of the patch before (ignored at k = 0);
    writes the global KV caches ([B, n_kv, cache_len, dh] per layer) and the local conditioning g [B, P, dl].
    Returns 0, or -1 when out of memory. */
-VECTOR_CLONES int global_step(const GlobalModel *m, i64 B, i64 k, const i64 *patch, double **k_caches,
-                              double **v_caches, i64 cache_len, float *g) {
+VECTOR_CLONES int global_step(const GlobalModel *m, i64 B, i64 k, const i64 *patch, float **k_caches,
+                              float **v_caches, i64 cache_len, float *g) {
     const i64 d = m->stack.d, P = m->P, e = d / P;
     float *h = malloc(sizeof(float) * B * d), *n = malloc(sizeof(float) * B * d),
           *q = malloc(sizeof(float) * B * d), *s = malloc(sizeof(float) * B * P);
@@ -692,6 +712,50 @@ VECTOR_CLONES_FMA void matmul_exact(const float *q, const float *wq, float *y, i
         for (i64 k = 0; k < K; k++) {
             const float a = q[b * K + k], *w = wq + k * N;
             for (i64 j = 0; j < N; j++) yb[j] += a * w[j];
+        }
+    }
+}
+
+/* dots [rep, n] = q [rep, dh] . keys [0 .. n) [dh]: products of integers below 2^35 summed over dh <= 256
+   terms, exact in any order and with fused multiply-adds; the rep query heads share each key's load */
+VECTOR_CLONES_FMA void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots) {
+    const i64 dv = dh - dh % 8;
+    for (i64 r0 = 0; r0 < rep; r0 += 4) {
+        const i64 nr = rep - r0 < 4 ? rep - r0 : 4;
+        for (i64 j = 0; j < n; j++) {
+            const float *k = keys + j * dh;
+            v8d acc[4] = {{0}};
+            for (i64 e = 0; e < dv; e += 8) {
+                v8f kf;
+                memcpy(&kf, k + e, sizeof kf);
+                const v8d kd = __builtin_convertvector(kf, v8d);
+                for (i64 r = 0; r < nr; r++) {
+                    v8d qv;
+                    memcpy(&qv, q + (r0 + r) * dh + e, sizeof qv);
+                    acc[r] += qv * kd;
+                }
+            }
+            for (i64 r = 0; r < nr; r++) {
+                double sum = 0.0;
+                for (int u = 0; u < 8; u++) sum += acc[r][u];
+                for (i64 e = dv; e < dh; e++) sum += q[(r0 + r) * dh + e] * (double)k[e];
+                dots[(r0 + r) * n + j] = sum;
+            }
+        }
+    }
+}
+
+/* num [rep, dh] = sum over j < n of w[r, j] vals[j, :]: integers below 2^45, exact in any order; the rep
+   heads share each value's load */
+VECTOR_CLONES_FMA void attention_sum(const double *w, const float *vals, i64 n, i64 dh, i64 rep, double *num) {
+    for (i64 e = 0; e < rep * dh; e++) num[e] = 0.0;
+    for (i64 j = 0; j < n; j++) {
+        const float *v = vals + j * dh;
+        for (i64 r = 0; r < rep; r++) {
+            const double wr = w[r * n + j];
+            if (wr == 0.0) continue;
+            double *nr = num + r * dh;
+            for (i64 e = 0; e < dh; e++) nr[e] += wr * (double)v[e];
         }
     }
 }

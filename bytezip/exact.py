@@ -110,11 +110,14 @@ def rms_norm(x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
 
 
 class KVCache:
-    """Preallocated keys and values of one layer, as fixed-point integers (float64)."""
+    """Preallocated keys and values of one layer, as fixed-point integers [B, n_kv, length, dh]: float64 for the
+    torch code, float32 (which holds them exactly, in half the memory) for the C kernels (`kernel`)."""
 
-    def __init__(self, batch: int, n_kv: int, length: int, dh: int, device):
-        self.k = torch.zeros(batch, n_kv, length, dh, dtype=torch.float64, device=device)
-        self.v = torch.zeros(batch, n_kv, length, dh, dtype=torch.float64, device=device)
+    def __init__(self, batch: int, n_kv: int, length: int, dh: int, device, kernel: bool = False):
+        self.kernel, self.length = kernel, length
+        dtype = torch.float32 if kernel else torch.float64
+        self.k = torch.zeros(batch, n_kv, length, dh, dtype=dtype, device=device)
+        self.v = torch.zeros(batch, n_kv, length, dh, dtype=dtype, device=device)
 
     def put(self, start: int, k: torch.Tensor, v: torch.Tensor):  # k, v [B, n_kv, T, dh] float32
         end = start + k.shape[2]
@@ -141,10 +144,10 @@ class ExactAttention:
         B, T, d = x.shape
         qkv = self.qkv(x)
         H, Hk, dh = self.n_heads, self.n_kv, self.dh
-        if self.c is not None and kernels.available():           # the same arithmetic, fused, in C
+        if cache.kernel:                                          # the same arithmetic, fused, in C
             y = torch.empty(B, T, d)
             if kernels.LIB.attention_forward(ctypes.byref(self.c), B, T, start, qkv.contiguous().data_ptr(),
-                                             cache.k.data_ptr(), cache.v.data_ptr(), cache.k.shape[2], y.data_ptr()):
+                                             cache.k.data_ptr(), cache.v.data_ptr(), cache.length, y.data_ptr()):
                 raise MemoryError("attention is out of memory")
             return self.proj(y)
         q, k, v = qkv.split([H * dh, Hk * dh, Hk * dh], -1)
@@ -253,7 +256,8 @@ class ExactMegabyte:
         return self.out_table[idx.long()]
 
     def _caches(self, batch: int, n_layers: int, length: int, kv):
-        return [KVCache(batch, kv[0], length, kv[1], self.device) for _ in range(n_layers)]
+        kernel = self.g_blocks[0].attn.c is not None and kernels.available()     # then attention runs in C
+        return [KVCache(batch, kv[0], length, kv[1], self.device, kernel) for _ in range(n_layers)]
 
     # -- parallel path ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -305,7 +309,7 @@ class Stepper:
             if p == 0:
                 self.g = torch.empty(self.B, P, m.dl)
                 if lib.global_step(ctypes.byref(m.global_kernel), self.B, k, self.patch.data_ptr(), gk, gv,
-                                   self.g_caches[0].k.shape[2], self.g.data_ptr()):
+                                   self.g_caches[0].length, self.g.data_ptr()):
                     raise MemoryError("the global model's step is out of memory")
             freqs = torch.empty(self.B, 256, dtype=torch.int64)
             if lib.local_step(ctypes.byref(m.local_kernel), self.B, p, prev.data_ptr(), self.g.data_ptr(), lk, lv,

@@ -77,7 +77,7 @@ class MixerState(ctypes.Structure):
                                                   "final_blend")]
                 + [(n, Source) for n in ("history", "dict_match", "priors")]
                 + [(n, ctypes.c_void_p) for n in ("log2", "exp2", "byte_class", "inputs", "logp", "mixed", "q",
-                                                  "q_sum", "geo", "bucket", "wset", "gset", "has", "predicted", "rows")])
+                                                  "q_sum", "geo", "varies", "bucket", "wset", "gset", "has", "predicted", "rows")])
 
 
 class Linear(ctypes.Structure):

@@ -255,7 +255,8 @@ class Mixer:
         log2, exp2 = _log_exp_tables() if self.geometric else (None, None)
         self._log2_i16 = None if log2 is None else log2.astype(np.int16)      # every entry <= 16 x 256
         scratch = {"inputs": (L, N_MODELS, 256), "logp": (L, N_MODELS, 256), "mixed": (L, 256), "q": (N_GEO, L, 256),
-                   "q_sum": (N_GEO, L), "geo": (N_GEO, L, 256), "bucket": (L,), "wset": (L,), "gset": (N_GEO, L),
+                   "q_sum": (N_GEO, L), "geo": (N_GEO, L, 256), "varies": (L, 1 + N_MODELS),
+                   "bucket": (L,), "wset": (L,), "gset": (N_GEO, L),
                    "has": (N_MATCH, L), "predicted": (N_MATCH, L), "rows": (len(OWN_ORDERS), L)}
         self._scratch = {k: np.zeros(shape, dtype=np.float64 if k in ("logp", "q") else np.int64)
                          for k, shape in scratch.items()}
