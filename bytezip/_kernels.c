@@ -162,14 +162,14 @@ INLINE i64 source_byte(const Source *s, i64 ptr) {
     return s->data && s->n ? s->data[ptr > 0 ? ptr : 0] : 0;
 }
 
-/* neural [L, 256] frequencies, p_pcm / p_image [L, 256] and wset_offset [L] (from the signal predictor,
-   computed in Python) -> out [L, 256] mixed frequencies (each >= 1) */
-VECTOR_CLONES void mixer_mix(Mixer *m, const i64 *neural, const i64 *p_pcm, const i64 *p_image, const i64 *wset_offset,
-               i64 *out) {
+/* each lane's neural frequencies nn[l] [256], p_pcm / p_image [L, 256] and wset_offset [L] (from the signal
+   predictor, computed in Python) -> each lane's mixed frequencies out[l] [256] (each >= 1) */
+INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows, const i64 *p_pcm,
+                      const i64 *p_image, const i64 *wset_offset) {
     const i64 L = m->L;
     for (i64 l = 0; l < L; l++) {
-        i64 *in = m->inputs + l * N_MODELS * 256;
-        const i64 *nn = neural + l * 256;
+        i64 *in = m->inputs + l * N_MODELS * 256, *out = out_rows[l];
+        const i64 *nn = nn_rows[l];
         i64 s = 0;
         for (int k = 0; k < 256; k++) s += nn[k];
         double inv_s = 1.0 / (double)s;
@@ -224,7 +224,7 @@ VECTOR_CLONES void mixer_mix(Mixer *m, const i64 *neural, const i64 *p_pcm, cons
         }
         for (int k = 0; k < 256; k++) mixed[k] = (i64)acc[k] >> 16;
         if (!m->geometric) {
-            for (int k = 0; k < 256; k++) out[l * 256 + k] = mixed[k] + 1;
+            for (int k = 0; k < 256; k++) out[k] = mixed[k] + 1;
             continue;
         }
         /* an input that is the same for every byte (the PCM and image inputs where the geometric mix runs, a
@@ -270,8 +270,43 @@ VECTOR_CLONES void mixer_mix(Mixer *m, const i64 *neural, const i64 *p_pcm, cons
         const i64 *b = m->blend + (l * N_BUCKETS + bucket) * (1 + N_GEO);
         const i64 *g0 = m->geo + l * 256, *g1 = m->geo + (L + l) * 256;
         for (int k = 0; k < 256; k++)
-            out[l * 256 + k] = ((b[0] * mixed[k] + b[1] * g0[k] + b[2] * g1[k]) >> 16) + 1;
+            out[k] = ((b[0] * mixed[k] + b[1] * g0[k] + b[2] * g1[k]) >> 16) + 1;
     }
+}
+
+/* neural [L, 256] -> out [L, 256] (the decoder's step); 0, or -1 when out of memory */
+VECTOR_CLONES int mixer_mix(Mixer *m, const i64 *neural, const i64 *p_pcm, const i64 *p_image,
+                            const i64 *wset_offset, i64 *out) {
+    const i64 **nn = malloc(sizeof(i64 *) * m->L);
+    i64 **o = malloc(sizeof(i64 *) * m->L);
+    if (nn && o) {
+        for (i64 l = 0; l < m->L; l++) {
+            nn[l] = neural + l * 256;
+            o[l] = out + l * 256;
+        }
+        mix_lanes(m, nn, o, p_pcm, p_image, wset_offset);
+    }
+    free(nn); free(o);
+    return nn && o ? 0 : -1;
+}
+
+/* the encoder's step at position t: lane l's frequencies are rows t of neural[l] [sizes[l], 256] and go to
+   rows t of out[l] (a lane whose chunk has ended reads a row of ones and writes a scratch row) */
+VECTOR_CLONES int mixer_mix_rows(Mixer *m, const i64 *const *neural, i64 *const *out, const i64 *p_pcm,
+                                 const i64 *p_image, const i64 *wset_offset) {
+    const i64 **nn = malloc(sizeof(i64 *) * m->L);
+    i64 **o = malloc(sizeof(i64 *) * m->L), *ones = malloc(sizeof(i64) * 512);
+    if (nn && o && ones) {
+        for (int k = 0; k < 256; k++) ones[k] = 1;
+        for (i64 l = 0; l < m->L; l++) {
+            const int inside = m->t < m->sizes[l];
+            nn[l] = inside ? neural[l] + m->t * 256 : ones;
+            o[l] = inside ? out[l] + m->t * 256 : ones + 256;
+        }
+        mix_lanes(m, nn, o, p_pcm, p_image, wset_offset);
+    }
+    free(nn); free(o); free(ones);
+    return nn && o && ones ? 0 : -1;
 }
 
 /* bayes_update on one row of n weights */

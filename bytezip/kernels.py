@@ -21,9 +21,10 @@ def _load():
     except ImportError:
         return None
     lib = ctypes.CDLL(_kernels.__file__)
-    lib.mixer_mix.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 5
+    lib.mixer_mix.argtypes = lib.mixer_mix_rows.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 5
     lib.mixer_update.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-    lib.mixer_mix.restype = lib.mixer_update.restype = None
+    lib.mixer_mix.restype = lib.mixer_mix_rows.restype = ctypes.c_int
+    lib.mixer_update.restype = None
     lib.local_step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 5
     lib.local_step.restype = ctypes.c_int
     lib.global_step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3 + \

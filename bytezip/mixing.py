@@ -248,6 +248,7 @@ class Mixer:
             getattr(self, name)[:] = start
         self.final = {"geo_weights": self.geo_weights.copy(), "blend": self.blend.copy()}  # at each chunk's end
         self._kernel = self._kernel_state() if kernels.available() else None
+        self._flat_inputs = self._row_lists = self._row_tables = None       # built at the first step that needs them
 
     def _kernel_state(self) -> kernels.MixerState:
         """This mixer's arrays, and the scratch that a step's mix leaves for its update, for the C kernel."""
@@ -285,9 +286,13 @@ class Mixer:
     def _signal_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The PCM and image predictors' distributions [L, 256] (flat where inactive) and the offset [L] of
         the weight set they select."""
+        if self.signal is None and self._flat_inputs is not None:
+            return self._flat_inputs                                  # never written to: the same every step
         shape = (len(self.lanes), 256)
         p_pcm, p_image = np.full(shape, ONE >> 8, dtype=np.int64), np.full(shape, ONE >> 8, dtype=np.int64)
         offset = np.zeros(shape[0], dtype=np.int64)
+        if self.signal is None:
+            self._flat_inputs = p_pcm, p_image, offset
         if isinstance(self.signal, PcmModel):
             active, high, p = self.signal.frequencies(self.t, self._prev(1))
             p_pcm[active] = p[active]
@@ -300,11 +305,31 @@ class Mixer:
 
     def mix(self, neural: np.ndarray) -> np.ndarray:
         """Neural frequencies [L, 256] (int64) -> mixed frequencies [L, 256] (int64, each >= 1)."""
-        if self._kernel is not None:
-            arrays = (np.ascontiguousarray(neural, dtype=np.int64), *self._signal_inputs(),
-                      np.empty((len(self.lanes), 256), dtype=np.int64))     # held until the call returns
-            kernels.LIB.mixer_mix(ctypes.byref(self._kernel), *map(kernels.pointer, arrays))
-            return arrays[-1]
+        if self._kernel is None:
+            return self._mix_numpy(neural)
+        into = np.empty((len(self.lanes), 256), dtype=np.int64)
+        arrays = (np.ascontiguousarray(neural, dtype=np.int64), *self._signal_inputs(), into)  # held for the call
+        if kernels.LIB.mixer_mix(ctypes.byref(self._kernel), *map(kernels.pointer, arrays)):
+            raise MemoryError("the mixer is out of memory")
+        return into
+
+    def mix_rows(self, neural: list[np.ndarray], out: list[np.ndarray]):
+        """The encoder's step: row t (this position) of each lane's neural frequencies [size, 256] -> row t of
+        its `out` [size, 256] (lanes whose chunk has ended are skipped)."""
+        if self._kernel is None:
+            rows = np.stack([f[self.t] if self.t < len(f) else np.ones(256, dtype=np.int64) for f in neural])
+            for o, mixed in zip(out, self.mix(rows)):
+                if self.t < len(o):
+                    o[self.t] = mixed
+            return
+        if self._row_lists is None or self._row_lists[0] is not neural:  # the lanes' row tables, once a round
+            self._row_lists = (neural, out)
+            self._row_tables = [(ctypes.c_void_p * len(a))(*map(kernels.pointer, a)) for a in (neural, out)]
+        tables, arrays = self._row_tables, self._signal_inputs()
+        if kernels.LIB.mixer_mix_rows(ctypes.byref(self._kernel), *tables, *map(kernels.pointer, arrays)):
+            raise MemoryError("the mixer is out of memory")
+
+    def _mix_numpy(self, neural: np.ndarray) -> np.ndarray:
         L = self.lanes
         p_nn = neural * ONE // neural.sum(-1, keepdims=True)
         has = self.ptr >= 0                                                  # [N_MATCH, L]
@@ -433,17 +458,16 @@ def mix_round(neural: list[np.ndarray], chunks: list[bytes], history: History | 
     """Encoder side: run the mixer over a round of chunks (as lanes); each chunk's mixed frequencies, and the
     mixer (whose final weights the round's mixed chunks hand on, `History.learn_weights`)."""
     longest = max(map(len, chunks))
-    data = np.zeros((len(chunks), longest), dtype=np.int64)
-    nn = np.ones((len(chunks), longest, 256), dtype=np.int64)
-    for i, (c, f) in enumerate(zip(chunks, neural)):
-        data[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
-        nn[i, :len(c)] = f
+    data = np.zeros((longest, len(chunks)), dtype=np.int64)          # [position, lane]: each step's row contiguous
+    for i, c in enumerate(chunks):
+        data[:len(c), i] = np.frombuffer(c, dtype=np.uint8)
+    neural = [np.ascontiguousarray(f, dtype=np.int64) for f in neural]
+    out = [np.empty_like(f) for f in neural]
     mixer = Mixer([len(c) for c in chunks], history, signal, dictionary)
-    out = np.empty_like(nn)
     for t in range(longest):
-        out[:, t] = mixer.mix(nn[:, t])
-        mixer.update(data[:, t])
-    return [out[i, :len(c)] for i, c in enumerate(chunks)], mixer
+        mixer.mix_rows(neural, out)
+        mixer.update(data[t])
+    return out, mixer
 
 
 def mixed_frequencies(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None,
