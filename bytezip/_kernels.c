@@ -25,6 +25,7 @@ typedef int64_t i64;
 #define VECTOR_CLONES_FMA
 #endif
 #define INLINE static inline __attribute__((always_inline))   /* into each clone, compiled for its target */
+#define MAX(a, b) ((a) > (b) ? (a) : (b))  /* of numbers, never NaN: no libm call, and vectorised */
 /* scratch rows are written before they are read, through loops GCC cannot count */
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
@@ -421,7 +422,7 @@ typedef struct {                   /* exact.ExactLinear */
 
 typedef struct { Linear qkv, proj, fc, out; } Block;
 
-enum { MAX_LAYERS = 8, ROW_BLOCK = 64 };
+enum { MAX_LAYERS = 8, ROW_BLOCK = 64, QUERY_BLOCK = 32 };
 
 
 typedef struct {                   /* exact.ExactAttention's shape and softmax table */
@@ -467,7 +468,7 @@ INLINE void exact_linear(const Linear *lin, i64 B, const float *x, float *y, flo
     for (i64 b = 0; b < B; b++) {
         const float *xb = x + b * K;
         float *qb = q + b * K, amax = 0.0f;
-        for (i64 k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xb[k]));
+        for (i64 k = 0; k < K; k++) amax = MAX(amax, fabsf(xb[k]));
         amax = amax < 0x1p-60f ? 0x1p-60f : amax;
         const float mul = 127.0f * (1.0f / amax);
         for (i64 k = 0; k < K; k++) {
@@ -489,7 +490,9 @@ INLINE void exact_linear(const Linear *lin, i64 B, const float *x, float *y, flo
 }
 
 void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots);
-void attention_sum(const double *w, const float *vals, i64 n, i64 dh, i64 rep, double *num);
+void attention_dots_tiled(const double *q, const float *keys, i64 rows, i64 rep, i64 first, i64 n, i64 dh,
+                          double *dots);
+void attention_sum(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 rep, double *num);
 
 /* exact.ExactAttention: T queries per lane at positions start .. start + T - 1, each attending to the cached
    positions before it and to itself; qkv [B, T, (H + 2 Hk) dh] float32; writes the keys and values of these
@@ -498,57 +501,70 @@ void attention_sum(const double *w, const float *vals, i64 n, i64 dh, i64 rep, d
 INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, float *kc, float *vc,
                      i64 cache_len, float *y) {
     const i64 H = a->n_heads, Hk = a->n_kv, dh = a->dh, rep = H / Hk, width = (H + 2 * Hk) * dh;
-    double *qd = malloc(sizeof(double) * rep * dh), *dots = malloc(sizeof(double) * rep * (start + T)),
-           *num = malloc(sizeof(double) * rep * dh), *to_index = malloc(sizeof(double) * rep),
+    const i64 qb = T < QUERY_BLOCK ? T : QUERY_BLOCK, span = start + T;     /* queries per block, longest row */
+    double *qd = malloc(sizeof(double) * qb * rep * dh), *dots = malloc(sizeof(double) * qb * rep * span),
+           *num = malloc(sizeof(double) * rep * dh), *to_index = malloc(sizeof(double) * qb * rep),
            *wsum = malloc(sizeof(double) * rep);
     if (!qd || !dots || !num || !to_index || !wsum) {
         free(qd); free(dots); free(num); free(to_index); free(wsum);
         return -1;
     }
     for (i64 b = 0; b < B; b++)
-        for (i64 i = 0; i < T; i++) {
-            const i64 p = start + i, n = p + 1;
-            const float *row = qkv + (b * T + i) * width;
-            for (i64 hk = 0; hk < Hk; hk++) {
-                float *kk = kc + ((b * Hk + hk) * cache_len + p) * dh, *vv = vc + ((b * Hk + hk) * cache_len + p) * dh;
-                for (i64 e = 0; e < dh; e++) {
-                    double k = rint((double)row[(H + hk) * dh + e] * 8192.0);
-                    double v = rint((double)row[(H + Hk + hk) * dh + e] * 8192.0);
-                    kk[e] = (float)(k < -1048576.0 ? -1048576.0 : k > 1048576.0 ? 1048576.0 : k);
-                    vv[e] = (float)(v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v);
+        for (i64 i0 = 0; i0 < T; i0 += qb) {
+            const i64 nb = T - i0 < qb ? T - i0 : qb, stride = start + i0 + nb;   /* dots row length */
+            for (i64 i = i0; i < i0 + nb; i++) {             /* this block's keys and values, fixed point */
+                const float *row = qkv + (b * T + i) * width;
+                for (i64 hk = 0; hk < Hk; hk++) {
+                    float *kk = kc + ((b * Hk + hk) * cache_len + start + i) * dh;
+                    float *vv = vc + ((b * Hk + hk) * cache_len + start + i) * dh;
+                    for (i64 e = 0; e < dh; e++) {
+                        double k = rint((double)row[(H + hk) * dh + e] * 8192.0);
+                        double v = rint((double)row[(H + Hk + hk) * dh + e] * 8192.0);
+                        kk[e] = (float)(k < -1048576.0 ? -1048576.0 : k > 1048576.0 ? 1048576.0 : k);
+                        vv[e] = (float)(v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v);
+                    }
                 }
             }
             for (i64 hk = 0; hk < Hk; hk++) {
                 const float *keys = kc + (b * Hk + hk) * cache_len * dh, *vals = vc + (b * Hk + hk) * cache_len * dh;
-                for (i64 r = 0; r < rep; r++) {            /* the query heads sharing this key head */
-                    const float *qr = row + (hk * rep + r) * dh;
-                    double *q = qd + r * dh, amax = 0.0;
-                    for (i64 e = 0; e < dh; e++) amax = fmax(amax, fabs((double)qr[e]));
-                    amax = amax < 0x1p-60 ? 0x1p-60 : amax;
-                    const double mul = 32768.0 * (1.0 / amax);
-                    to_index[r] = (amax * (1.0 / 32768.0)) * a->score_to_index;
-                    for (i64 e = 0; e < dh; e++) {
-                        double v = rint((double)qr[e] * mul);
-                        q[e] = v < -32768.0 ? -32768.0 : v > 32768.0 ? 32768.0 : v;
+                for (i64 i = 0; i < nb; i++)
+                    for (i64 r = 0; r < rep; r++) {        /* the query heads sharing this key head */
+                        const float *qr = qkv + (b * T + i0 + i) * width + (hk * rep + r) * dh;
+                        double *q = qd + (i * rep + r) * dh, amax = 0.0;
+                        for (i64 e = 0; e < dh; e++) amax = MAX(amax, fabs((double)qr[e]));
+                        amax = amax < 0x1p-60 ? 0x1p-60 : amax;
+                        const double mul = 32768.0 * (1.0 / amax);
+                        to_index[i * rep + r] = (amax * (1.0 / 32768.0)) * a->score_to_index;
+                        for (i64 e = 0; e < dh; e++) {
+                            double v = rint((double)qr[e] * mul);
+                            q[e] = v < -32768.0 ? -32768.0 : v > 32768.0 ? 32768.0 : v;
+                        }
                     }
-                }
-                attention_dots(qd, keys, n, dh, rep, dots);
-                for (i64 r = 0; r < rep; r++) {
-                    double dmax = -INFINITY, *dr = dots + r * n;
-                    for (i64 j = 0; j < n; j++) dmax = fmax(dmax, dr[j]);
-                    wsum[r] = 0.0;
-                    for (i64 j = 0; j < n; j++) {               /* the softmax weights, in place of the dots */
-                        double below = (dmax - dr[j]) * to_index[r];
-                        below = below > (double)a->att_len ? (double)a->att_len : below;
-                        dr[j] = a->att_table[(i64)below];
-                        wsum[r] += dr[j];
+                /* dots [nb * rep, stride]: query row i sees keys 0 .. start + i0 + i */
+                if (nb == 1)
+                    attention_dots(qd, keys, stride, dh, rep, dots);
+                else
+                    attention_dots_tiled(qd, keys, nb * rep, rep, start + i0, stride, dh, dots);
+                for (i64 i = 0; i < nb; i++) {
+                    const i64 n = start + i0 + i + 1;
+                    double *dq = dots + i * rep * stride;
+                    for (i64 r = 0; r < rep; r++) {
+                        double dmax = -INFINITY, *dr = dq + r * stride;
+                        for (i64 j = 0; j < n; j++) dmax = MAX(dmax, dr[j]);
+                        wsum[r] = 0.0;
+                        for (i64 j = 0; j < n; j++) {           /* the softmax weights, in place of the dots */
+                            double below = (dmax - dr[j]) * to_index[i * rep + r];
+                            below = below > (double)a->att_len ? (double)a->att_len : below;
+                            dr[j] = a->att_table[(i64)below];
+                            wsum[r] += dr[j];
+                        }
                     }
-                }
-                attention_sum(dots, vals, n, dh, rep, num);
-                for (i64 r = 0; r < rep; r++) {
-                    const double scale = (1.0 / wsum[r]) * (1.0 / 8192.0);
-                    float *out = y + (b * T + i) * H * dh + (hk * rep + r) * dh;
-                    for (i64 e = 0; e < dh; e++) out[e] = (float)(num[r * dh + e] * scale);
+                    attention_sum(dq, stride, vals, n, dh, rep, num);
+                    for (i64 r = 0; r < rep; r++) {
+                        const double scale = (1.0 / wsum[r]) * (1.0 / 8192.0);
+                        float *out = y + (b * T + i0 + i) * H * dh + (hk * rep + r) * dh;
+                        for (i64 e = 0; e < dh; e++) out[e] = (float)(num[r * dh + e] * scale);
+                    }
                 }
             }
         }
@@ -603,7 +619,7 @@ INLINE void logits_to_frequencies(const LocalModel *m, i64 rows, const float *lo
     for (i64 b = 0; b < rows; b++) {
         const float *lg = logits + b * 256;
         float mx = lg[0];
-        for (int k = 1; k < 256; k++) mx = fmaxf(mx, lg[k]);
+        for (int k = 1; k < 256; k++) mx = MAX(mx, lg[k]);
         for (int k = 0; k < 256; k++) {
             float v = rintf((mx - lg[k]) * m->out_steps);
             v = v > (float)m->out_len ? (float)m->out_len : v;
@@ -676,7 +692,7 @@ VECTOR_CLONES int local_step(const LocalModel *m, i64 B, i64 p, const i64 *prev,
 /* exact.rms_norm of one row x [K] into out: the sum of squares of 20-bit integers, in float64 */
 INLINE void rms_norm_row(const float *x, const float *gain, i64 K, float *out) {
     double amax = 0.0, ss = 0.0;
-    for (i64 k = 0; k < K; k++) amax = fmax(amax, fabs((double)x[k]));
+    for (i64 k = 0; k < K; k++) amax = MAX(amax, fabs((double)x[k]));
     amax = amax < 0x1p-60 ? 0x1p-60 : amax;
     const double mul = 1048576.0 * (1.0 / amax), scale = amax * (1.0 / 1048576.0);
     for (i64 k = 0; k < K; k++) {
@@ -780,14 +796,45 @@ VECTOR_CLONES_FMA void attention_dots(const double *q, const float *keys, i64 n,
     }
 }
 
-/* num [rep, dh] = sum over j < n of w[r, j] vals[j, :]: integers below 2^45, exact in any order; the rep
-   heads share each value's load */
-VECTOR_CLONES_FMA void attention_sum(const double *w, const float *vals, i64 n, i64 dh, i64 rep, double *num) {
+/* dots [rows, n] = q [rows, dh] . keys [0 .. n) [dh] where query row i (head-major groups of rep rows) needs
+   only keys 0 .. first + i / rep; by tiles of 8 keys, transposed to doubles once for all rows: each multiply-add
+   makes 8 products (exact: integers below 2^42 in any order) */
+VECTOR_CLONES_FMA void attention_dots_tiled(const double *q, const float *keys, i64 rows, i64 rep, i64 first, i64 n,
+                                            i64 dh, double *dots) {
+    double *kt = malloc(sizeof(double) * 8 * dh);
+    if (!kt) {                                         /* no scratch: one row at a time */
+        for (i64 i = 0; i < rows; i += rep) attention_dots(q + i * dh, keys, n, dh, rep, dots + i * n);
+        return;
+    }
+    for (i64 j0 = 0; j0 < n; j0 += 8) {
+        const i64 nj = n - j0 < 8 ? n - j0 : 8;
+        for (i64 e = 0; e < dh; e++)
+            for (i64 u = 0; u < 8; u++) kt[e * 8 + u] = u < nj ? (double)keys[(j0 + u) * dh + e] : 0.0;
+        const i64 from = j0 > first ? (j0 - first) * rep : 0;      /* rows whose last key is below j0 skip it */
+        for (i64 i = from; i < rows; i++) {
+            v8d acc = {0};
+            const double *qi = q + i * dh;
+            for (i64 e = 0; e < dh; e++) {
+                v8d k;
+                memcpy(&k, kt + e * 8, sizeof k);
+                acc += qi[e] * k;
+            }
+            double *out = dots + i * n + j0;
+            for (i64 u = 0; u < nj; u++) out[u] = acc[u];
+        }
+    }
+    free(kt);
+}
+
+/* num [rep, dh] = sum over j < n of w[r, j] vals[j, :] (w rows `stride` apart): integers below 2^45, exact
+   in any order; the rep heads share each value's load */
+VECTOR_CLONES_FMA void attention_sum(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 rep,
+                                     double *num) {
     for (i64 e = 0; e < rep * dh; e++) num[e] = 0.0;
     for (i64 j = 0; j < n; j++) {
         const float *v = vals + j * dh;
         for (i64 r = 0; r < rep; r++) {
-            const double wr = w[r * n + j];
+            const double wr = w[r * stride + j];
             if (wr == 0.0) continue;
             double *nr = num + r * dh;
             for (i64 e = 0; e < dh; e++) nr[e] += wr * (double)v[e];
