@@ -280,7 +280,7 @@ def forced_model_chunks(m, data: bytes, chunk_size: int, count: int, mixing: boo
         t0 = pc()
         freqs = neural_frequencies(m, part)
         t1 = pc()
-        mixed = mixed_frequencies(freqs, part) if mixing else None
+        mixed = mixed_frequencies(freqs, part, dictionary=m.dictionary) if mixing else None   # as the archive says
         t2 = pc()
         neural = [neural_encode(f, c) for f, c in zip(freqs, part)]
         coded = [neural_encode(f, c) for f, c in zip(mixed, part)] if mixing else neural
@@ -317,7 +317,7 @@ def decode_breakdown(m, payloads: list[bytes], sizes: list[int], mixed: list[boo
     n_steps = max(sizes) if steps is None else min(steps, max(sizes))
     laps: dict[str, float] = {}
     t_begin = time.perf_counter()
-    out = neural_decode(m, payloads, [min(n, n_steps) for n in sizes], mixed, timings=laps)
+    out = neural_decode(m, payloads, [min(n, n_steps) for n in sizes], mixed, timings=laps, dictionary=m.dictionary)
     total = time.perf_counter() - t_begin
     P = m.exact.cfg.patch_size
     n_patch = -(-n_steps // P)

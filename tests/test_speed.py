@@ -6,6 +6,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import bytezip
+from bytezip import speed
 from bytezip.bench import bench_command
 from bytezip.model import save_model
 from bytezip.speed import BREAKDOWN_PARTS, Sample, flops_per_byte, run_speed
@@ -102,3 +104,21 @@ def test_bench_speed_command(tmp_path, random_model, monkeypatch):
     assert res["model"]["id"] == "tiny-random" and res["samples"][0]["name"] == "a.txt"
     assert res["samples"][0]["roundtrip_ok"] and res["lanes_sweep"][0]["roundtrip_ok"]
     assert "where decode time goes" in r.output and "| lanes |" in r.output
+
+
+def test_forced_model_chunks_decode_with_the_models_dictionary(random_model):
+    """The lanes sweep's archives: chunks forced to the mixer, with the model's priming dictionary as the
+    archive header says, decode (they did not when the encoder left the dictionary out)."""
+    import io
+    from bytezip.codec import CodingModel, coding_model
+    from bytezip.mixing import History
+    text = english_text()
+    dictionary = History()
+    dictionary.extend(text[-20000:])
+    base = coding_model(random_model)
+    cm = CodingModel(base.exact, base.model_id, base.digest, dictionary, b"\x07" * 8)
+    comp = bytezip.Compressor(model=cm, chunk_size=CHUNK, history=False)
+    chunks, payloads, _, _, _ = speed.forced_model_chunks(cm, text, CHUNK, 5)
+    blob = speed.model_archive(comp, chunks, payloads)
+    assert bytezip.read_info(io.BytesIO(blob)).header.dictionary_digest == b"\x07" * 8
+    assert bytezip.Decompressor(model=cm, lanes=3).decompress(blob) == b"".join(chunks)
