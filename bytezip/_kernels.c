@@ -409,6 +409,203 @@ VECTOR_CLONES void mixer_update(Mixer *m, const i64 *byte) {
     }
 }
 
+/* ---- image.ImageModel: the pixel predictor of the mixer, for all lanes (the same integers as its numpy code) ---- */
+
+enum { IMG_PREDICTORS = 8, IMG_ACTIVITY = 8, IMG_ERROR_SHIFT = 4, IMG_MIN_SCALE = 8 };
+
+typedef struct {
+    i64 L, channels, width, offset, band_chunks, chunk_size, round_chunks, q_max;
+    const i64 *starts;             /* [L] */
+    i64 *error;                    /* [L, channels, IMG_ACTIVITY, IMG_PREDICTORS] */
+    i64 *scale, *bias;             /* [L, channels, IMG_ACTIVITY] */
+    i64 *context;                  /* [L, 3]: active, channel, activity of the byte */
+    i64 *preds;                    /* [L, IMG_PREDICTORS] */
+    i64 *guess;                    /* [L] */
+    const i64 *exp;                /* [q_max + 1] (pcm.EXP) */
+} ImageState;
+
+INLINE i64 clip64(i64 v, i64 lo, i64 hi) { return v < lo ? lo : v > hi ? hi : v; }
+INLINE i64 floormod(i64 a, i64 b) { i64 r = a % b; return r < 0 ? r + b : r; }
+INLINE i64 abs64(i64 v) { return v < 0 ? -v : v; }
+
+/* image.coded_index for one chunk */
+INLINE i64 coded_chunk(i64 j, i64 round_chunks, i64 band_chunks) {
+    if (!band_chunks || j >= round_chunks * band_chunks) return j;
+    return (j % band_chunks) * round_chunks + j / band_chunks;
+}
+
+/* distributions p [L, 256] and active [L] of each lane's byte at position t; own [L, own_width] the lanes'
+   bytes so far, history [n] the earlier rounds' */
+VECTOR_CLONES void image_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_width, const uint8_t *history,
+                                     i64 n, i64 *p, i64 *active_out) {
+    const i64 C = s->channels, S = s->width * s->channels, CS = s->chunk_size;
+    const i64 lags[7] = {C, S, S + C, S - C, 1, C + 1, S + 1};
+    for (i64 l = 0; l < s->L; l++) {
+        const i64 pos = s->starts[l] + t - s->offset, active = pos >= 0;
+        const i64 ch = active ? floormod(pos, C) : 0, x = active ? floormod(pos / C, s->width) : 0;
+        i64 v[7], known[7];
+        for (int g = 0; g < 7; g++) {                  /* image.ImageModel._neighbours */
+            const i64 lag = lags[g], q = s->starts[l] + t - lag, inside = q >= s->starts[l] && lag <= t;
+            const i64 q0 = q > 0 ? q : 0, hpos = coded_chunk(q0 / CS, s->round_chunks, s->band_chunks) * CS + q0 % CS;
+            const i64 in_history = !inside && q >= 0 && hpos >= 0 && hpos < n;
+            v[g] = inside ? own[l * own_width + clip64(t - lag, 0, own_width - 1)] : 0;
+            if (in_history) v[g] = history[clip64(hpos, 0, n - 1)];
+            known[g] = inside || in_history;
+        }
+        const i64 has_w = known[0] && x > 0, has_n = known[1], has_ne = known[3] && x < s->width - 1 && has_n;
+        const i64 has_u = known[4] && ch > 0, u = v[4];
+        const i64 w = has_w ? v[0] : has_n ? v[1] : 128;
+        const i64 nn = has_n ? v[1] : w;
+        const i64 nw = known[2] && has_w && has_n ? v[2] : nn;
+        const i64 ne = has_ne ? v[3] : nn;
+        const i64 grad = clip64(nn + w - nw, 0, 255);
+        const i64 mx = nn > w ? nn : w, mn = nn < w ? nn : w;
+        const i64 med = nw >= mx ? mn : nw <= mn ? mx : nn + w - nw;
+        const i64 uw = has_u && known[5] && has_w ? v[5] : u, un = has_u && known[6] && has_n ? v[6] : u;
+        i64 *preds = s->preds + l * IMG_PREDICTORS;
+        const i64 raw[IMG_PREDICTORS] = {w, nn, ne, grad, med, (w + ne) / 2, has_u ? w + u - uw : w,
+                                         has_u ? nn + u - un : nn};
+        for (int k = 0; k < IMG_PREDICTORS; k++) preds[k] = clip64(16 * raw[k], 0, 16 * 255);
+        const i64 act = abs64(w - nw) + abs64(nn - nw) + abs64(nn - ne) + (has_u ? abs64(u - uw) + abs64(u - un) : 0);
+        i64 activity = 63 - __builtin_clzll((unsigned long long)(act + 1));     /* floor(log2(act + 1)) */
+        activity = activity < IMG_ACTIVITY - 1 ? activity : IMG_ACTIVITY - 1;
+        const i64 ctx = (l * C + ch) * IMG_ACTIVITY + activity;
+        const i64 *err = s->error + ctx * IMG_PREDICTORS;
+        i64 num = 0, den = 0;
+        for (int k = 0; k < IMG_PREDICTORS; k++) {
+            const i64 e = k >= 6 && !has_u ? (i64)1 << 20 : err[k];
+            const i64 inv = ((i64)1 << 40) / (e * e + 1);
+            num += preds[k] * inv;
+            den += inv;
+        }
+        s->guess[l] = floordiv(num, den > 1 ? den : 1);
+        s->context[l * 3] = active;
+        s->context[l * 3 + 1] = ch;
+        s->context[l * 3 + 2] = activity;
+        const i64 center = clip64(s->guess[l] + s->bias[ctx], 0, 16 * 255);
+        const i64 scale = s->scale[ctx] > IMG_MIN_SCALE ? s->scale[ctx] : IMG_MIN_SCALE;
+        i64 *pl = p + l * 256, sum = 0;
+        for (int k = 0; k < 256; k++) {
+            const i64 q = abs64(16 * k - center) * 32 / scale;
+            pl[k] = s->exp[q < s->q_max ? q : s->q_max];
+            sum += pl[k];
+        }
+        for (int k = 0; k < 256; k++) pl[k] = pl[k] * ONE / sum;
+        active_out[l] = active;
+    }
+}
+
+/* learn from the byte [L] each lane just coded at the position of the last image_frequencies */
+VECTOR_CLONES void image_update(ImageState *s, const i64 *byte) {
+    for (i64 l = 0; l < s->L; l++) {
+        const i64 *c = s->context + l * 3;
+        if (!c[0]) continue;
+        const i64 ctx = (l * s->channels + c[1]) * IMG_ACTIVITY + c[2], v = 16 * byte[l];
+        i64 *e = s->error + ctx * IMG_PREDICTORS;
+        for (int k = 0; k < IMG_PREDICTORS; k++) e[k] += (abs64(v - s->preds[l * IMG_PREDICTORS + k]) - e[k]) >> IMG_ERROR_SHIFT;
+        const i64 miss = v - s->guess[l];
+        s->bias[ctx] += (miss - s->bias[ctx]) >> IMG_ERROR_SHIFT;
+        s->scale[ctx] += (abs64(miss - s->bias[ctx]) - s->scale[ctx]) >> IMG_ERROR_SHIFT;
+    }
+}
+
+/* ---- pcm.PcmModel: the 16-bit sample predictor of the mixer, for all lanes (the same integers as its numpy
+   code) ---- */
+
+enum { PCM_PREDICTORS = 6, PCM_ORDER = 16, PCM_TAPS = 18, PCM_ERROR_SHIFT = 4, PCM_MIN_ERROR = 8, PCM_HI_WINDOW = 2,
+       PCM_Q_SCALE = 512, PCM_LMS_SHIFT = 14, PCM_LMS_RATE = 11, PCM_LMS_EPS = 1 << 10 };
+
+typedef struct {
+    i64 L, channels, offset, q_max;
+    const i64 *starts;             /* [L] */
+    i64 *samples;                  /* [L, channels, 3] newest first */
+    i64 *error;                    /* [L, channels, PCM_PREDICTORS] */
+    i64 *guess, *scale;            /* [L] */
+    i64 *preds;                    /* [L, PCM_PREDICTORS] */
+    i64 *steps;                    /* [L, channels, PCM_ORDER] */
+    i64 *lms;                      /* [L, channels, PCM_TAPS] */
+    i64 *lms_input;                /* [L, PCM_TAPS] */
+    const i64 *exp;                /* [q_max + 1] */
+} PcmState;
+
+INLINE i64 pcm_laplace(const PcmState *s, i64 d, i64 scale) {
+    const i64 q = abs64(d) * PCM_Q_SCALE / scale;
+    return s->exp[q < s->q_max ? q : s->q_max];
+}
+
+/* distributions p [L, 256], active and high [L] of each lane's byte at position t; previous [L] the byte
+   before (the low byte, for a high byte) */
+VECTOR_CLONES void pcm_frequencies(PcmState *s, i64 t, const i64 *previous, i64 *p, i64 *active_out,
+                                   i64 *high_out) {
+    const i64 C = s->channels;
+    for (i64 l = 0; l < s->L; l++) {
+        const i64 pos = s->starts[l] + t - s->offset, slot = floormod(pos, 2 * C), ch = slot >> 1, high = slot & 1;
+        i64 *pl = p + l * 256, sum = 0;
+        if (!high) {                                   /* a low byte starts a sample: predictor and scale now */
+            const i64 *x = s->samples + (l * C + ch) * 3, *y = s->samples + l * C * 3;
+            i64 *u = s->lms_input + l * PCM_TAPS, *preds = s->preds + l * PCM_PREDICTORS;
+            for (int k = 0; k < PCM_ORDER; k++) u[k] = s->steps[(l * C + ch) * PCM_ORDER + k];
+            for (int k = 0; k < 2; k++) u[PCM_ORDER + k] = ch > 0 ? s->steps[l * C * PCM_ORDER + k] : 0;
+            i64 dot = 0;
+            for (int k = 0; k < PCM_TAPS; k++) dot += s->lms[(l * C + ch) * PCM_TAPS + k] * u[k];
+            const i64 order2 = 2 * x[0] - x[1];
+            const i64 raw[PCM_PREDICTORS] = {x[0], order2, 3 * x[0] - 3 * x[1] + x[2], x[0] + y[0] - y[1],
+                                             order2 + y[0] - (2 * y[1] - y[2]), x[0] + (dot >> PCM_LMS_SHIFT)};
+            const i64 *err = s->error + (l * C + ch) * PCM_PREDICTORS;
+            i64 best = 0, best_err = 0;
+            for (int k = 0; k < PCM_PREDICTORS; k++) {
+                preds[k] = clip64(raw[k], -32768, 32767);
+                const i64 e = err[k] + (ch == 0 && (k == 3 || k == 4) ? (i64)1 << 50 : 0);
+                if (k == 0 || e < best_err) { best = k; best_err = e; }
+            }
+            s->guess[l] = preds[best];
+            s->scale[l] = err[best] > PCM_MIN_ERROR ? err[best] : PCM_MIN_ERROR;
+            const i64 guess = s->guess[l], center = guess >> 8;
+            for (int k = 0; k < 256; k++) pl[k] = 0;
+            for (i64 dk = -PCM_HI_WINDOW; dk <= PCM_HI_WINDOW; dk++) {
+                const i64 hi = center + dk;
+                if (hi < -128 || hi >= 128) continue;
+                for (int k = 0; k < 256; k++) pl[k] += pcm_laplace(s, hi * 256 + k - guess, s->scale[l]);
+            }
+        } else                                          /* the sample is hi * 256 + previous, hi signed */
+            for (int k = 0; k < 256; k++)
+                pl[k] = pcm_laplace(s, (k >= 128 ? k - 256 : k) * 256 + previous[l] - s->guess[l], s->scale[l]);
+        for (int k = 0; k < 256; k++) sum += pl[k];
+        sum = sum > 1 ? sum : 1;
+        for (int k = 0; k < 256; k++) pl[k] = pl[k] * ONE / sum;
+        active_out[l] = pos >= 0;
+        high_out[l] = high;
+    }
+}
+
+/* after the byte [L] at t is coded: learn from the samples it completes */
+VECTOR_CLONES void pcm_update(PcmState *s, i64 t, const i64 *byte, const i64 *previous) {
+    const i64 C = s->channels;
+    for (i64 l = 0; l < s->L; l++) {
+        const i64 pos = s->starts[l] + t - s->offset, slot = floormod(pos, 2 * C), ch = slot >> 1;
+        if (pos < 0 || !(slot & 1)) continue;
+        const i64 hi = byte[l], sample = (hi >= 128 ? hi - 256 : hi) * 256 + previous[l];
+        const i64 *preds = s->preds + l * PCM_PREDICTORS, *u = s->lms_input + l * PCM_TAPS;
+        i64 *e = s->error + (l * C + ch) * PCM_PREDICTORS, *x = s->samples + (l * C + ch) * 3;
+        for (int k = 0; k < PCM_PREDICTORS; k++) {
+            const i64 v = e[k] + (((abs64(sample - preds[k]) << PCM_ERROR_SHIFT) - e[k]) >> PCM_ERROR_SHIFT);
+            e[k] = v < ((i64)1 << 40) ? v : (i64)1 << 40;
+        }
+        const i64 s0 = x[0];
+        x[2] = x[1];
+        x[1] = x[0];
+        x[0] = sample;
+        const i64 err = sample - preds[PCM_PREDICTORS - 1];
+        i64 energy = PCM_LMS_EPS;
+        for (int k = 0; k < PCM_TAPS; k++) energy += u[k] * u[k];
+        i64 *w = s->lms + (l * C + ch) * PCM_TAPS;
+        for (int k = 0; k < PCM_TAPS; k++) w[k] += floordiv(err * u[k] * ((i64)1 << PCM_LMS_RATE), energy);
+        i64 *st = s->steps + (l * C + ch) * PCM_ORDER;
+        for (int k = PCM_ORDER - 1; k > 0; k--) st[k] = st[k - 1];
+        st[0] = sample - s0;
+    }
+}
+
 /* ---- the exact local model's step (exact.Stepper): the same IEEE operations as exact.py, in its order ---- */
 
 #include <math.h>

@@ -19,8 +19,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+import ctypes
+
 import numpy as np
 
+from . import kernels
 from .pcm import EXP, Q_MAX
 
 ONE = 1 << 16                  # distributions sum to about ONE (as the mixer's)
@@ -134,6 +137,11 @@ class ImageModel:
         self.context = np.zeros((L, 3), dtype=np.int64)                # (active, channel, activity) of the byte
         self.preds = np.zeros((L, N_PREDICTORS), dtype=np.int64)       # x16
         self.guess = np.zeros(L, dtype=np.int64)                       # x16, before the bias
+        ptr = kernels.pointer
+        self._kernel = kernels.ImageState(
+            L, C, layout.width, layout.offset, layout.band_chunks, chunk_size, round_chunks, Q_MAX, ptr(self.starts),
+            ptr(self.error), ptr(self.scale), ptr(self.bias), ptr(self.context), ptr(self.preds), ptr(self.guess),
+            ptr(EXP)) if kernels.available() else None                 # the same integers, in C
 
     def _neighbours(self, t: int, own: np.ndarray, history: np.ndarray, lags: list[int]
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -157,6 +165,12 @@ class ImageModel:
     def frequencies(self, t: int, own: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(active [L], distribution [L, 256] summing to about ONE) for each lane's byte at position t; `own`:
         the lanes' bytes so far [L, >= t], `history`: the bytes of earlier rounds (uint8)."""
+        if self._kernel is not None:
+            p, active = np.empty((len(self.lanes), 256), dtype=np.int64), np.empty(len(self.lanes), dtype=np.int64)
+            own = np.ascontiguousarray(own, dtype=np.int64)
+            kernels.LIB.image_frequencies(ctypes.byref(self._kernel), t, own.ctypes.data, own.shape[1],
+                                          history.ctypes.data, len(history), p.ctypes.data, active.ctypes.data)
+            return active.astype(bool), p
         lay, L = self.layout, self.lanes
         C, S = lay.channels, lay.stride
         pos = self.starts + t - lay.offset
@@ -196,6 +210,10 @@ class ImageModel:
 
     def update(self, byte: np.ndarray):
         """After each lane's byte at the position of the last `frequencies` call is coded: learn from it."""
+        if self._kernel is not None:
+            byte = np.ascontiguousarray(byte, dtype=np.int64)
+            kernels.LIB.image_update(ctypes.byref(self._kernel), byte.ctypes.data)
+            return
         active, ch, activity = self.context.T
         if not active.any():
             return

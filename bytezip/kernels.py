@@ -30,6 +30,13 @@ def _load():
     lib.global_step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 3 + \
         [ctypes.c_int64, ctypes.c_void_p]
     lib.global_step.restype = ctypes.c_int
+    lib.image_frequencies.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                      ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    lib.image_update.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.image_frequencies.restype = lib.image_update.restype = None
+    lib.pcm_frequencies.argtypes = [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 4
+    lib.pcm_update.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    lib.pcm_frequencies.restype = lib.pcm_update.restype = None
     lib.linear_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     lib.head_frequencies.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     lib.mlp_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
@@ -116,3 +123,18 @@ class GlobalModel(ctypes.Structure):
     """The exact global model's weights (mirrors `GlobalModel` in _kernels.c)."""
     _fields_ = [("stack", Stack), ("P", ctypes.c_int64)] + [(n, ctypes.c_void_p) for n in (
         "emb", "start", "pos", "norm")] + [("to_local", Linear)]
+
+
+class ImageState(ctypes.Structure):
+    """An `image.ImageModel`'s layout and arrays (mirrors `ImageState` in _kernels.c)."""
+    _fields_ = ([(n, ctypes.c_int64) for n in ("L", "channels", "width", "offset", "band_chunks", "chunk_size",
+                                              "round_chunks", "q_max")]
+                + [(n, ctypes.c_void_p) for n in ("starts", "error", "scale", "bias", "context", "preds", "guess",
+                                                  "exp")])
+
+
+class PcmState(ctypes.Structure):
+    """A `pcm.PcmModel`'s layout and arrays (mirrors `PcmState` in _kernels.c)."""
+    _fields_ = ([(n, ctypes.c_int64) for n in ("L", "channels", "offset", "q_max")]
+                + [(n, ctypes.c_void_p) for n in ("starts", "samples", "error", "guess", "scale", "preds", "steps",
+                                                  "lms", "lms_input", "exp")])

@@ -14,10 +14,13 @@ header, or raw samples recognised by how well they predict) and recorded in the 
 """
 from __future__ import annotations
 
+import ctypes
 import struct
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import kernels
 
 ONE = 1 << 16                  # distributions sum to about ONE (as the mixer's)
 Q_SCALE = 512                  # q = |error| * Q_SCALE / (16 x mean |error|): 32 steps per mean error
@@ -122,6 +125,11 @@ class PcmModel:
         self.steps = np.zeros((L, C, LMS_ORDER), dtype=np.int64)       # sample differences, newest first
         self.lms = np.zeros((L, C, LMS_TAPS), dtype=np.int64)           # NLMS weights per channel
         self.lms_input = np.zeros((L, LMS_TAPS), dtype=np.int64)
+        ptr = kernels.pointer
+        self._kernel = kernels.PcmState(
+            L, C, layout.offset, Q_MAX, *map(ptr, (self.starts, self.samples, self.error, self.guess, self.scale,
+                                                   self.preds, self.steps, self.lms, self.lms_input, EXP))
+        ) if kernels.available() else None                              # the same integers, in C
 
     def phase(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(active, slot) per lane at chunk position t: slot = byte index within the sample frame."""
@@ -143,6 +151,13 @@ class PcmModel:
     def frequencies(self, t: int, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(active [L], high-byte flag [L], distribution [L, 256] summing to about ONE) for position t;
         `previous` is each lane's byte at t - 1 (the low byte, when this is a high byte)."""
+        if self._kernel is not None:
+            L = len(self.lanes)
+            p, active, high = np.empty((L, 256), dtype=np.int64), np.empty(L, dtype=np.int64), np.empty(L, dtype=np.int64)
+            previous = np.ascontiguousarray(previous, dtype=np.int64)
+            kernels.LIB.pcm_frequencies(ctypes.byref(self._kernel), t, previous.ctypes.data, p.ctypes.data,
+                                        active.ctypes.data, high.ctypes.data)
+            return active.astype(bool), high.astype(bool), p
         active, slot = self.phase(t)
         channel, high = slot >> 1, (slot & 1).astype(bool)
         L, low = self.lanes, ~high
@@ -179,6 +194,10 @@ class PcmModel:
 
     def update(self, t: int, byte: np.ndarray, previous: np.ndarray):
         """After the byte at t is coded: when it completes a sample, learn from it."""
+        if self._kernel is not None:
+            byte, previous = (np.ascontiguousarray(a, dtype=np.int64) for a in (byte, previous))
+            kernels.LIB.pcm_update(ctypes.byref(self._kernel), t, byte.ctypes.data, previous.ctypes.data)
+            return
         active, slot = self.phase(t)
         done = active & ((slot & 1) == 1)
         if not done.any():

@@ -92,3 +92,38 @@ def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, 
         assert torch.equal(got, b.next_frequencies()) and torch.equal(got, parallel[:, t]), f"byte {t}"
         a.push(data[:, t])
         b.push(data[:, t])
+
+
+def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch):
+    """The C sample and pixel predictors against the numpy code, byte by byte, lanes at different phases."""
+    from bytezip.image import ImageLayout, ImageModel
+    from bytezip.pcm import PcmLayout, PcmModel
+    audio = np.frombuffer(wav_bytes(0.3, seed=3), dtype=np.uint8)[44:].astype(np.int64)
+    pixels = photo(h=60).reshape(-1).astype(np.int64)
+    n, chunk = 600, 800
+    cases = [(lambda: PcmModel(PcmLayout(2, 1), np.array([0, 801, 1602, 2403])), audio),
+             (lambda: ImageModel(ImageLayout(80, 3), np.array([3 * 800, 5 * 800, 7 * 800]), chunk, 3), pixels)]
+    for make, data in cases:
+        with monkeypatch.context() as m:
+            m.setattr(kernels, "LIB", None)
+            slow = make()
+        fast = make()
+        assert slow._kernel is None and fast._kernel is not None
+        starts = fast.starts
+        own = np.zeros((len(starts), n + 1), dtype=np.int64)
+        history = data[:3 * chunk].astype(np.uint8)
+        for t in range(n):
+            byte, previous = data[starts + t], own[:, t - 1] if t else np.zeros(len(starts), dtype=np.int64)
+            if isinstance(fast, PcmModel):
+                for a, b in zip(fast.frequencies(t, previous), slow.frequencies(t, previous)):
+                    np.testing.assert_array_equal(a, b, err_msg=f"byte {t}")
+                fast.update(t, byte, previous)
+                slow.update(t, byte, previous)
+            else:
+                for a, b in zip(fast.frequencies(t, own, history), slow.frequencies(t, own, history)):
+                    np.testing.assert_array_equal(a, b, err_msg=f"byte {t}")
+                fast.update(byte)
+                slow.update(byte)
+            own[:, t] = byte
+        for name in ("error", "scale", "guess", "preds"):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
