@@ -690,6 +690,8 @@ void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, 
 void attention_dots_tiled(const double *q, const float *keys, i64 rows, i64 rep, i64 first, i64 n, i64 dh,
                           double *dots);
 void attention_sum(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 rep, double *num);
+void attention_sum_tiled(const double *w, i64 stride, const float *vals, i64 rows, i64 rep, i64 first, i64 dh,
+                         double *num);
 
 /* exact.ExactAttention: T queries per lane at positions start .. start + T - 1, each attending to the cached
    positions before it and to itself; qkv [B, T, (H + 2 Hk) dh] float32; writes the keys and values of these
@@ -700,8 +702,8 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, f
     const i64 H = a->n_heads, Hk = a->n_kv, dh = a->dh, rep = H / Hk, width = (H + 2 * Hk) * dh;
     const i64 qb = T < QUERY_BLOCK ? T : QUERY_BLOCK, span = start + T;     /* queries per block, longest row */
     double *qd = malloc(sizeof(double) * qb * rep * dh), *dots = malloc(sizeof(double) * qb * rep * span),
-           *num = malloc(sizeof(double) * rep * dh), *to_index = malloc(sizeof(double) * qb * rep),
-           *wsum = malloc(sizeof(double) * rep);
+           *num = malloc(sizeof(double) * qb * rep * dh), *to_index = malloc(sizeof(double) * qb * rep),
+           *wsum = malloc(sizeof(double) * qb * rep);
     if (!qd || !dots || !num || !to_index || !wsum) {
         free(qd); free(dots); free(num); free(to_index); free(wsum);
         return -1;
@@ -742,27 +744,34 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, f
                     attention_dots(qd, keys, stride, dh, rep, dots);
                 else
                     attention_dots_tiled(qd, keys, nb * rep, rep, start + i0, stride, dh, dots);
-                for (i64 i = 0; i < nb; i++) {
+                for (i64 i = 0; i < nb; i++) {                  /* the softmax weights, in place of the dots */
                     const i64 n = start + i0 + i + 1;
-                    double *dq = dots + i * rep * stride;
                     for (i64 r = 0; r < rep; r++) {
-                        double dmax = -INFINITY, *dr = dq + r * stride;
+                        double dmax = -INFINITY, *dr = dots + (i * rep + r) * stride, sum = 0.0;
                         for (i64 j = 0; j < n; j++) dmax = MAX(dmax, dr[j]);
-                        wsum[r] = 0.0;
-                        for (i64 j = 0; j < n; j++) {           /* the softmax weights, in place of the dots */
+                        for (i64 j = 0; j < n; j++) {
                             double below = (dmax - dr[j]) * to_index[i * rep + r];
                             below = below > (double)a->att_len ? (double)a->att_len : below;
                             dr[j] = a->att_table[(i64)below];
-                            wsum[r] += dr[j];
+                            sum += dr[j];
                         }
-                    }
-                    attention_sum(dq, stride, vals, n, dh, rep, num);
-                    for (i64 r = 0; r < rep; r++) {
-                        const double scale = (1.0 / wsum[r]) * (1.0 / 8192.0);
-                        float *out = y + (b * T + i0 + i) * H * dh + (hk * rep + r) * dh;
-                        for (i64 e = 0; e < dh; e++) out[e] = (float)(num[r * dh + e] * scale);
+                        for (i64 j = n; j < stride; j++) dr[j] = 0.0;      /* keys after this query */
+                        wsum[i * rep + r] = sum;
                     }
                 }
+                if (nb > 1 && dh % 8 == 0)
+                    attention_sum_tiled(dots, stride, vals, nb * rep, rep, start + i0, dh, num);
+                else
+                    for (i64 i = 0; i < nb; i++)
+                        attention_sum(dots + i * rep * stride, stride, vals, start + i0 + i + 1, dh, rep,
+                                      num + i * rep * dh);
+                for (i64 i = 0; i < nb; i++)
+                    for (i64 r = 0; r < rep; r++) {
+                        const double scale = (1.0 / wsum[i * rep + r]) * (1.0 / 8192.0);
+                        const double *nr = num + (i * rep + r) * dh;
+                        float *out = y + (b * T + i0 + i) * H * dh + (hk * rep + r) * dh;
+                        for (i64 e = 0; e < dh; e++) out[e] = (float)(nr[e] * scale);
+                    }
             }
         }
     free(qd); free(dots); free(num); free(to_index); free(wsum);
@@ -1035,6 +1044,26 @@ VECTOR_CLONES_FMA void attention_sum(const double *w, i64 stride, const float *v
             if (wr == 0.0) continue;
             double *nr = num + r * dh;
             for (i64 e = 0; e < dh; e++) nr[e] += wr * (double)v[e];
+        }
+    }
+}
+
+/* num [rows, dh] = w [rows, stride] @ vals [stride, dh] where row i's weights are zero beyond key first + i / rep
+   (dh a multiple of 8): 8 rows by 8 columns at a time, each value vector loaded once for 8 rows; integers below
+   2^45, exact in any order */
+VECTOR_CLONES_FMA void attention_sum_tiled(const double *w, i64 stride, const float *vals, i64 rows, i64 rep,
+                                           i64 first, i64 dh, double *num) {
+    for (i64 r0 = 0; r0 < rows; r0 += 8) {
+        const i64 nr = rows - r0 < 8 ? rows - r0 : 8, n = first + (r0 + nr - 1) / rep + 1;
+        for (i64 e0 = 0; e0 < dh; e0 += 8) {
+            v8d acc[8] = {{0}};
+            for (i64 j = 0; j < n; j++) {
+                v8f vf;
+                memcpy(&vf, vals + j * dh + e0, sizeof vf);
+                const v8d v = __builtin_convertvector(vf, v8d);
+                for (i64 r = 0; r < nr; r++) acc[r] += w[(r0 + r) * stride + j] * v;
+            }
+            for (i64 r = 0; r < nr; r++) memcpy(num + (r0 + r) * dh + e0, &acc[r], sizeof acc[r]);
         }
     }
 }
