@@ -65,6 +65,7 @@ from typing import Iterable
 
 import click
 
+from . import kernels
 from .bench import BenchError, REPO_ROOT, _parse_size, collect_sources, load_items, machine_info
 
 MB = 1_000_000
@@ -523,7 +524,8 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
         "machine": machine,
         "device": str(device),
         "settings": {"lanes": lanes, "chunk_size": chunk_size, "threads": torch.get_num_threads(),
-                     "limit_bytes": limit_bytes, "mixing": comp.mixing, "encode_batch": comp.batch},
+                     "limit_bytes": limit_bytes, "mixing": comp.mixing, "encode_batch": comp.batch,
+                     "workers": decomp.workers, "kernels": kernels.available()},
         "model": model_entry,
         "flops": flops,
         "samples": results,
@@ -574,7 +576,8 @@ def header_lines(res: dict) -> list[str]:
         f"Model: {mod['id']} ({mod.get('params', 0):,} parameters; P={cfg['patch_size']}, global "
         f"{cfg['n_global_layers']}x{cfg['d_global']}, local {cfg['n_local_layers']}x{cfg['d_local']}); "
         f"{_flops(res['flops']['total'])}FLOPs per byte at chunk {s['chunk_size']}",
-        f"Codec: lanes {s['lanes']}, chunk size {s['chunk_size']}, mixing {'on' if s['mixing'] else 'off'}",
+        f"Codec: lanes {s['lanes']}, chunk size {s['chunk_size']}, mixing {'on' if s['mixing'] else 'off'}, "
+        f"{s.get('workers', 1)} worker threads, C kernels {'on' if s.get('kernels') else 'off'}",
         f"Command: {res['command']}",
     ]
 
