@@ -129,22 +129,18 @@ INLINE void context_rows(const Mixer *m, i64 lane, const int *orders, int n_orde
     }
 }
 
-/* one order of ppm_blend: (c ONE + escape below) // (sum c + escape), escape = max(distinct, 1) */
-INLINE void ppm_order_i16(const int16_t *c, const i64 *below, i64 *out) {
-    i64 sum = 0, distinct = 0;
-    for (int k = 0; k < 256; k++) { sum += c[k]; distinct += c[k] > 0; }
-    i64 esc = distinct > 0 ? distinct : 1, den = sum + esc;
-    double inv = 1.0 / (double)den;
-    for (int k = 0; k < 256; k++) out[k] = div_pos((i64)c[k] * ONE + esc * below[k], den, inv);
-}
-
-INLINE void ppm_order_u16(const uint16_t *c, const i64 *below, i64 *out) {
-    i64 sum = 0, distinct = 0;
-    for (int k = 0; k < 256; k++) { sum += c[k]; distinct += c[k] > 0; }
-    i64 esc = distinct > 0 ? distinct : 1, den = sum + esc;
-    double inv = 1.0 / (double)den;
-    for (int k = 0; k < 256; k++) out[k] = div_pos((i64)c[k] * ONE + esc * below[k], den, inv);
-}
+/* one order of ppm_blend: (c ONE + escape below) // (sum c + escape), escape = max(distinct, 1), over int16
+   (a lane's own) or uint16 (the history's) counts */
+#define PPM_ORDER(name, count_t)                                                                          \
+    INLINE void name(const count_t *c, const i64 *below, i64 *out) {                                    \
+        i64 sum = 0, distinct = 0;                                                                        \
+        for (int k = 0; k < 256; k++) { sum += c[k]; distinct += c[k] > 0; }                              \
+        i64 esc = distinct > 0 ? distinct : 1, den = sum + esc;                                           \
+        double inv = 1.0 / (double)den;                                                                   \
+        for (int k = 0; k < 256; k++) out[k] = div_pos((i64)c[k] * ONE + esc * below[k], den, inv);      \
+    }
+PPM_ORDER(ppm_order_i16, int16_t)
+PPM_ORDER(ppm_order_u16, uint16_t)
 
 INLINE void match_input(const Mixer *m, int mm, i64 lane, i64 bucket, i64 predicted, i64 *p) {
     if (m->ptr[mm * m->L + lane] < 0) {
