@@ -83,7 +83,7 @@ typedef struct {
     i64 *blend;                    /* [L, N_BUCKETS, 1 + N_GEO] */
     i64 *final_geo, *final_blend;  /* the same, as each lane's chunk ended */
     Source history, dict_match, priors;  /* match sources 1, 2 and the dictionary's counts (priors) */
-    const int16_t *log2;           /* [ONE + 1] log2 table as int16 (values <= 4096: a quarter the cache) */
+    const int32_t *log2;           /* [ONE + 1] log2 table as int32 (gathered 16 at a time) */
     const i64 *exp2, *byte_class;
     /* scratch, written by mix, read by update */
     i64 *inputs;                   /* [L, N_MODELS, 256] */
@@ -235,7 +235,7 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
             if (flat) continue;
             varies[++nv] = i;
             for (int k = 0; k < 256; k++) {
-                i64 v = in[i * 256 + k];
+                const int32_t v = (int32_t)in[i * 256 + k];          /* inputs are below 2^17 */
                 lp[i * 256 + k] = (double)m->log2[v < 1 ? 1 : v > ONE ? ONE : v];
             }
         }
