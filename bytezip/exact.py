@@ -82,7 +82,6 @@ class ExactLinear:
         wq, ws = quantize_rows(weight, 127.0)
         self.wq = wq.t().contiguous().to(device)                       # [in, out]
         self.ws = ws.reshape(-1).contiguous().to(device)               # [out]
-
         self.c = (kernels.Linear(self.wq.data_ptr(), self.ws.data_ptr(), *self.wq.shape, self.norm)
                   if kernels.available() and self.wq.is_cpu else None)     # what the C kernels read
 
@@ -180,7 +179,6 @@ class ExactBlock:
         self.attn = ExactAttention(blk.attn, blk.norm1.weight, device)
         self.fc = ExactLinear(blk.mlp.fc.weight, blk.norm2.weight, device)
         self.out = ExactLinear(blk.mlp.out.weight, device=device)
-
         self.c = kernels.Block(self.attn.qkv.c, self.attn.proj.c, self.fc.c, self.out.c) if self.fc.c else None
 
     def __call__(self, x, cache: KVCache, start: int):

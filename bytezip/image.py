@@ -168,8 +168,9 @@ class ImageModel:
         if self._kernel is not None:
             p, active = np.empty((len(self.lanes), 256), dtype=np.int64), np.empty(len(self.lanes), dtype=np.int64)
             own = np.ascontiguousarray(own, dtype=np.int64)
-            kernels.LIB.image_frequencies(ctypes.byref(self._kernel), t, own.ctypes.data, own.shape[1],
-                                          history.ctypes.data, len(history), p.ctypes.data, active.ctypes.data)
+            ptr = kernels.pointer
+            kernels.LIB.image_frequencies(ctypes.byref(self._kernel), t, ptr(own), own.shape[1], ptr(history),
+                                          len(history), ptr(p), ptr(active))
             return active.astype(bool), p
         lay, L = self.layout, self.lanes
         C, S = lay.channels, lay.stride
@@ -212,7 +213,7 @@ class ImageModel:
         """After each lane's byte at the position of the last `frequencies` call is coded: learn from it."""
         if self._kernel is not None:
             byte = np.ascontiguousarray(byte, dtype=np.int64)
-            kernels.LIB.image_update(ctypes.byref(self._kernel), byte.ctypes.data)
+            kernels.LIB.image_update(ctypes.byref(self._kernel), kernels.pointer(byte))
             return
         active, ch, activity = self.context.T
         if not active.any():

@@ -1,7 +1,8 @@
 """The compiled kernels (`_kernels.c`) behind the coding loop, reached through ctypes.
 
-They compute exactly what the numpy code computes (integer arithmetic only), a few times faster; where the
-extension was not built (no C compiler at install), or with BYTEZIP_KERNELS=0, the numpy code runs instead.
+They compute exactly what the torch and numpy code computes (the same integer and IEEE operations), many times
+faster; where the extension was not built (no C compiler at install), or with BYTEZIP_KERNELS=0, that code
+runs instead.
 """
 from __future__ import annotations
 
@@ -9,9 +10,6 @@ import ctypes
 import os
 
 import numpy as np
-
-_i64p = ctypes.POINTER(ctypes.c_int64)
-
 
 def _load():
     if os.environ.get("BYTEZIP_KERNELS", "1") == "0":

@@ -265,7 +265,7 @@ class Mixer:
         return kernels.MixerState(
             L, self.hist.shape[1], self.t, self.geometric, self.dictionary is not None,
             ptr(self.hist), ptr(self.sizes), ptr(self.match_table), ptr(self.ptr), ptr(self.len), ptr(self.hits),
-            ptr(self.tries), (kernels.ctypes.c_void_p * 3)(*map(ptr, self.counts)), ptr(self.weights),
+            ptr(self.tries), (ctypes.c_void_p * 3)(*map(ptr, self.counts)), ptr(self.weights),
             ptr(self.floor), ptr(self.geo_weights), ptr(self.blend), ptr(self.final["geo_weights"]),
             ptr(self.final["blend"]), kernels.Source.of(self.sources[0]),
             kernels.Source.of(self.sources[1], with_counts=False), kernels.Source.of(self.dictionary),

@@ -155,8 +155,8 @@ class PcmModel:
             L = len(self.lanes)
             p, active, high = np.empty((L, 256), dtype=np.int64), np.empty(L, dtype=np.int64), np.empty(L, dtype=np.int64)
             previous = np.ascontiguousarray(previous, dtype=np.int64)
-            kernels.LIB.pcm_frequencies(ctypes.byref(self._kernel), t, previous.ctypes.data, p.ctypes.data,
-                                        active.ctypes.data, high.ctypes.data)
+            kernels.LIB.pcm_frequencies(ctypes.byref(self._kernel), t, *map(kernels.pointer, (previous, p, active,
+                                                                                               high)))
             return active.astype(bool), high.astype(bool), p
         active, slot = self.phase(t)
         channel, high = slot >> 1, (slot & 1).astype(bool)
@@ -196,7 +196,7 @@ class PcmModel:
         """After the byte at t is coded: when it completes a sample, learn from it."""
         if self._kernel is not None:
             byte, previous = (np.ascontiguousarray(a, dtype=np.int64) for a in (byte, previous))
-            kernels.LIB.pcm_update(ctypes.byref(self._kernel), t, byte.ctypes.data, previous.ctypes.data)
+            kernels.LIB.pcm_update(ctypes.byref(self._kernel), t, kernels.pointer(byte), kernels.pointer(previous))
             return
         active, slot = self.phase(t)
         done = active & ((slot & 1) == 1)

@@ -67,13 +67,15 @@ def test_archives_are_the_same_with_and_without_kernels(trained_model, monkeypat
 def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, config, lanes):
     """The C local step and attention against the torch code, for the blocked widths (multiples of 32) and
     any other: the incremental steps and the parallel forward."""
+    import dataclasses
+
     import torch
     from bytezip.exact import ExactMegabyte
     from bytezip.model import Megabyte
     from conftest import TINY
     if config:
         torch.manual_seed(1)
-        model = Megabyte(TINY.__class__(**{**TINY.__dict__, **config})).eval()
+        model = Megabyte(dataclasses.replace(TINY, **config)).eval()
     else:
         model = random_model
     fast = ExactMegabyte(model)
