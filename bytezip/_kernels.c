@@ -29,23 +29,99 @@ typedef int64_t i64;
 /* scratch rows are written before they are read, through loops GCC cannot count */
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+/* what the CPU has beyond the baseline (detect_cpu sets them): AVX-512 for the mixer's table gathers, VNNI for
+   the int8 products of the linear layers */
+static int use_avx512 = 0, use_int8 = 0;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#endif
+
 typedef float v16 __attribute__((vector_size(64)));   /* 16 floats: one AVX-512 register, or 2 or 4 narrower */
 typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef int64_t v8i __attribute__((vector_size(64)));
+
+/* max |x[k]| (0 for none), 16 lanes at a time: GCC does not vectorise a floating-point max by itself */
+INLINE float abs_max_f32(const float *x, i64 n) {
+    v16i m = {0};
+    i64 k = 0;
+    for (; k + 16 <= n; k += 16) {
+        v16i v;
+        memcpy(&v, x + k, sizeof v);
+        v &= 0x7fffffff;                           /* |x| as bits; non-negative floats order as their bits */
+        const v16i gt = m > v;
+        m = (m & gt) | (v & ~gt);
+    }
+    float r = 0.0f;
+    for (int u = 0; u < 16; u++) {
+        float f;
+        memcpy(&f, (const int32_t *)&m + u, sizeof f);
+        r = MAX(r, f);
+    }
+    for (; k < n; k++) r = MAX(r, fabsf(x[k]));
+    return r;
+}
+
+INLINE double abs_max_f64(const double *x, i64 n) {
+    v8i m = {0};
+    i64 k = 0;
+    for (; k + 8 <= n; k += 8) {
+        v8i v;
+        memcpy(&v, x + k, sizeof v);
+        v &= 0x7fffffffffffffffLL;
+        const v8i gt = m > v;
+        m = (m & gt) | (v & ~gt);
+    }
+    double r = 0.0;
+    for (int u = 0; u < 8; u++) {
+        double f;
+        memcpy(&f, (const int64_t *)&m + u, sizeof f);
+        r = MAX(r, f);
+    }
+    for (; k < n; k++) r = MAX(r, fabs(x[k]));
+    return r;
+}
+
+/* the sum of x[k]^2 where every x[k] is an integer and the sum below 2^24: exact in any order */
+INLINE float integer_squares_f32(const float *x, i64 n) {
+    v16 acc = {0};
+    i64 k = 0;
+    for (; k + 16 <= n; k += 16) {
+        v16 v;
+        memcpy(&v, x + k, sizeof v);
+        acc += v * v;
+    }
+    float r = 0.0f;
+    for (int u = 0; u < 16; u++) r += acc[u];
+    for (; k < n; k++) r += x[k] * x[k];
+    return r;
+}
 
 /* sum of a[i] b[i] where every partial sum is an integer below 2^53, so exact in any order: vector partial
    sums (the compiler may not reorder a floating-point sum by itself) */
 INLINE double exact_dot(const double *a, const double *b, i64 n) {
-    v8d acc = {0};
+    v8d acc[4] = {{0}};                                /* 4 sums in flight */
     i64 i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int u = 0; u < 4; u++) {
+            v8d x, y;
+            memcpy(&x, a + i + 8 * u, sizeof x);
+            memcpy(&y, b + i + 8 * u, sizeof y);
+            acc[u] += x * y;
+        }
     for (; i + 8 <= n; i += 8) {
         v8d x, y;
         memcpy(&x, a + i, sizeof x);
         memcpy(&y, b + i, sizeof y);
-        acc += x * y;
+        acc[0] += x * y;
     }
+    acc[0] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     double sum = 0.0;
-    for (int k = 0; k < 8; k++) sum += acc[k];
+    for (int k = 0; k < 8; k++) sum += acc[0][k];
     for (; i < n; i++) sum += a[i] * b[i];
     return sum;
 }
@@ -159,12 +235,87 @@ INLINE i64 source_byte(const Source *s, i64 ptr) {
     return s->data && s->n ? s->data[ptr > 0 ? ptr : 0] : 0;
 }
 
+/* out[k] = log2[clamp(in[k], 1, ONE)] for 256 inputs below 2^31, gathered 16 at a time where AVX-512 is */
+#ifdef HAVE_X86
+AVX512 static void log2_row_avx512(const int32_t *log2, const i64 *in, double *out) {
+    const __m512i lo = _mm512_set1_epi32(1), hi = _mm512_set1_epi32(ONE);
+    for (int k = 0; k < 256; k += 16) {
+        const __m256i a = _mm512_cvtepi64_epi32(_mm512_loadu_si512(in + k));
+        const __m256i b = _mm512_cvtepi64_epi32(_mm512_loadu_si512(in + k + 8));
+        __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+        idx = _mm512_min_epi32(_mm512_max_epi32(idx, lo), hi);
+        const __m512i v = _mm512_i32gather_epi32(idx, log2, 4);
+        _mm512_storeu_pd(out + k, _mm512_cvtepi32_pd(_mm512_castsi512_si256(v)));
+        _mm512_storeu_pd(out + k + 8, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1)));
+    }
+}
+
+/* exp2_row with AVX-512: z holds integers below 2^53 */
+AVX512 static i64 exp2_row_avx512(const i64 *exp2, const double *z, i64 zmax, double *q) {
+    const __m512i top = _mm512_set1_epi64(zmax), range = _mm512_set1_epi64(EXP_RANGE);
+    __m512i sum = _mm512_setzero_si512();
+    for (int k = 0; k < 256; k += 8) {
+        __m512i d = _mm512_srai_epi64(_mm512_sub_epi64(top, _mm512_cvttpd_epi64(_mm512_loadu_pd(z + k))), 16);
+        const __m512i v = _mm512_i64gather_epi64(_mm512_min_epi64(d, range), exp2, 8);
+        _mm512_storeu_pd(q + k, _mm512_cvtepi64_pd(v));
+        sum = _mm512_add_epi64(sum, v);
+    }
+    return _mm512_reduce_add_epi64(sum);
+}
+#endif
+
+INLINE void log2_row(const int32_t *log2, const i64 *in, double *out) {
+#ifdef HAVE_X86
+    if (use_avx512) {
+        log2_row_avx512(log2, in, out);
+        return;
+    }
+#endif
+    for (int k = 0; k < 256; k++) {
+        const int32_t v = (int32_t)in[k];                              /* inputs are below 2^17 */
+        out[k] = (double)log2[v < 1 ? 1 : v > ONE ? ONE : v];
+    }
+}
+
+/* q[k] = exp2[min((zmax - z[k]) >> 16, EXP_RANGE)] (the unnormalised geometric mix); returns the sum of q */
+INLINE i64 exp2_row(const i64 *exp2, const double *z, i64 zmax, double *q) {
+#ifdef HAVE_X86
+    if (use_avx512) return exp2_row_avx512(exp2, z, zmax, q);
+#endif
+    i64 qs = 0;
+    for (int k = 0; k < 256; k++) {
+        i64 d = (zmax - (i64)z[k]) >> 16;
+        q[k] = (double)exp2[d < EXP_RANGE ? d : EXP_RANGE];
+        qs += (i64)q[k];
+    }
+    return qs;
+}
+
+/* start loading the count rows that lane l's mix will read (rows of 512 bytes, mostly far apart in tables of
+   megabytes), so that they arrive while the lane before is mixed */
+INLINE void prefetch_counts(const Mixer *m, i64 l) {
+    i64 own[N_OWN], shared[N_SHARED];
+    context_rows(m, l, OWN_ORDERS, N_OWN, OWN_BITS, own);
+    context_rows(m, l, SHARED_ORDERS, N_SHARED, SHARED_BITS, shared);
+    for (int k = 0; k < N_OWN; k++) {
+        const char *row = (const char *)(m->counts[k] + (l * (OWN_ORDERS[k] == 1 ? 256 : 1 << OWN_BITS) + own[k]) * 256);
+        for (int c = 0; c < 512; c += 64) __builtin_prefetch(row + c);
+    }
+    for (int k = 0; k < N_SHARED; k++) {
+        const uint16_t *rows[2] = {m->history.counts[k], m->has_priors ? m->priors.counts[k] : NULL};
+        for (int r = 0; r < 2; r++)
+            if (rows[r])
+                for (int c = 0; c < 512; c += 64) __builtin_prefetch((const char *)(rows[r] + shared[k] * 256) + c);
+    }
+}
+
 /* each lane's neural frequencies nn[l] [256], p_pcm / p_image [L, 256] and wset_offset [L] (from the signal
    predictor, computed in Python) -> each lane's mixed frequencies out[l] [256] (each >= 1) */
 INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows, const i64 *p_pcm,
                       const i64 *p_image, const i64 *wset_offset) {
     const i64 L = m->L;
     for (i64 l = 0; l < L; l++) {
+        if (l + 1 < L) prefetch_counts(m, l + 1);
         i64 *in = m->inputs + l * N_MODELS * 256, *out = out_rows[l];
         const i64 *nn = nn_rows[l];
         i64 s = 0;
@@ -234,10 +385,7 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
                              (i == 2 && !m->has[L + l]) || (i == DICTIONARY_MATCH && !m->has[2 * L + l]);
             if (flat) continue;
             varies[++nv] = i;
-            for (int k = 0; k < 256; k++) {
-                const int32_t v = (int32_t)in[i * 256 + k];          /* inputs are below 2^17 */
-                lp[i * 256 + k] = (double)m->log2[v < 1 ? 1 : v > ONE ? ONE : v];
-            }
+            log2_row(m->log2, in + i * 256, lp + i * 256);
         }
         varies[0] = nv;
         i64 gsets[N_GEO] = {bucket, N_BUCKETS * (1 + m->byte_class[prev(m, l, 1)]) + bucket};
@@ -253,12 +401,7 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
             zmax = z[0];
             for (int k = 1; k < 256; k++) zmax = z[k] > zmax ? z[k] : zmax;
             double *q = m->q + (g * L + l) * 256;
-            i64 qs = 0;
-            for (int k = 0; k < 256; k++) {
-                i64 d = ((i64)zmax - (i64)z[k]) >> 16;
-                q[k] = (double)m->exp2[d < EXP_RANGE ? d : EXP_RANGE];
-                qs += (i64)q[k];
-            }
+            const i64 qs = exp2_row(m->exp2, z, (i64)zmax, q);
             m->q_sum[g * L + l] = qs;
             i64 *geo = m->geo + (g * L + l) * 256;
             double inv_q = 1.0 / (double)qs;
@@ -611,6 +754,8 @@ typedef struct {                   /* exact.ExactLinear */
     const float *wq;               /* [K, N] int8 values */
     const float *ws;               /* [N] row scales */
     i64 K, N, norm;                /* norm: an RMS norm folded in */
+    const int8_t *w8;              /* [ceil(K / 4), N, 4]: wq as bytes, 4 values of k per column together */
+    const int32_t *w8_sum;         /* [N] 128 x the sum of column j of wq */
 } Linear;
 
 typedef struct { Linear qkv, proj, fc, out; } Block;
@@ -653,41 +798,100 @@ typedef struct {
 } GlobalModel;
 
 void matmul_exact(const float *q, const float *wq, float *y, i64 B, i64 K, i64 N);
+static void matmul_int8(const uint8_t *a, const int8_t *w, const int32_t *w_sum, float *y, i64 B, i64 K4, i64 N);
 
 /* y [B, N] = ExactLinear(x [B, K]); q [B, K] and s [B] are scratch */
 INLINE void exact_linear(const Linear *lin, i64 B, const float *x, float *y, float *q, float *s) {
-    const i64 K = lin->K, N = lin->N;
+    const i64 K = lin->K, N = lin->N, K4 = (K + 3) / 4;
+    const int int8 = use_int8 && lin->w8 && N % 16 == 0;
+    uint8_t *a = (uint8_t *)q;                          /* [B, 4 K4] the int8 values + 128, when int8 */
     const float inv_one = (float)(1.0 / 127.0), inv_k = (float)(1.0 / (double)K), eps = (float)1e-6;
+    float row[int8 ? K : 1];                            /* a row's int8 values, before they become bytes */
     for (i64 b = 0; b < B; b++) {
         const float *xb = x + b * K;
-        float *qb = q + b * K, amax = 0.0f;
-        for (i64 k = 0; k < K; k++) amax = MAX(amax, fabsf(xb[k]));
+        float *qb = int8 ? row : q + b * K, amax = abs_max_f32(xb, K);
         amax = amax < 0x1p-60f ? 0x1p-60f : amax;
         const float mul = 127.0f * (1.0f / amax);
         for (i64 k = 0; k < K; k++) {
             float v = rintf(xb[k] * mul);
             qb[k] = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
         }
+        if (int8) {
+            uint8_t *ab = a + b * 4 * K4;
+            for (i64 k = 0; k < K; k++) ab[k] = (uint8_t)((int)qb[k] + 128);
+            for (i64 k = K; k < 4 * K4; k++) ab[k] = 128;  /* (zero) against the zero padding of w8 */
+        }
         float sb = amax * inv_one;
         if (lin->norm) {
-            float ss = 0.0f;                                   /* integers below 2^24: exact */
-            for (i64 k = 0; k < K; k++) ss += qb[k] * qb[k];
-            ss = ss * inv_k;
+            const float ss = integer_squares_f32(qb, K) * inv_k;
             sb = sb * (1.0f / sqrtf(ss * (sb * sb) + eps));
         }
         s[b] = sb;
     }
-    matmul_exact(q, lin->wq, y, B, K, N);
+    if (int8)
+        matmul_int8(a, lin->w8, lin->w8_sum, y, B, K4, N);
+    else
+        matmul_exact(q, lin->wq, y, B, K, N);
     for (i64 b = 0; b < B; b++)
         for (i64 j = 0; j < N; j++) y[b * N + j] = (y[b * N + j] * s[b]) * lin->ws[j];
 }
 
 void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots);
-void attention_dots_tiled(const double *q, const float *keys, i64 rows, i64 rep, i64 first, i64 n, i64 dh,
+void attention_dots_tiled(const double *q, const double *kt, i64 rows, i64 rep, i64 first, i64 n, i64 dh,
                           double *dots);
 void attention_sum(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 rep, double *num);
 void attention_sum_tiled(const double *w, i64 stride, const float *vals, i64 rows, i64 rep, i64 first, i64 dh,
                          double *num);
+
+/* the softmax weights of one query's dots dr [n] (integers), in their place: att_table[floor(the distance
+   below the row's max x to_index)], and their sum (integers below 2^25: exact in any order) */
+#ifdef HAVE_X86
+AVX512 static double softmax_weights_avx512(const Attn *a, double *dr, i64 n, double dmax, double to_index) {
+    const __m512d top = _mm512_set1_pd(dmax), scale = _mm512_set1_pd(to_index), last = _mm512_set1_pd((double)a->att_len);
+    __m512d sum = _mm512_setzero_pd();
+    for (i64 j = 0; j < n; j += 8) {
+        const __mmask8 in = n - j >= 8 ? 0xFF : (__mmask8)((1u << (n - j)) - 1);
+        __m512d below = _mm512_mul_pd(_mm512_sub_pd(top, _mm512_maskz_loadu_pd(in, dr + j)), scale);
+        below = _mm512_min_pd(below, last);                    /* below > last ? last : below (never NaN) */
+        const __m512d w = _mm512_mask_i64gather_pd(_mm512_setzero_pd(), in, _mm512_cvttpd_epi64(below),
+                                                   a->att_table, 8);
+        _mm512_mask_storeu_pd(dr + j, in, w);
+        sum = _mm512_add_pd(sum, w);
+    }
+    return _mm512_reduce_add_pd(sum);
+}
+#endif
+
+INLINE double softmax_weights(const Attn *a, double *dr, i64 n, double to_index) {
+    v8i m = {0};                                               /* the max, as ordered bits (see below) */
+    i64 j = 0;
+    double dmax = -INFINITY, sum = 0.0;
+    for (; j + 8 <= n; j += 8) {          /* doubles order as their bits when non-negative, reversed when negative */
+        v8i v;
+        memcpy(&v, dr + j, sizeof v);
+        v ^= (v < 0) & 0x7fffffffffffffffLL;
+        const v8i gt = m > v;
+        m = j == 0 ? v : (m & gt) | (v & ~gt);
+    }
+    for (int u = 0; u < 8 && j; u++) {
+        i64 bits = m[u];
+        bits = bits < 0 ? (bits ^ 0x7fffffffffffffffLL) : bits;
+        double f;
+        memcpy(&f, &bits, sizeof f);
+        dmax = MAX(dmax, f);
+    }
+    for (; j < n; j++) dmax = MAX(dmax, dr[j]);
+#ifdef HAVE_X86
+    if (use_avx512) return softmax_weights_avx512(a, dr, n, dmax, to_index);
+#endif
+    for (j = 0; j < n; j++) {
+        double below = (dmax - dr[j]) * to_index;
+        below = below > (double)a->att_len ? (double)a->att_len : below;
+        dr[j] = a->att_table[(i64)below];
+        sum += dr[j];
+    }
+    return sum;
+}
 
 /* exact.ExactAttention: T queries per lane at positions start .. start + T - 1, each attending to the cached
    positions before it and to itself; qkv [B, T, (H + 2 Hk) dh] float32; writes the keys and values of these
@@ -700,38 +904,45 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, f
     double *qd = malloc(sizeof(double) * qb * rep * dh), *dots = malloc(sizeof(double) * qb * rep * span),
            *num = malloc(sizeof(double) * qb * rep * dh), *to_index = malloc(sizeof(double) * qb * rep),
            *wsum = malloc(sizeof(double) * qb * rep);
-    if (!qd || !dots || !num || !to_index || !wsum) {
-        free(qd); free(dots); free(num); free(to_index); free(wsum);
+    double *kt = T > 1 ? malloc(sizeof(double) * 16 * dh * ((span + 15) / 16)) : NULL;
+    if (!qd || !dots || !num || !to_index || !wsum || (T > 1 && !kt)) {
+        free(qd); free(dots); free(num); free(to_index); free(wsum); free(kt);
         return -1;
     }
-    for (i64 b = 0; b < B; b++)
-        for (i64 i0 = 0; i0 < T; i0 += qb) {
-            const i64 nb = T - i0 < qb ? T - i0 : qb, stride = start + i0 + nb;   /* dots row length */
-            for (i64 i = i0; i < i0 + nb; i++) {             /* this block's keys and values, fixed point */
-                const float *row = qkv + (b * T + i) * width;
-                for (i64 hk = 0; hk < Hk; hk++) {
-                    float *kk = kc + ((b * Hk + hk) * cache_len + start + i) * dh;
-                    float *vv = vc + ((b * Hk + hk) * cache_len + start + i) * dh;
-                    for (i64 e = 0; e < dh; e++) {
-                        double k = rint((double)row[(H + hk) * dh + e] * 8192.0);
-                        double v = rint((double)row[(H + Hk + hk) * dh + e] * 8192.0);
-                        kk[e] = (float)(k < -1048576.0 ? -1048576.0 : k > 1048576.0 ? 1048576.0 : k);
-                        vv[e] = (float)(v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v);
-                    }
+    for (i64 b = 0; b < B; b++) {
+        for (i64 i = 0; i < T; i++) {                        /* this lane's new keys and values, fixed point */
+            const float *row = qkv + (b * T + i) * width;
+            for (i64 hk = 0; hk < Hk; hk++) {
+                float *kk = kc + ((b * Hk + hk) * cache_len + start + i) * dh;
+                float *vv = vc + ((b * Hk + hk) * cache_len + start + i) * dh;
+                for (i64 e = 0; e < dh; e++) {
+                    double k = rint((double)row[(H + hk) * dh + e] * 8192.0);
+                    double v = rint((double)row[(H + Hk + hk) * dh + e] * 8192.0);
+                    kk[e] = (float)(k < -1048576.0 ? -1048576.0 : k > 1048576.0 ? 1048576.0 : k);
+                    vv[e] = (float)(v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v);
                 }
             }
-            for (i64 hk = 0; hk < Hk; hk++) {
-                const float *keys = kc + (b * Hk + hk) * cache_len * dh, *vals = vc + (b * Hk + hk) * cache_len * dh;
+        }
+        for (i64 hk = 0; hk < Hk; hk++) {
+            const float *keys = kc + (b * Hk + hk) * cache_len * dh, *vals = vc + (b * Hk + hk) * cache_len * dh;
+            if (T > 1)                              /* every key as doubles, in tiles [dh, 16], once for all queries */
+                for (i64 j0 = 0; j0 < span; j0 += 16)
+                    for (i64 e = 0; e < dh; e++)
+                        for (i64 u = 0; u < 16; u++)
+                            kt[(j0 * dh) + e * 16 + u] = j0 + u < span ? (double)keys[(j0 + u) * dh + e] : 0.0;
+            for (i64 i0 = 0; i0 < T; i0 += qb) {
+                const i64 nb = T - i0 < qb ? T - i0 : qb, stride = start + i0 + nb;   /* dots row length */
                 for (i64 i = 0; i < nb; i++)
                     for (i64 r = 0; r < rep; r++) {        /* the query heads sharing this key head */
                         const float *qr = qkv + (b * T + i0 + i) * width + (hk * rep + r) * dh;
                         double *q = qd + (i * rep + r) * dh, amax = 0.0;
-                        for (i64 e = 0; e < dh; e++) amax = MAX(amax, fabs((double)qr[e]));
+                        for (i64 e = 0; e < dh; e++) q[e] = (double)qr[e];
+                        amax = abs_max_f64(q, dh);
                         amax = amax < 0x1p-60 ? 0x1p-60 : amax;
                         const double mul = 32768.0 * (1.0 / amax);
                         to_index[i * rep + r] = (amax * (1.0 / 32768.0)) * a->score_to_index;
                         for (i64 e = 0; e < dh; e++) {
-                            double v = rint((double)qr[e] * mul);
+                            double v = rint(q[e] * mul);
                             q[e] = v < -32768.0 ? -32768.0 : v > 32768.0 ? 32768.0 : v;
                         }
                     }
@@ -739,20 +950,13 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, f
                 if (nb == 1)
                     attention_dots(qd, keys, stride, dh, rep, dots);
                 else
-                    attention_dots_tiled(qd, keys, nb * rep, rep, start + i0, stride, dh, dots);
+                    attention_dots_tiled(qd, kt, nb * rep, rep, start + i0, stride, dh, dots);
                 for (i64 i = 0; i < nb; i++) {                  /* the softmax weights, in place of the dots */
                     const i64 n = start + i0 + i + 1;
                     for (i64 r = 0; r < rep; r++) {
-                        double dmax = -INFINITY, *dr = dots + (i * rep + r) * stride, sum = 0.0;
-                        for (i64 j = 0; j < n; j++) dmax = MAX(dmax, dr[j]);
-                        for (i64 j = 0; j < n; j++) {
-                            double below = (dmax - dr[j]) * to_index[i * rep + r];
-                            below = below > (double)a->att_len ? (double)a->att_len : below;
-                            dr[j] = a->att_table[(i64)below];
-                            sum += dr[j];
-                        }
+                        double *dr = dots + (i * rep + r) * stride;
+                        wsum[i * rep + r] = softmax_weights(a, dr, n, to_index[i * rep + r]);
                         for (i64 j = n; j < stride; j++) dr[j] = 0.0;      /* keys after this query */
-                        wsum[i * rep + r] = sum;
                     }
                 }
                 if (nb > 1 && dh % 8 == 0)
@@ -770,7 +974,8 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, f
                     }
             }
         }
-    free(qd); free(dots); free(num); free(to_index); free(wsum);
+    }
+    free(qd); free(dots); free(num); free(to_index); free(wsum); free(kt);
     return 0;
 }
 
@@ -932,6 +1137,70 @@ VECTOR_CLONES int global_step(const GlobalModel *m, i64 B, i64 k, const i64 *pat
     return failed ? -1 : 0;
 }
 
+
+/* ---- int8 matrix products with AVX-512 VNNI, where the CPU has it (use_int8): the same integer sums as
+   matmul_exact's float32 ones, so the same results, about 4 times faster ---- */
+#ifdef HAVE_X86
+
+/* y [R rows, 16 C columns from j0] = a [R, 4 K4] (bytes: int8 + 128) . w [K4, N, 4] - w_sum: each vpdpbusd adds
+   4 products of a byte and a weight to 16 int32 sums; the sums are integers below 2^24, so as floats they
+   equal matmul_exact's float32 sums exactly */
+VNNI INLINE void int8_tile(const uint8_t *a, i64 a_stride, const int8_t *w, const int32_t *w_sum, float *y,
+                           i64 K4, i64 N, i64 j0, const int R, const int C) {
+    __m512i acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_si512();
+    for (i64 k = 0; k < K4; k++) {
+        __m512i wv[4];
+        for (int c = 0; c < C; c++) wv[c] = _mm512_loadu_si512(w + (k * N + j0 + 16 * c) * 4);
+        for (int r = 0; r < R; r++) {
+            int32_t four;
+            memcpy(&four, a + r * a_stride + 4 * k, 4);
+            const __m512i av = _mm512_set1_epi32(four);
+            for (int c = 0; c < C; c++) acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], av, wv[c]);
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        const __m512i sum = _mm512_loadu_si512(w_sum + j0 + 16 * c);
+        for (int r = 0; r < R; r++)
+            _mm512_storeu_ps(y + r * N + j0 + 16 * c, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][c], sum)));
+    }
+}
+
+/* y [B, N] = the int8 product, N a multiple of 16: 4 rows by 64 columns at a time, the rest narrower */
+VNNI static void matmul_int8(const uint8_t *a, const int8_t *w, const int32_t *w_sum, float *y, i64 B, i64 K4,
+                             i64 N) {
+    const i64 stride = 4 * K4;
+    i64 b = 0;
+    for (; b + 4 <= B; b += 4) {
+        i64 j = 0;
+        for (; j + 64 <= N; j += 64) int8_tile(a + b * stride, stride, w, w_sum, y + b * N, K4, N, j, 4, 4);
+        for (; j + 32 <= N; j += 32) int8_tile(a + b * stride, stride, w, w_sum, y + b * N, K4, N, j, 4, 2);
+        for (; j < N; j += 16) int8_tile(a + b * stride, stride, w, w_sum, y + b * N, K4, N, j, 4, 1);
+    }
+    for (; b < B; b++) {
+        i64 j = 0;
+        for (; j + 64 <= N; j += 64) int8_tile(a + b * stride, stride, w, w_sum, y + b * N, K4, N, j, 1, 4);
+        for (; j < N; j += 16) int8_tile(a + b * stride, stride, w, w_sum, y + b * N, K4, N, j, 1, 1);
+    }
+}
+
+/* Finds what the CPU has and uses it where `allow` is set, else the compilers' code alone (to test both);
+   returns 1 + 2 (AVX-512, VNNI), as used */
+int detect_cpu(int allow) {
+    __builtin_cpu_init();
+    use_avx512 = allow && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                 __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    use_int8 = use_avx512 && __builtin_cpu_supports("avx512vnni");
+    return use_avx512 + 2 * use_int8;
+}
+#else
+static void matmul_int8(const uint8_t *a, const int8_t *w, const int32_t *w_sum, float *y, i64 B, i64 K4, i64 N) {
+    (void)a; (void)w; (void)w_sum; (void)y; (void)B; (void)K4; (void)N;
+}
+int detect_cpu(int allow) { (void)allow; return 0; }
+#endif
+
 /* y [B, N] = q [B, K] @ wq [K, N] where q and wq hold int8 values, K <= 1040: every partial sum is an integer
    below 2^24, exact in float32 in any order and with or without fused multiply-adds, which this function alone
    may use (the pragma; everything above is compiled without contraction). */
@@ -998,34 +1267,38 @@ VECTOR_CLONES_FMA void attention_dots(const double *q, const float *keys, i64 n,
     }
 }
 
-/* dots [rows, n] = q [rows, dh] . keys [0 .. n) [dh] where query row i (head-major groups of rep rows) needs
-   only keys 0 .. first + i / rep; by tiles of 8 keys, transposed to doubles once for all rows: each multiply-add
-   makes 8 products (exact: integers below 2^42 in any order) */
-VECTOR_CLONES_FMA void attention_dots_tiled(const double *q, const float *keys, i64 rows, i64 rep, i64 first, i64 n,
-                                            i64 dh, double *dots) {
-    double *kt = malloc(sizeof(double) * 8 * dh);
-    if (!kt) {                                         /* no scratch: one row at a time */
-        for (i64 i = 0; i < rows; i += rep) attention_dots(q + i * dh, keys, n, dh, rep, dots + i * n);
-        return;
-    }
-    for (i64 j0 = 0; j0 < n; j0 += 8) {
-        const i64 nj = n - j0 < 8 ? n - j0 : 8;
-        for (i64 e = 0; e < dh; e++)
-            for (i64 u = 0; u < 8; u++) kt[e * 8 + u] = u < nj ? (double)keys[(j0 + u) * dh + e] : 0.0;
-        const i64 from = j0 > first ? (j0 - first) * rep : 0;      /* rows whose last key is below j0 skip it */
-        for (i64 i = from; i < rows; i++) {
-            v8d acc = {0};
-            const double *qi = q + i * dh;
-            for (i64 e = 0; e < dh; e++) {
-                v8d k;
-                memcpy(&k, kt + e * 8, sizeof k);
-                acc += qi[e] * k;
-            }
-            double *out = dots + i * n + j0;
-            for (i64 u = 0; u < nj; u++) out[u] = acc[u];
+/* dots [R rows from i, 16 keys from j0] (R <= 8): 16 sums in flight, each multiply-add 8 exact products */
+INLINE void dots_tile(const double *q, const double *tile, i64 i, i64 dh, i64 n, i64 j0, i64 nj, double *dots,
+                      const int R) {
+    v8d acc[8][2] = {{{0}}};
+    for (i64 e = 0; e < dh; e++) {
+        v8d k0, k1;
+        memcpy(&k0, tile + e * 16, sizeof k0);
+        memcpy(&k1, tile + e * 16 + 8, sizeof k1);
+        for (int r = 0; r < R; r++) {
+            const double qe = q[(i + r) * dh + e];
+            acc[r][0] += qe * k0;
+            acc[r][1] += qe * k1;
         }
     }
-    free(kt);
+    for (int r = 0; r < R; r++) {
+        double *out = dots + (i + r) * n + j0;
+        for (i64 u = 0; u < nj; u++) out[u] = u < 8 ? acc[r][0][u] : acc[r][1][u - 8];
+    }
+}
+
+/* dots [rows, n] = q [rows, dh] . keys [0 .. n) where query row i (head-major groups of rep rows) needs only
+   keys 0 .. first + i / rep; the keys as doubles in tiles of 16, kt [ceil(n / 16), dh, 16]; 8 rows at a time
+   (integers below 2^42: exact in any order) */
+VECTOR_CLONES_FMA void attention_dots_tiled(const double *q, const double *kt, i64 rows, i64 rep, i64 first, i64 n,
+                                            i64 dh, double *dots) {
+    for (i64 j0 = 0; j0 < n; j0 += 16) {
+        const i64 nj = n - j0 < 16 ? n - j0 : 16;
+        const double *tile = kt + j0 * dh;
+        i64 i = j0 > first ? (j0 - first) * rep : 0;  /* rows whose last key is below j0 skip the tile */
+        for (; i + 8 <= rows; i += 8) dots_tile(q, tile, i, dh, n, j0, nj, dots, 8);
+        for (; i < rows; i++) dots_tile(q, tile, i, dh, n, j0, nj, dots, 1);
+    }
 }
 
 /* num [rep, dh] = sum over j < n of w[r, j] vals[j, :] (w rows `stride` apart): integers below 2^45, exact
@@ -1045,13 +1318,32 @@ VECTOR_CLONES_FMA void attention_sum(const double *w, i64 stride, const float *v
 }
 
 /* num [rows, dh] = w [rows, stride] @ vals [stride, dh] where row i's weights are zero beyond key first + i / rep
-   (dh a multiple of 8): 8 rows by 8 columns at a time, each value vector loaded once for 8 rows; integers below
-   2^45, exact in any order */
+   (dh a multiple of 8): 8 rows by 16 columns at a time (8 when 16 do not divide dh), each weight broadcast once
+   for 16 products; integers below 2^45, exact in any order */
 VECTOR_CLONES_FMA void attention_sum_tiled(const double *w, i64 stride, const float *vals, i64 rows, i64 rep,
                                            i64 first, i64 dh, double *num) {
     for (i64 r0 = 0; r0 < rows; r0 += 8) {
         const i64 nr = rows - r0 < 8 ? rows - r0 : 8, n = first + (r0 + nr - 1) / rep + 1;
-        for (i64 e0 = 0; e0 < dh; e0 += 8) {
+        i64 e0 = 0;
+        for (; e0 + 16 <= dh; e0 += 16) {
+            v8d acc[8][2] = {{{0}}};
+            for (i64 j = 0; j < n; j++) {
+                v8f f0, f1;
+                memcpy(&f0, vals + j * dh + e0, sizeof f0);
+                memcpy(&f1, vals + j * dh + e0 + 8, sizeof f1);
+                const v8d v0 = __builtin_convertvector(f0, v8d), v1 = __builtin_convertvector(f1, v8d);
+                for (i64 r = 0; r < nr; r++) {
+                    const double wr = w[(r0 + r) * stride + j];
+                    acc[r][0] += wr * v0;
+                    acc[r][1] += wr * v1;
+                }
+            }
+            for (i64 r = 0; r < nr; r++) {
+                memcpy(num + (r0 + r) * dh + e0, &acc[r][0], sizeof acc[r][0]);
+                memcpy(num + (r0 + r) * dh + e0 + 8, &acc[r][1], sizeof acc[r][1]);
+            }
+        }
+        for (; e0 < dh; e0 += 8) {
             v8d acc[8] = {{0}};
             for (i64 j = 0; j < n; j++) {
                 v8f vf;

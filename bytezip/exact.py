@@ -82,8 +82,15 @@ class ExactLinear:
         wq, ws = quantize_rows(weight, 127.0)
         self.wq = wq.t().contiguous().to(device)                       # [in, out]
         self.ws = ws.reshape(-1).contiguous().to(device)               # [out]
-        self.c = (kernels.Linear(self.wq.data_ptr(), self.ws.data_ptr(), *self.wq.shape, self.norm)
-                  if kernels.available() and self.wq.is_cpu else None)     # what the C kernels read
+        self.c = None
+        if kernels.available() and self.wq.is_cpu:                      # what the C kernels read
+            K, N = self.wq.shape
+            w8 = torch.zeros(-(-K // 4) * 4, N, dtype=torch.int8)       # K padded to a multiple of 4
+            w8[:K] = self.wq.to(torch.int8)
+            self.w8 = w8.view(-1, 4, N).transpose(1, 2).contiguous()     # [K / 4, N, 4] for the VNNI kernel
+            self.w8_sum = (self.wq.sum(0) * 128).to(torch.int32)           # [N]
+            self.c = kernels.Linear(self.wq.data_ptr(), self.ws.data_ptr(), K, N, self.norm,
+                                    self.w8.data_ptr(), self.w8_sum.data_ptr())
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.c is not None and kernels.available():          # the same arithmetic, fused, in C

@@ -42,6 +42,8 @@ def _load():
     lib.attention_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64] + \
         [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p]
     lib.attention_forward.restype = ctypes.c_int
+    lib.detect_cpu.argtypes, lib.detect_cpu.restype = [ctypes.c_int], ctypes.c_int
+    lib.detect_cpu(os.environ.get("BYTEZIP_AVX512", "1") != "0")
     return lib
 
 
@@ -50,6 +52,14 @@ LIB = _load()
 
 def available() -> bool:
     return LIB is not None
+
+
+def intrinsics(enable: bool = True) -> tuple[str, ...]:
+    """Use the CPU's AVX-512 (the mixer's table gathers) and VNNI (int8 products in the linear layers) where it
+    has them, or the compilers' vector code alone: the same results either way (on by default; BYTEZIP_AVX512=0
+    turns them off). Returns those in use."""
+    used = LIB.detect_cpu(int(enable))
+    return tuple(name for bit, name in ((1, "avx512"), (2, "vnni")) if used & bit)
 
 
 def pointer(a: np.ndarray | None) -> int | None:
@@ -89,7 +99,7 @@ class MixerState(ctypes.Structure):
 class Linear(ctypes.Structure):
     """An `exact.ExactLinear` (mirrors `Linear` in _kernels.c)."""
     _fields_ = [("wq", ctypes.c_void_p), ("ws", ctypes.c_void_p), ("K", ctypes.c_int64), ("N", ctypes.c_int64),
-                ("norm", ctypes.c_int64)]
+                ("norm", ctypes.c_int64), ("w8", ctypes.c_void_p), ("w8_sum", ctypes.c_void_p)]
 
 
 class Block(ctypes.Structure):

@@ -14,6 +14,16 @@ pytestmark = pytest.mark.skipif(not kernels.available(), reason="the C kernels w
                                                                 "install, or BYTEZIP_KERNELS=0): numpy codes alone")
 
 
+@pytest.fixture(params=["avx512", "compiled"])
+def vector_code(request):
+    """A test runs on the AVX-512 / VNNI intrinsics where this CPU has them, and on the compilers' code alone."""
+    if request.param == "avx512" and not kernels.intrinsics(True):
+        pytest.skip("this CPU has no AVX-512: the compilers' code alone runs here")
+    used = kernels.intrinsics(request.param == "avx512")
+    yield used
+    kernels.intrinsics(True)
+
+
 def mixers(monkeypatch, *args, **kwargs) -> tuple[mixing.Mixer, mixing.Mixer]:
     """The same Mixer twice: on the numpy code, and on the kernels."""
     with monkeypatch.context() as m:
@@ -25,7 +35,7 @@ def mixers(monkeypatch, *args, **kwargs) -> tuple[mixing.Mixer, mixing.Mixer]:
 
 
 @pytest.mark.parametrize("with_dictionary", [False, True])
-def test_mixer_steps_match_numpy_exactly(monkeypatch, with_dictionary):
+def test_mixer_steps_match_numpy_exactly(monkeypatch, with_dictionary, vector_code):
     text = english_text()
     history, dictionary = mixing.History(), None
     history.extend(text[:30000])
@@ -64,9 +74,9 @@ def test_archives_are_the_same_with_and_without_kernels(trained_model, monkeypat
 
 
 @pytest.mark.parametrize("config, lanes", [(None, 9), ({"d_local": 24, "n_local_layers": 2}, 5)])
-def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, config, lanes):
+def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, config, lanes, vector_code):
     """The C local step and attention against the torch code, for the blocked widths (multiples of 32) and
-    any other: the incremental steps and the parallel forward."""
+    any other: the incremental steps and the parallel forward; with the int8 products where VNNI is."""
     import dataclasses
 
     import torch
