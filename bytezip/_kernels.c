@@ -86,6 +86,30 @@ INLINE double abs_max_f64(const double *x, i64 n) {
     return r;
 }
 
+/* max x[k] (-inf for none), 8 lanes at a time: doubles order as their bits when non-negative, reversed when
+   negative (GCC does not vectorise a floating-point max by itself) */
+INLINE double max_f64(const double *x, i64 n) {
+    v8i m = {0};
+    i64 j = 0;
+    double r = -INFINITY;
+    for (; j + 8 <= n; j += 8) {
+        v8i v;
+        memcpy(&v, x + j, sizeof v);
+        v ^= (v < 0) & 0x7fffffffffffffffLL;
+        const v8i gt = m > v;
+        m = j == 0 ? v : (m & gt) | (v & ~gt);
+    }
+    for (int u = 0; u < 8 && j; u++) {
+        i64 bits = m[u];
+        bits = bits < 0 ? (bits ^ 0x7fffffffffffffffLL) : bits;
+        double f;
+        memcpy(&f, &bits, sizeof f);
+        r = MAX(r, f);
+    }
+    for (; j < n; j++) r = MAX(r, x[j]);
+    return r;
+}
+
 /* the sum of x[k]^2 where every x[k] is an integer and the sum below 2^24: exact in any order */
 INLINE float integer_squares_f32(const float *x, i64 n) {
     v16 acc = {0};
@@ -368,7 +392,8 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
         double acc[256] = {0};
         for (int i = 0; i < N_MODELS; i++) {
             double wi = (double)w[i];
-            for (int k = 0; k < 256; k++) acc[k] += wi * (double)in[i * 256 + k];
+            const i64 *row = in + (i64)i * 256;
+            for (int k = 0; k < 256; k++) acc[k] += wi * (double)row[k];
         }
         for (int k = 0; k < 256; k++) mixed[k] = (i64)acc[k] >> 16;
         if (!m->geometric) {
@@ -388,20 +413,26 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
             log2_row(m->log2, in + i * 256, lp + i * 256);
         }
         varies[0] = nv;
-        i64 gsets[N_GEO] = {bucket, N_BUCKETS * (1 + m->byte_class[prev(m, l, 1)]) + bucket};
+        /* both geometric mixes in one pass over the log rows: z[g][k] = sum over inputs of w[g][i] lp[i][k] */
+        _Static_assert(N_GEO == 2, "one weight per geometric mix below");
+        const i64 gsets[N_GEO] = {bucket, N_BUCKETS * (1 + m->byte_class[prev(m, l, 1)]) + bucket};
+        const i64 *gw[N_GEO];
+        double z[N_GEO][256] = {{0}};
         for (int g = 0; g < N_GEO; g++) {
             m->gset[g * L + l] = gsets[g];
-            const i64 *gw = m->geo_weights + (l * GEO_SETS + gsets[g]) * N_MODELS;
-            double z[256] = {0}, zmax;
-            for (i64 v = 1; v <= nv; v++) {
-                const int i = (int)varies[v];
-                const double wi = (double)gw[i];
-                for (int k = 0; k < 256; k++) z[k] += wi * lp[i * 256 + k];
+            gw[g] = m->geo_weights + (l * GEO_SETS + gsets[g]) * N_MODELS;
+        }
+        for (i64 v = 1; v <= nv; v++) {
+            const i64 i = varies[v];
+            const double *row = lp + i * 256, w0 = (double)gw[0][i], w1 = (double)gw[1][i];
+            for (int k = 0; k < 256; k++) {
+                z[0][k] += w0 * row[k];
+                z[1][k] += w1 * row[k];
             }
-            zmax = z[0];
-            for (int k = 1; k < 256; k++) zmax = z[k] > zmax ? z[k] : zmax;
+        }
+        for (int g = 0; g < N_GEO; g++) {
             double *q = m->q + (g * L + l) * 256;
-            const i64 qs = exp2_row(m->exp2, z, (i64)zmax, q);
+            const i64 qs = exp2_row(m->exp2, z[g], (i64)max_f64(z[g], 256), q);
             m->q_sum[g * L + l] = qs;
             i64 *geo = m->geo + (g * L + l) * 256;
             double inv_q = 1.0 / (double)qs;
@@ -863,24 +894,9 @@ AVX512 static double softmax_weights_avx512(const Attn *a, double *dr, i64 n, do
 #endif
 
 INLINE double softmax_weights(const Attn *a, double *dr, i64 n, double to_index) {
-    v8i m = {0};                                               /* the max, as ordered bits (see below) */
-    i64 j = 0;
-    double dmax = -INFINITY, sum = 0.0;
-    for (; j + 8 <= n; j += 8) {          /* doubles order as their bits when non-negative, reversed when negative */
-        v8i v;
-        memcpy(&v, dr + j, sizeof v);
-        v ^= (v < 0) & 0x7fffffffffffffffLL;
-        const v8i gt = m > v;
-        m = j == 0 ? v : (m & gt) | (v & ~gt);
-    }
-    for (int u = 0; u < 8 && j; u++) {
-        i64 bits = m[u];
-        bits = bits < 0 ? (bits ^ 0x7fffffffffffffffLL) : bits;
-        double f;
-        memcpy(&f, &bits, sizeof f);
-        dmax = MAX(dmax, f);
-    }
-    for (; j < n; j++) dmax = MAX(dmax, dr[j]);
+    const double dmax = max_f64(dr, n);
+    double sum = 0.0;
+    i64 j;
 #ifdef HAVE_X86
     if (use_avx512) return softmax_weights_avx512(a, dr, n, dmax, to_index);
 #endif
