@@ -187,10 +187,9 @@ typedef struct {
     const i64 *exp2, *byte_class;
     /* scratch, written by mix, read by update */
     i64 *inputs;                   /* [L, N_MODELS, 256] */
-    double *logp;                  /* [L, N_MODELS, 256] log2 of the inputs, integers held as doubles */
     i64 *mixed;                    /* [L, 256] */
-    double *q;                     /* [N_GEO, L, 256] unnormalised geometric mixes (integers) */
-    i64 *q_sum, *geo;              /* [N_GEO, L], [N_GEO, L, 256] */
+    double *expected;              /* [L, N_GEO, N_MODELS] sum over k of q[k] log2 input[k] (integers), per mix */
+    i64 *q_sum, *geo;              /* [N_GEO, L] sum of the unnormalised geometric mix q, [N_GEO, L, 256] */
     i64 *varies;                   /* [L, 1 + N_MODELS]: how many inputs vary with the byte, and which */
     i64 *bucket, *wset, *gset;     /* [L], [L], [N_GEO, L] */
     i64 *has, *predicted, *rows;   /* [N_MATCH, L], [N_MATCH, L], [N_OWN, L] */
@@ -202,10 +201,11 @@ INLINE i64 floordiv(i64 a, i64 b) {     /* numpy's // for b > 0 */
 }
 
 /* a // d for 0 <= a < 2^50, 0 < d < 2^31, inv = 1.0 / d: the float estimate is within one of the quotient,
-   and the remainder corrects it (integer division is the mixer's slowest instruction) */
+   and the remainder corrects it; all in doubles, exactly (every value an integer below 2^53), as integer
+   division and 64-bit multiplies are the mixer's slowest instructions */
 INLINE i64 div_pos(i64 a, i64 d, double inv) {
-    i64 q = (i64)((double)a * inv), r = a - q * d;
-    return q + (r >= d) - (r < 0);
+    const double x = (double)a, dd = (double)d, q = (double)(i64)(x * inv), r = x - q * dd;
+    return (i64)q + (r >= dd) - (r < 0);
 }
 
 INLINE i64 prev(const Mixer *m, i64 lane, int j) {
@@ -235,6 +235,10 @@ INLINE void context_rows(const Mixer *m, i64 lane, const int *orders, int n_orde
     INLINE void name(const count_t *c, const i64 *below, i64 *out) {                                    \
         i64 sum = 0, distinct = 0;                                                                        \
         for (int k = 0; k < 256; k++) { sum += c[k]; distinct += c[k] > 0; }                              \
+        if (sum == 0) {                                   /* an unseen context: (0 + 1 below) // 1 */     \
+            memcpy(out, below, 256 * sizeof(i64));                                                        \
+            return;                                                                                       \
+        }                                                                                                 \
         i64 esc = distinct > 0 ? distinct : 1, den = sum + esc;                                           \
         double inv = 1.0 / (double)den;                                                                   \
         for (int k = 0; k < 256; k++) out[k] = div_pos((i64)c[k] * ONE + esc * below[k], den, inv);      \
@@ -288,6 +292,8 @@ AVX512 static i64 exp2_row_avx512(const i64 *exp2, const double *z, i64 zmax, do
 }
 #endif
 
+INLINE i64 log2_of(const int32_t *log2, i64 v) { return log2[v < 1 ? 1 : v > ONE ? ONE : v]; }
+
 INLINE void log2_row(const int32_t *log2, const i64 *in, double *out) {
 #ifdef HAVE_X86
     if (use_avx512) {
@@ -295,10 +301,7 @@ INLINE void log2_row(const int32_t *log2, const i64 *in, double *out) {
         return;
     }
 #endif
-    for (int k = 0; k < 256; k++) {
-        const int32_t v = (int32_t)in[k];                              /* inputs are below 2^17 */
-        out[k] = (double)log2[v < 1 ? 1 : v > ONE ? ONE : v];
-    }
+    for (int k = 0; k < 256; k++) out[k] = (double)log2_of(log2, in[k]);
 }
 
 /* q[k] = exp2[min((zmax - z[k]) >> 16, EXP_RANGE)] (the unnormalised geometric mix); returns the sum of q */
@@ -403,7 +406,7 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
         /* an input that is the same for every byte (the PCM and image inputs where the geometric mix runs, a
            match model without a match) adds the same to every z[k] and learns a zero gradient: it is left out,
            exactly; `varies` lists the others for update() */
-        double *lp = m->logp + l * N_MODELS * 256;
+        double lp[N_MODELS * 256];                 /* log2 of the inputs that vary (integers), this lane's only */
         i64 *varies = m->varies + l * (N_MODELS + 1), nv = 0;
         for (int i = 0; i < N_MODELS; i++) {
             const int flat = i == PCM_INPUT || i == IMAGE_INPUT || (i == 1 && !m->has[l]) ||
@@ -431,9 +434,12 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
             }
         }
         for (int g = 0; g < N_GEO; g++) {
-            double *q = m->q + (g * L + l) * 256;
+            double q[256];
             const i64 qs = exp2_row(m->exp2, z[g], (i64)max_f64(z[g], 256), q);
             m->q_sum[g * L + l] = qs;
+            /* what update() needs of q and the log rows, while they are in cache: E_q[log2 input] x qs */
+            double *expected = m->expected + (l * N_GEO + g) * N_MODELS;
+            for (i64 v = 1; v <= nv; v++) expected[varies[v]] = exact_dot(lp + varies[v] * 256, q, 256);  /* < 2^37 */
             i64 *geo = m->geo + (g * L + l) * 256;
             double inv_q = 1.0 / (double)qs;
             for (int k = 0; k < 256; k++) geo[k] = div_pos((i64)q[k] * ONE, qs, inv_q);
@@ -518,17 +524,15 @@ VECTOR_CLONES void mixer_update(Mixer *m, const i64 *byte) {
         for (int i = 0; i < N_MODELS; i++) p_x[i] = in[i * 256 + x];
         bayes_update(m->weights + (l * N_SETS + m->wset[l]) * N_MODELS, p_x, m->floor, 0, N_MODELS, W_SHIFT);
         if (m->geometric) {
-            const double *lp = m->logp + l * N_MODELS * 256;
             i64 mixes[1 + N_GEO] = {m->mixed[l * 256 + x]};
             for (int g = 0; g < N_GEO; g++) {
-                const double *q = m->q + (g * L + l) * 256;
+                const double *expected = m->expected + (l * N_GEO + g) * N_MODELS;
                 i64 qs = m->q_sum[g * L + l];
                 i64 *gw = m->geo_weights + (l * GEO_SETS + m->gset[g * L + l]) * N_MODELS;
                 const i64 *varies = m->varies + l * (N_MODELS + 1);
                 for (i64 u = 1; u <= varies[0]; u++) {
                     const int i = (int)varies[u];
-                    const double e = exact_dot(lp + i * 256, q, 256);      /* below 2^37 */
-                    i64 v = gw[i] + (i64)lp[i * 256 + x] - (i64)e / qs;   /* both >= 0 */
+                    i64 v = gw[i] + log2_of(m->log2, in[i * 256 + x]) - (i64)expected[i] / qs;   /* both >= 0 */
                     gw[i] = v < -GEO_W_MAX ? -GEO_W_MAX : v > GEO_W_MAX ? GEO_W_MAX : v;
                 }
                 mixes[1 + g] = m->geo[(g * L + l) * 256 + x];

@@ -92,7 +92,7 @@ class MixerState(ctypes.Structure):
                 + [(n, ctypes.c_void_p) for n in ("weights", "floor", "geo_weights", "blend", "final_geo",
                                                   "final_blend")]
                 + [(n, Source) for n in ("history", "dict_match", "priors")]
-                + [(n, ctypes.c_void_p) for n in ("log2", "exp2", "byte_class", "inputs", "logp", "mixed", "q",
+                + [(n, ctypes.c_void_p) for n in ("log2", "exp2", "byte_class", "inputs", "mixed", "expected",
                                                   "q_sum", "geo", "varies", "bucket", "wset", "gset", "has", "predicted", "rows")])
 
 

@@ -255,11 +255,11 @@ class Mixer:
         L, ptr = len(self.lanes), kernels.pointer
         log2, exp2 = _log_exp_tables() if self.geometric else (None, None)
         self._log2_i32 = None if log2 is None else log2.astype(np.int32)      # as the kernel gathers it
-        scratch = {"inputs": (L, N_MODELS, 256), "logp": (L, N_MODELS, 256), "mixed": (L, 256), "q": (N_GEO, L, 256),
+        scratch = {"inputs": (L, N_MODELS, 256), "mixed": (L, 256), "expected": (L, N_GEO, N_MODELS),
                    "q_sum": (N_GEO, L), "geo": (N_GEO, L, 256), "varies": (L, 1 + N_MODELS),
                    "bucket": (L,), "wset": (L,), "gset": (N_GEO, L),
                    "has": (N_MATCH, L), "predicted": (N_MATCH, L), "rows": (len(OWN_ORDERS), L)}
-        self._scratch = {k: np.zeros(shape, dtype=np.float64 if k in ("logp", "q") else np.int64)
+        self._scratch = {k: np.zeros(shape, dtype=np.float64 if k == "expected" else np.int64)
                          for k, shape in scratch.items()}
         self._has, self._predicted = self._scratch["has"], self._scratch["predicted"]   # as mix() leaves them
         return kernels.MixerState(
