@@ -200,7 +200,7 @@ INLINE i64 floordiv(i64 a, i64 b) {     /* numpy's // for b > 0 */
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
-/* a // d for 0 <= a < 2^50, 0 < d < 2^31, inv = 1.0 / d: the float estimate is within one of the quotient,
+/* a // d for 0 <= a < 2^52, 0 < d < 2^52, inv = 1.0 / d: the float estimate is within one of the quotient,
    and the remainder corrects it; all in doubles, exactly (every value an integer below 2^53), as integer
    division and 64-bit multiplies are the mixer's slowest instructions */
 INLINE i64 div_pos(i64 a, i64 d, double inv) {
@@ -659,12 +659,14 @@ VECTOR_CLONES void image_frequencies(ImageState *s, i64 t, const i64 *own, i64 o
         const i64 center = clip64(s->guess[l] + s->bias[ctx], 0, 16 * 255);
         const i64 scale = s->scale[ctx] > IMG_MIN_SCALE ? s->scale[ctx] : IMG_MIN_SCALE;
         i64 *pl = p + l * 256, sum = 0;
+        const double inv_scale = 1.0 / (double)scale;
         for (int k = 0; k < 256; k++) {
-            const i64 q = abs64(16 * k - center) * 32 / scale;
+            const i64 q = div_pos(abs64(16 * k - center) * 32, scale, inv_scale);
             pl[k] = s->exp[q < s->q_max ? q : s->q_max];
             sum += pl[k];
         }
-        for (int k = 0; k < 256; k++) pl[k] = pl[k] * ONE / sum;
+        const double inv_sum = 1.0 / (double)sum;
+        for (int k = 0; k < 256; k++) pl[k] = div_pos(pl[k] * ONE, sum, inv_sum);
         active_out[l] = active;
     }
 }
@@ -702,8 +704,8 @@ typedef struct {
     const i64 *exp;                /* [q_max + 1] */
 } PcmState;
 
-INLINE i64 pcm_laplace(const PcmState *s, i64 d, i64 scale) {
-    const i64 q = abs64(d) * PCM_Q_SCALE / scale;
+INLINE i64 pcm_laplace(const PcmState *s, i64 d, i64 scale, double inv_scale) {   /* inv_scale = 1.0 / scale */
+    const i64 q = div_pos(abs64(d) * PCM_Q_SCALE, scale, inv_scale);
     return s->exp[q < s->q_max ? q : s->q_max];
 }
 
@@ -735,18 +737,22 @@ VECTOR_CLONES void pcm_frequencies(PcmState *s, i64 t, const i64 *previous, i64 
             s->guess[l] = preds[best];
             s->scale[l] = err[best] > PCM_MIN_ERROR ? err[best] : PCM_MIN_ERROR;
             const i64 guess = s->guess[l], center = guess >> 8;
+            const double inv_scale = 1.0 / (double)s->scale[l];
             for (int k = 0; k < 256; k++) pl[k] = 0;
             for (i64 dk = -PCM_HI_WINDOW; dk <= PCM_HI_WINDOW; dk++) {
                 const i64 hi = center + dk;
                 if (hi < -128 || hi >= 128) continue;
-                for (int k = 0; k < 256; k++) pl[k] += pcm_laplace(s, hi * 256 + k - guess, s->scale[l]);
+                for (int k = 0; k < 256; k++) pl[k] += pcm_laplace(s, hi * 256 + k - guess, s->scale[l], inv_scale);
             }
-        } else                                          /* the sample is hi * 256 + previous, hi signed */
-            for (int k = 0; k < 256; k++)
-                pl[k] = pcm_laplace(s, (k >= 128 ? k - 256 : k) * 256 + previous[l] - s->guess[l], s->scale[l]);
+        } else {                                        /* the sample is hi * 256 + previous, hi signed */
+            const i64 scale = s->scale[l], at = previous[l] - s->guess[l];
+            const double inv_scale = 1.0 / (double)scale;
+            for (int k = 0; k < 256; k++) pl[k] = pcm_laplace(s, (k >= 128 ? k - 256 : k) * 256 + at, scale, inv_scale);
+        }
         for (int k = 0; k < 256; k++) sum += pl[k];
         sum = sum > 1 ? sum : 1;
-        for (int k = 0; k < 256; k++) pl[k] = pl[k] * ONE / sum;
+        const double inv_sum = 1.0 / (double)sum;
+        for (int k = 0; k < 256; k++) pl[k] = div_pos(pl[k] * ONE, sum, inv_sum);
         active_out[l] = pos >= 0;
         high_out[l] = high;
     }
