@@ -881,7 +881,7 @@ void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, 
 void attention_dots_tiled(const double *q, const double *kt, i64 rows, i64 rep, i64 first, i64 n, i64 dh,
                           double *dots);
 void attention_sum(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 rep, double *num);
-void attention_sum_tiled(const double *w, i64 stride, const float *vals, i64 rows, i64 rep, i64 first, i64 dh,
+void attention_sum_tiled(const double *w, i64 stride, const double *vd, i64 rows, i64 rep, i64 first, i64 dh,
                          double *num);
 
 /* the softmax weights of one query's dots dr [n] (integers), in their place: att_table[floor(the distance
@@ -930,9 +930,10 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, f
     double *qd = malloc(sizeof(double) * qb * rep * dh), *dots = malloc(sizeof(double) * qb * rep * span),
            *num = malloc(sizeof(double) * qb * rep * dh), *to_index = malloc(sizeof(double) * qb * rep),
            *wsum = malloc(sizeof(double) * qb * rep);
-    double *kt = T > 1 ? malloc(sizeof(double) * 16 * dh * ((span + 15) / 16)) : NULL;
-    if (!qd || !dots || !num || !to_index || !wsum || (T > 1 && !kt)) {
-        free(qd); free(dots); free(num); free(to_index); free(wsum); free(kt);
+    double *kt = T > 1 ? malloc(sizeof(double) * 16 * dh * ((span + 15) / 16)) : NULL,
+           *vd = T > 1 ? malloc(sizeof(double) * dh * span) : NULL;
+    if (!qd || !dots || !num || !to_index || !wsum || (T > 1 && (!kt || !vd))) {
+        free(qd); free(dots); free(num); free(to_index); free(wsum); free(kt); free(vd);
         return -1;
     }
     for (i64 b = 0; b < B; b++) {
@@ -951,11 +952,13 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, f
         }
         for (i64 hk = 0; hk < Hk; hk++) {
             const float *keys = kc + (b * Hk + hk) * cache_len * dh, *vals = vc + (b * Hk + hk) * cache_len * dh;
-            if (T > 1)                              /* every key as doubles, in tiles [dh, 16], once for all queries */
+            if (T > 1) {         /* every key as doubles in tiles [dh, 16], and every value, once for all queries */
                 for (i64 j0 = 0; j0 < span; j0 += 16)
                     for (i64 e = 0; e < dh; e++)
                         for (i64 u = 0; u < 16; u++)
                             kt[(j0 * dh) + e * 16 + u] = j0 + u < span ? (double)keys[(j0 + u) * dh + e] : 0.0;
+                for (i64 e = 0; e < span * dh; e++) vd[e] = (double)vals[e];
+            }
             for (i64 i0 = 0; i0 < T; i0 += qb) {
                 const i64 nb = T - i0 < qb ? T - i0 : qb, stride = start + i0 + nb;   /* dots row length */
                 for (i64 i = 0; i < nb; i++)
@@ -986,7 +989,7 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, f
                     }
                 }
                 if (nb > 1 && dh % 8 == 0)
-                    attention_sum_tiled(dots, stride, vals, nb * rep, rep, start + i0, dh, num);
+                    attention_sum_tiled(dots, stride, vd, nb * rep, rep, start + i0, dh, num);
                 else
                     for (i64 i = 0; i < nb; i++)
                         attention_sum(dots + i * rep * stride, stride, vals, start + i0 + i + 1, dh, rep,
@@ -1001,7 +1004,7 @@ INLINE int attention(const Attn *a, i64 B, i64 T, i64 start, const float *qkv, f
             }
         }
     }
-    free(qd); free(dots); free(num); free(to_index); free(wsum); free(kt);
+    free(qd); free(dots); free(num); free(to_index); free(wsum); free(kt); free(vd);
     return 0;
 }
 
@@ -1343,41 +1346,37 @@ VECTOR_CLONES_FMA void attention_sum(const double *w, i64 stride, const float *v
     }
 }
 
-/* num [rows, dh] = w [rows, stride] @ vals [stride, dh] where row i's weights are zero beyond key first + i / rep
-   (dh a multiple of 8): 8 rows by 16 columns at a time (8 when 16 do not divide dh), each weight broadcast once
-   for 16 products; integers below 2^45, exact in any order */
-VECTOR_CLONES_FMA void attention_sum_tiled(const double *w, i64 stride, const float *vals, i64 rows, i64 rep,
+/* rows r0 .. r0 + R of num [., dh], columns e0 .. e0 + 8 C: the sum over keys j < n of w[r, j] vd[j, :] */
+INLINE void sum_tile(const double *w, i64 stride, const double *vd, i64 dh, i64 r0, i64 e0, i64 n, double *num,
+                     const int R, const int C) {
+    v8d acc[8][2] = {{{0}}};
+    for (i64 j = 0; j < n; j++) {
+        v8d v[2];
+        for (int c = 0; c < C; c++) memcpy(&v[c], vd + j * dh + e0 + 8 * c, sizeof v[c]);
+        for (int r = 0; r < R; r++) {
+            const double wr = w[(r0 + r) * stride + j];
+            for (int c = 0; c < C; c++) acc[r][c] += wr * v[c];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) memcpy(num + (r0 + r) * dh + e0 + 8 * c, &acc[r][c], sizeof acc[r][c]);
+}
+
+/* num [rows, dh] = w [rows, stride] @ vd [stride, dh] (the values as doubles) where row i's weights are zero
+   beyond key first + i / rep (dh a multiple of 8): tiles of 8 rows by 16 columns (8 where 16 do not divide
+   dh), each weight broadcast once for 16 products; integers below 2^45, exact in any order */
+VECTOR_CLONES_FMA void attention_sum_tiled(const double *w, i64 stride, const double *vd, i64 rows, i64 rep,
                                            i64 first, i64 dh, double *num) {
     for (i64 r0 = 0; r0 < rows; r0 += 8) {
         const i64 nr = rows - r0 < 8 ? rows - r0 : 8, n = first + (r0 + nr - 1) / rep + 1;
-        i64 e0 = 0;
-        for (; e0 + 16 <= dh; e0 += 16) {
-            v8d acc[8][2] = {{{0}}};
-            for (i64 j = 0; j < n; j++) {
-                v8f f0, f1;
-                memcpy(&f0, vals + j * dh + e0, sizeof f0);
-                memcpy(&f1, vals + j * dh + e0 + 8, sizeof f1);
-                const v8d v0 = __builtin_convertvector(f0, v8d), v1 = __builtin_convertvector(f1, v8d);
-                for (i64 r = 0; r < nr; r++) {
-                    const double wr = w[(r0 + r) * stride + j];
-                    acc[r][0] += wr * v0;
-                    acc[r][1] += wr * v1;
-                }
-            }
-            for (i64 r = 0; r < nr; r++) {
-                memcpy(num + (r0 + r) * dh + e0, &acc[r][0], sizeof acc[r][0]);
-                memcpy(num + (r0 + r) * dh + e0 + 8, &acc[r][1], sizeof acc[r][1]);
-            }
-        }
-        for (; e0 < dh; e0 += 8) {
-            v8d acc[8] = {{0}};
-            for (i64 j = 0; j < n; j++) {
-                v8f vf;
-                memcpy(&vf, vals + j * dh + e0, sizeof vf);
-                const v8d v = __builtin_convertvector(vf, v8d);
-                for (i64 r = 0; r < nr; r++) acc[r] += w[(r0 + r) * stride + j] * v;
-            }
-            for (i64 r = 0; r < nr; r++) memcpy(num + (r0 + r) * dh + e0, &acc[r], sizeof acc[r]);
+        for (i64 e0 = 0; e0 < dh; e0 += e0 + 16 <= dh ? 16 : 8) {
+            const int wide = e0 + 16 <= dh;
+            if (nr == 8 && wide) sum_tile(w, stride, vd, dh, r0, e0, n, num, 8, 2);
+            else if (nr == 8) sum_tile(w, stride, vd, dh, r0, e0, n, num, 8, 1);
+            else
+                for (i64 r = r0; r < r0 + nr; r++)
+                    if (wide) sum_tile(w, stride, vd, dh, r, e0, n, num, 1, 2);
+                    else sum_tile(w, stride, vd, dh, r, e0, n, num, 1, 1);
         }
     }
 }
