@@ -1294,13 +1294,60 @@ VECTOR_CLONES_FMA void matmul_exact(const float *q, const float *wq, float *y, i
     }
 }
 
+/* out[u] = the sum of a[u]'s lanes, for 8 vectors, by a transposing tree (3 levels of shuffles and
+   adds, not 8 scalar chains); for sums of integers, exact in any order */
+INLINE void hsum8(const v8d a[8], double *out) {
+    v8d b[4], c[2];
+    for (int i = 0; i < 4; i++)     /* b[i]: 4 partial sums of a[2i] (lanes 0-3) and 4 of a[2i+1] (lanes 4-7) */
+        b[i] = __builtin_shufflevector(a[2 * i], a[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11) +
+               __builtin_shufflevector(a[2 * i], a[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15);
+    for (int i = 0; i < 2; i++)     /* c[i]: 2 partials each of a[4i], a[4i+2], a[4i+1], a[4i+3] */
+        c[i] = __builtin_shufflevector(b[2 * i], b[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+               __builtin_shufflevector(b[2 * i], b[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+    const v8d d = __builtin_shufflevector(c[0], c[1], 0, 8, 2, 10, 4, 12, 6, 14) +   /* sums of a[0, 4, 2, 6, 1, */
+                  __builtin_shufflevector(c[0], c[1], 1, 9, 3, 11, 5, 13, 7, 15);    /* 5, 3, 7]: back in order */
+    const v8d sums = __builtin_shufflevector(d, d, 0, 4, 2, 6, 1, 5, 3, 7);
+    memcpy(out, &sums, sizeof sums);
+}
+
+/* rows r0 .. r0 + R of dots [rep, n] over keys j0 .. j0 + 8 (dh a multiple of 8) */
+INLINE void dots_8_keys(const double *q, const float *keys, i64 n, i64 dh, i64 r0, i64 j0, double *dots,
+                        const int R) {
+    v8d part[4][8];
+    for (int u = 0; u < 8; u++) {
+        const float *k = keys + (j0 + u) * dh;
+        v8d acc[4] = {{0}};
+        for (i64 e = 0; e < dh; e += 8) {
+            v8f kf;
+            memcpy(&kf, k + e, sizeof kf);
+            const v8d kd = __builtin_convertvector(kf, v8d);
+            for (int r = 0; r < R; r++) {
+                v8d qv;
+                memcpy(&qv, q + (r0 + r) * dh + e, sizeof qv);
+                acc[r] += qv * kd;
+            }
+        }
+        for (int r = 0; r < R; r++) part[r][u] = acc[r];
+    }
+    for (int r = 0; r < R; r++) hsum8(part[r], dots + (r0 + r) * n + j0);
+}
+
 /* dots [rep, n] = q [rep, dh] . keys [0 .. n) [dh]: products of integers below 2^35 summed over dh <= 256
-   terms, exact in any order and with fused multiply-adds; the rep query heads share each key's load */
+   terms, exact in any order and with fused multiply-adds; the rep query heads share each key's load, and
+   blocks of 8 keys share one horizontal sum */
 VECTOR_CLONES_FMA void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots) {
     const i64 dv = dh - dh % 8;
     for (i64 r0 = 0; r0 < rep; r0 += 4) {
         const i64 nr = rep - r0 < 4 ? rep - r0 : 4;
-        for (i64 j = 0; j < n; j++) {
+        i64 j = 0;
+        for (; dv == dh && j + 8 <= n; j += 8)
+            switch (nr) {
+            case 1: dots_8_keys(q, keys, n, dh, r0, j, dots, 1); break;
+            case 2: dots_8_keys(q, keys, n, dh, r0, j, dots, 2); break;
+            case 3: dots_8_keys(q, keys, n, dh, r0, j, dots, 3); break;
+            default: dots_8_keys(q, keys, n, dh, r0, j, dots, 4);
+            }
+        for (; j < n; j++) {                               /* the keys left over, or any dh */
             const float *k = keys + j * dh;
             v8d acc[4] = {{0}};
             for (i64 e = 0; e < dv; e += 8) {
@@ -1323,7 +1370,6 @@ VECTOR_CLONES_FMA void attention_dots(const double *q, const float *keys, i64 n,
     }
 }
 
-/* dots [R rows from i, 16 keys from j0] (R <= 8): 16 sums in flight, each multiply-add 8 exact products */
 INLINE void dots_tile(const double *q, const double *tile, i64 i, i64 dh, i64 n, i64 j0, i64 nj, double *dots,
                       const int R) {
     v8d acc[8][2] = {{{0}}};
