@@ -138,10 +138,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 # -- one function per coding step, shared by both directions ------------------------------------------
-def probabilities(freqs: np.ndarray) -> np.ndarray:
-    """Integer frequencies [..., 256] -> float64 probabilities for the coder (elementwise IEEE, exact)."""
-    freqs = freqs.astype(np.float64)
-    return freqs / freqs.sum(-1, keepdims=True)
+def probabilities(freqs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Integer frequencies [..., 256] -> float64 probabilities for the coder (elementwise IEEE, exact), written
+    into `out` (of freqs' shape) when given."""
+    out = np.empty(freqs.shape) if out is None else out
+    np.copyto(out, freqs)
+    out /= out.sum(-1, keepdims=True)
+    return out
 
 
 def _words_to_bytes(words: np.ndarray) -> bytes:
@@ -218,23 +221,29 @@ def neural_frequencies(m: CodingModel, chunks: list[bytes]) -> list[np.ndarray]:
     return out
 
 
-def _smallest(chunk: bytes, neural: np.ndarray | None, mixed: np.ndarray | None) -> tuple[int, bytes]:
-    """(codec, payload) of the smallest of zstd, lzma, neural and mixed (with their frequencies), else raw."""
+def _smallest(chunk: bytes, neural: bytes | None, mixed: bytes | None) -> tuple[int, bytes]:
+    """(codec, payload) of the smallest of zstd, lzma, neural and mixed (their payloads, if any), else raw."""
     best = (fmt.RAW, chunk)
-    candidates = [(fmt.ZSTD, _zstd_compress(chunk)), (fmt.LZMA, _lzma_compress(chunk))]
-    if neural is not None:
-        candidates.append((fmt.NEURAL, neural_encode(neural, chunk)))
-    if mixed is not None:
-        candidates.append((fmt.MIXED, neural_encode(mixed, chunk)))
+    candidates = [(fmt.ZSTD, _zstd_compress(chunk)), (fmt.LZMA, _lzma_compress(chunk)), (fmt.NEURAL, neural),
+                  (fmt.MIXED, mixed)]
     for codec, payload in candidates:
+        if payload is None:
+            continue
         if 0 < len(payload) < len(best[1]):
             best = (codec, payload)
     return best
 
 
+_coder_rows = threading.local()   # each encoding thread's float64 rows, reused: fresh memory is slow to fault in
+
+
 def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
+    rows = getattr(_coder_rows, "rows", None)
+    if rows is None or len(rows) < len(freqs):
+        rows = _coder_rows.rows = np.empty((len(freqs), 256))
     enc = constriction.stream.queue.RangeEncoder()
-    enc.encode(np.frombuffer(chunk, dtype=np.uint8).astype(np.int32), _CODER_MODEL, probabilities(freqs))
+    enc.encode(np.frombuffer(chunk, dtype=np.uint8).astype(np.int32), _CODER_MODEL,
+               probabilities(freqs, rows[:len(freqs)]))
     return _words_to_bytes(enc.get_compressed())
 
 
@@ -423,12 +432,15 @@ class Compressor:
 
         def code(lanes: np.ndarray) -> tuple[list[tuple[int, bytes]], Mixer | None]:
             part = [chunks[i] for i in lanes]                    # a worker's chunks, coded as one batch
-            freqs = neural_frequencies(self.model, part) if self.model else [None] * len(part)
-            mixed, mixer = [None] * len(part), None
-            if self.model and self.mixing:
-                signal = signal_model(layout, starts[lanes], self.chunk_size, round_chunks)
-                mixed, mixer = mix_round(freqs, part, history, signal, self.model.dictionary)
-            return [_smallest(chunk, f, fm) for chunk, f, fm in zip(part, freqs, mixed)], mixer
+            neural, mixed, mixer = [None] * len(part), [None] * len(part), None
+            if self.model:
+                freqs = neural_frequencies(self.model, part)
+                neural = [neural_encode(f, c) for f, c in zip(freqs, part)]
+                if self.mixing:          # mixed in place of the neural frequencies, now coded (no fresh memory)
+                    signal = signal_model(layout, starts[lanes], self.chunk_size, round_chunks)
+                    freqs, mixer = mix_round(freqs, part, history, signal, self.model.dictionary, out=freqs)
+                    mixed = [neural_encode(f, c) for f, c in zip(freqs, part)]
+            return [_smallest(chunk, n, m) for chunk, n, m in zip(part, neural, mixed)], mixer
         _, results = run_split(len(chunks), self.workers, code)
         if history is not None:
             history.learn_weights([(mixer, np.array([codec == fmt.MIXED for codec, _ in coded]))

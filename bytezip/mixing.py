@@ -454,15 +454,21 @@ def signal_model(layout: PcmLayout | ImageLayout | None, starts: np.ndarray, chu
 
 
 def mix_round(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None,
-              signal: Signal | None = None, dictionary: History | None = None) -> tuple[list[np.ndarray], Mixer]:
-    """Encoder side: run the mixer over a round of chunks (as lanes); each chunk's mixed frequencies, and the
-    mixer (whose final weights the round's mixed chunks hand on, `History.learn_weights`)."""
+              signal: Signal | None = None, dictionary: History | None = None,
+              out: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], Mixer]:
+    """Encoder side: run the mixer over a round of chunks (as lanes); each chunk's mixed frequencies (written
+    into `out` if given, which may be `neural` itself: a step reads its row before writing it), and the mixer
+    (whose final weights the round's mixed chunks hand on, `History.learn_weights`)."""
     longest = max(map(len, chunks))
     data = np.zeros((longest, len(chunks)), dtype=np.int64)          # [position, lane]: each step's row contiguous
     for i, c in enumerate(chunks):
         data[:len(c), i] = np.frombuffer(c, dtype=np.uint8)
+    in_place = out is neural
     neural = [np.ascontiguousarray(f, dtype=np.int64) for f in neural]
-    out = [np.empty_like(f) for f in neural]
+    if in_place:
+        out = neural
+    elif out is None:
+        out = [np.empty_like(f) for f in neural]
     mixer = Mixer([len(c) for c in chunks], history, signal, dictionary)
     for t in range(longest):
         mixer.mix_rows(neural, out)
