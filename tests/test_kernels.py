@@ -106,8 +106,9 @@ def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, 
         b.push(data[:, t])
 
 
-def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch):
-    """The C sample and pixel predictors against the numpy code, byte by byte, lanes at different phases."""
+def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
+    """The C sample and pixel predictors against the numpy code, byte by byte, lanes at different phases (their
+    Laplace rows with AVX-512 and without)."""
     from bytezip.image import ImageLayout, ImageModel
     from bytezip.pcm import PcmLayout, PcmModel
     audio = np.frombuffer(wav_bytes(0.3, seed=3), dtype=np.uint8)[44:].astype(np.int64)
