@@ -151,8 +151,8 @@ class ExactAttention:
         qkv = self.qkv(x)
         H, Hk, dh = self.n_heads, self.n_kv, self.dh
         if cache.kernel:                                          # the same arithmetic, fused, in C
-            y = torch.empty(B, T, d)
-            if kernels.LIB.attention_forward(ctypes.byref(self.c), B, T, start, qkv.contiguous().data_ptr(),
+            y, qkv = torch.empty(B, T, d), qkv.contiguous()      # held for the call, which has only addresses
+            if kernels.LIB.attention_forward(ctypes.byref(self.c), B, T, start, qkv.data_ptr(),
                                              cache.k.data_ptr(), cache.v.data_ptr(), cache.length, y.data_ptr()):
                 raise MemoryError("attention is out of memory")
             return self.proj(y)

@@ -254,7 +254,10 @@ class Mixer:
         """This mixer's arrays, and the scratch that a step's mix leaves for its update, for the C kernel."""
         L, ptr = len(self.lanes), kernels.pointer
         log2, exp2 = _log_exp_tables() if self.geometric else (None, None)
+        # held here: the kernel keeps only their addresses (two threads' first calls of the cached function may
+        # each build tables, and only one pair stays cached: the other was freed under a running mixer)
         self._log2_i32 = None if log2 is None else log2.astype(np.int32)      # as the kernel gathers it
+        self._exp2 = exp2
         scratch = {"inputs": (L, N_MODELS, 256), "mixed": (L, 256), "expected": (L, N_GEO, N_MODELS),
                    "q_sum": (N_GEO, L), "geo": (N_GEO, L, 256), "varies": (L, 1 + N_MODELS),
                    "bucket": (L,), "wset": (L,), "gset": (N_GEO, L),
@@ -269,7 +272,7 @@ class Mixer:
             ptr(self.floor), ptr(self.geo_weights), ptr(self.blend), ptr(self.final["geo_weights"]),
             ptr(self.final["blend"]), kernels.Source.of(self.sources[0]),
             kernels.Source.of(self.sources[1], with_counts=False), kernels.Source.of(self.dictionary),
-            ptr(self._log2_i32), ptr(exp2), ptr(BYTE_CLASS), *(ptr(self._scratch[k]) for k in scratch))
+            ptr(self._log2_i32), ptr(self._exp2), ptr(BYTE_CLASS), *(ptr(self._scratch[k]) for k in scratch))
 
     def _prev(self, j: int) -> np.ndarray:
         return self.hist[:, self.t - j] if self.t >= j else np.zeros(len(self.lanes), dtype=np.int64)

@@ -59,6 +59,25 @@ def test_mixer_steps_match_numpy_exactly(monkeypatch, with_dictionary, vector_co
     assert (fast.final["blend"] != slow.blend).any()        # the short lanes' snapshots are not the end state
 
 
+def test_mixer_holds_every_table_its_kernel_reads(monkeypatch):
+    """The kernel state keeps only addresses, so the Mixer must own the tables behind them, even tables that
+    no cache holds (two decoding threads' first calls of the cached table builder each build a pair, and one
+    pair was freed under a running mixer: decodes of fresh processes failed a third of the time)."""
+    import gc
+    import weakref
+    build, built = mixing._log_exp_tables.__wrapped__, []
+
+    def uncached():
+        tables = build()
+        built.extend(weakref.ref(t) for t in tables)
+        return tables
+    monkeypatch.setattr(mixing, "_log_exp_tables", uncached)
+    mixer = mixing.Mixer([64, 64])
+    gc.collect()
+    assert mixer._kernel is not None and built and all(ref() is not None for ref in built[1:])  # exp2 alive
+    assert mixer._kernel.exp2 == built[1]().ctypes.data
+
+
 @pytest.mark.parametrize("kind", ["text", "audio", "image"])
 def test_archives_are_the_same_with_and_without_kernels(trained_model, monkeypatch, kind):
     cm = bytezip.coding_model(trained_model)
