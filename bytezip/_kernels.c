@@ -45,46 +45,30 @@ typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 typedef int64_t v8i __attribute__((vector_size(64)));
 
-/* max |x[k]| (0 for none), 16 lanes at a time: GCC does not vectorise a floating-point max by itself */
-INLINE float abs_max_f32(const float *x, i64 n) {
-    v16i m = {0};
-    i64 k = 0;
-    for (; k + 16 <= n; k += 16) {
-        v16i v;
-        memcpy(&v, x + k, sizeof v);
-        v &= 0x7fffffff;                           /* |x| as bits; non-negative floats order as their bits */
-        const v16i gt = m > v;
-        m = (m & gt) | (v & ~gt);
+/* max |x[k]| (0 for none), a register of lanes at a time: |x| as bits, and non-negative floats order as their
+   bits (GCC does not vectorise a floating-point max by itself) */
+#define ABS_MAX(name, real, bits_t, vbits, lanes, sign_off, fabs_)                                        \
+    INLINE real name(const real *x, i64 n) {                                                               \
+        vbits m = {0};                                                                                     \
+        i64 k = 0;                                                                                         \
+        for (; k + lanes <= n; k += lanes) {                                                               \
+            vbits v;                                                                                       \
+            memcpy(&v, x + k, sizeof v);                                                                   \
+            v &= sign_off;                                                                                 \
+            const vbits gt = m > v;                                                                        \
+            m = (m & gt) | (v & ~gt);                                                                      \
+        }                                                                                                  \
+        real r = 0;                                                                                        \
+        for (int u = 0; u < lanes; u++) {                                                                  \
+            real f;                                                                                        \
+            memcpy(&f, (const bits_t *)&m + u, sizeof f);                                                  \
+            r = MAX(r, f);                                                                                 \
+        }                                                                                                  \
+        for (; k < n; k++) r = MAX(r, fabs_(x[k]));                                                        \
+        return r;                                                                                          \
     }
-    float r = 0.0f;
-    for (int u = 0; u < 16; u++) {
-        float f;
-        memcpy(&f, (const int32_t *)&m + u, sizeof f);
-        r = MAX(r, f);
-    }
-    for (; k < n; k++) r = MAX(r, fabsf(x[k]));
-    return r;
-}
-
-INLINE double abs_max_f64(const double *x, i64 n) {
-    v8i m = {0};
-    i64 k = 0;
-    for (; k + 8 <= n; k += 8) {
-        v8i v;
-        memcpy(&v, x + k, sizeof v);
-        v &= 0x7fffffffffffffffLL;
-        const v8i gt = m > v;
-        m = (m & gt) | (v & ~gt);
-    }
-    double r = 0.0;
-    for (int u = 0; u < 8; u++) {
-        double f;
-        memcpy(&f, (const int64_t *)&m + u, sizeof f);
-        r = MAX(r, f);
-    }
-    for (; k < n; k++) r = MAX(r, fabs(x[k]));
-    return r;
-}
+ABS_MAX(abs_max_f32, float, int32_t, v16i, 16, 0x7fffffff, fabsf)
+ABS_MAX(abs_max_f64, double, int64_t, v8i, 8, 0x7fffffffffffffffLL, fabs)
 
 /* max x[k] (-inf for none), 8 lanes at a time: doubles order as their bits when non-negative, reversed when
    negative (GCC does not vectorise a floating-point max by itself) */
@@ -1310,23 +1294,28 @@ INLINE void hsum8(const v8d a[8], double *out) {
     memcpy(out, &sums, sizeof sums);
 }
 
+/* acc[r] = lanewise products of query row r0 + r (r < R) and key k over its first dv (a multiple of 8) of dh */
+INLINE void key_products(const double *q, const float *k, i64 dv, i64 dh, i64 r0, i64 R, v8d *acc) {
+    for (i64 r = 0; r < R; r++) acc[r] = (v8d){0};
+    for (i64 e = 0; e < dv; e += 8) {
+        v8f kf;
+        memcpy(&kf, k + e, sizeof kf);
+        const v8d kd = __builtin_convertvector(kf, v8d);
+        for (i64 r = 0; r < R; r++) {
+            v8d qv;
+            memcpy(&qv, q + (r0 + r) * dh + e, sizeof qv);
+            acc[r] += qv * kd;
+        }
+    }
+}
+
 /* rows r0 .. r0 + R of dots [rep, n] over keys j0 .. j0 + 8 (dh a multiple of 8) */
 INLINE void dots_8_keys(const double *q, const float *keys, i64 n, i64 dh, i64 r0, i64 j0, double *dots,
                         const int R) {
     v8d part[4][8];
     for (int u = 0; u < 8; u++) {
-        const float *k = keys + (j0 + u) * dh;
-        v8d acc[4] = {{0}};
-        for (i64 e = 0; e < dh; e += 8) {
-            v8f kf;
-            memcpy(&kf, k + e, sizeof kf);
-            const v8d kd = __builtin_convertvector(kf, v8d);
-            for (int r = 0; r < R; r++) {
-                v8d qv;
-                memcpy(&qv, q + (r0 + r) * dh + e, sizeof qv);
-                acc[r] += qv * kd;
-            }
-        }
+        v8d acc[4];
+        key_products(q, keys + (j0 + u) * dh, dh, dh, r0, R, acc);
         for (int r = 0; r < R; r++) part[r][u] = acc[r];
     }
     for (int r = 0; r < R; r++) hsum8(part[r], dots + (r0 + r) * n + j0);
@@ -1349,17 +1338,8 @@ VECTOR_CLONES_FMA void attention_dots(const double *q, const float *keys, i64 n,
             }
         for (; j < n; j++) {                               /* the keys left over, or any dh */
             const float *k = keys + j * dh;
-            v8d acc[4] = {{0}};
-            for (i64 e = 0; e < dv; e += 8) {
-                v8f kf;
-                memcpy(&kf, k + e, sizeof kf);
-                const v8d kd = __builtin_convertvector(kf, v8d);
-                for (i64 r = 0; r < nr; r++) {
-                    v8d qv;
-                    memcpy(&qv, q + (r0 + r) * dh + e, sizeof qv);
-                    acc[r] += qv * kd;
-                }
-            }
+            v8d acc[4];
+            key_products(q, k, dv, dh, r0, nr, acc);
             for (i64 r = 0; r < nr; r++) {
                 double sum = 0.0;
                 for (int u = 0; u < 8; u++) sum += acc[r][u];
