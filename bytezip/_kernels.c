@@ -1315,6 +1315,8 @@ INLINE void dots_8_keys(const double *q, const float *keys, i64 n, i64 dh, i64 r
     v8d part[4][8];
     for (int u = 0; u < 8; u++) {
         v8d acc[4];
+        const char *ahead = (const char *)(keys + (j0 + u + 16) * dh);   /* the next blocks' keys, from memory */
+        for (i64 c = 0; c < dh * 4; c += 64) __builtin_prefetch(ahead + c);
         key_products(q, keys + (j0 + u) * dh, dh, dh, r0, R, acc);
         for (int r = 0; r < R; r++) part[r][u] = acc[r];
     }
@@ -1390,6 +1392,9 @@ INLINE void sum_32_columns(const double *w, i64 stride, const float *vals, i64 n
     v8d acc[4][4] = {{{0}}};
     for (i64 j = 0; j < n; j++) {
         v8d v[4];
+        const char *ahead = (const char *)(vals + (j + 16) * dh + e0);      /* later values, from memory */
+        __builtin_prefetch(ahead);
+        __builtin_prefetch(ahead + 64);
         for (int c = 0; c < 4; c++) {
             v8f f;
             memcpy(&f, vals + j * dh + e0 + 8 * c, sizeof f);
