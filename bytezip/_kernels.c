@@ -170,7 +170,7 @@ typedef struct {
     const int32_t *log2;           /* [ONE + 1] log2 table as int32 (gathered 16 at a time) */
     const i64 *exp2, *byte_class;
     /* scratch, written by mix, read by update */
-    i64 *inputs;                   /* [L, N_MODELS, 256] */
+    double *inputs;                /* [L, N_MODELS, 256] the inputs' distributions (integers below 2^33) */
     i64 *mixed;                    /* [L, 256] */
     double *expected;              /* [L, N_GEO, N_MODELS] sum over k of q[k] log2 input[k] (integers), per mix */
     i64 *q_sum, *geo;              /* [N_GEO, L] sum of the unnormalised geometric mix q, [N_GEO, L, 256] */
@@ -187,10 +187,12 @@ INLINE i64 floordiv(i64 a, i64 b) {     /* numpy's // for b > 0 */
 /* a // d for 0 <= a < 2^52, 0 < d < 2^52, inv = 1.0 / d: the float estimate is within one of the quotient,
    and the remainder corrects it; all in doubles, exactly (every value an integer below 2^53), as integer
    division and 64-bit multiplies are the mixer's slowest instructions */
-INLINE i64 div_pos(i64 a, i64 d, double inv) {
-    const double x = (double)a, dd = (double)d, q = (double)(i64)(x * inv), r = x - q * dd;
-    return (i64)q + (r >= dd) - (r < 0);
+INLINE double div_pos_f64(double x, double dd, double inv) {     /* the same, of integers held as doubles */
+    const double q = (double)(i64)(x * inv), r = x - q * dd;
+    return q + (double)(r >= dd) - (double)(r < 0);
 }
+
+INLINE i64 div_pos(i64 a, i64 d, double inv) { return (i64)div_pos_f64((double)a, (double)d, inv); }
 
 INLINE i64 prev(const Mixer *m, i64 lane, int j) {
     return m->t >= j ? m->hist[lane * m->width + m->t - j] : 0;
@@ -214,23 +216,24 @@ INLINE void context_rows(const Mixer *m, i64 lane, const int *orders, int n_orde
 }
 
 /* one order of ppm_blend: (c ONE + escape below) // (sum c + escape), escape = max(distinct, 1), over int16
-   (a lane's own) or uint16 (the history's) counts */
+   (a lane's own) or uint16 (the history's) counts; the distributions are integers held as doubles (below
+   2^33 here: exact) */
 #define PPM_ORDER(name, count_t)                                                                          \
-    INLINE void name(const count_t *c, const i64 *below, i64 *out) {                                    \
+    INLINE void name(const count_t *c, const double *below, double *out) {                              \
         i64 sum = 0, distinct = 0;                                                                        \
         for (int k = 0; k < 256; k++) { sum += c[k]; distinct += c[k] > 0; }                              \
         if (sum == 0) {                                   /* an unseen context: (0 + 1 below) // 1 */     \
-            memcpy(out, below, 256 * sizeof(i64));                                                        \
+            memcpy(out, below, 256 * sizeof(double));                                                     \
             return;                                                                                       \
         }                                                                                                 \
         i64 esc = distinct > 0 ? distinct : 1, den = sum + esc;                                           \
-        double inv = 1.0 / (double)den;                                                                   \
-        for (int k = 0; k < 256; k++) out[k] = div_pos((i64)c[k] * ONE + esc * below[k], den, inv);      \
+        const double inv = 1.0 / (double)den, dd = (double)den, de = (double)esc;                        \
+        for (int k = 0; k < 256; k++) out[k] = div_pos_f64((double)c[k] * ONE + de * below[k], dd, inv); \
     }
 PPM_ORDER(ppm_order_i16, int16_t)
 PPM_ORDER(ppm_order_u16, uint16_t)
 
-INLINE void match_input(const Mixer *m, int mm, i64 lane, i64 bucket, i64 predicted, i64 *p) {
+INLINE void match_input(const Mixer *m, int mm, i64 lane, i64 bucket, i64 predicted, double *p) {
     if (m->ptr[mm * m->L + lane] < 0) {
         for (int k = 0; k < 256; k++) p[k] = ONE >> 8;
         return;
@@ -239,21 +242,21 @@ INLINE void match_input(const Mixer *m, int mm, i64 lane, i64 bucket, i64 predic
     i64 hit = m->hits[at] * ONE / m->tries[at];
     hit = hit < (ONE >> 9) ? (ONE >> 9) : hit > ONE - (ONE >> 9) ? ONE - (ONE >> 9) : hit;
     i64 rest = (ONE - hit) / 255;
-    for (int k = 0; k < 256; k++) p[k] = rest;
-    p[predicted] = hit;
+    for (int k = 0; k < 256; k++) p[k] = (double)rest;
+    p[predicted] = (double)hit;
 }
 
 INLINE i64 source_byte(const Source *s, i64 ptr) {
     return s->data && s->n ? s->data[ptr > 0 ? ptr : 0] : 0;
 }
 
-/* out[k] = log2[clamp(in[k], 1, ONE)] for 256 inputs below 2^31, gathered 16 at a time where AVX-512 is */
+/* out[k] = log2[clamp(in[k], 1, ONE)] for 256 integer inputs below 2^31, gathered 16 at a time where AVX-512 is */
 #ifdef HAVE_X86
-AVX512 static void log2_row_avx512(const int32_t *log2, const i64 *in, double *out) {
+AVX512 static void log2_row_avx512(const int32_t *log2, const double *in, double *out) {
     const __m512i lo = _mm512_set1_epi32(1), hi = _mm512_set1_epi32(ONE);
     for (int k = 0; k < 256; k += 16) {
-        const __m256i a = _mm512_cvtepi64_epi32(_mm512_loadu_si512(in + k));
-        const __m256i b = _mm512_cvtepi64_epi32(_mm512_loadu_si512(in + k + 8));
+        const __m256i a = _mm512_cvttpd_epi32(_mm512_loadu_pd(in + k));
+        const __m256i b = _mm512_cvttpd_epi32(_mm512_loadu_pd(in + k + 8));
         __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
         idx = _mm512_min_epi32(_mm512_max_epi32(idx, lo), hi);
         const __m512i v = _mm512_i32gather_epi32(idx, log2, 4);
@@ -278,14 +281,14 @@ AVX512 static i64 exp2_row_avx512(const i64 *exp2, const double *z, i64 zmax, do
 
 INLINE i64 log2_of(const int32_t *log2, i64 v) { return log2[v < 1 ? 1 : v > ONE ? ONE : v]; }
 
-INLINE void log2_row(const int32_t *log2, const i64 *in, double *out) {
+INLINE void log2_row(const int32_t *log2, const double *in, double *out) {
 #ifdef HAVE_X86
     if (use_avx512) {
         log2_row_avx512(log2, in, out);
         return;
     }
 #endif
-    for (int k = 0; k < 256; k++) out[k] = (double)log2_of(log2, in[k]);
+    for (int k = 0; k < 256; k++) out[k] = (double)log2_of(log2, (i64)in[k]);
 }
 
 /* q[k] = exp2[min((zmax - z[k]) >> 16, EXP_RANGE)] (the unnormalised geometric mix); returns the sum of q */
@@ -327,12 +330,13 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
     const i64 L = m->L;
     for (i64 l = 0; l < L; l++) {
         if (l + 1 < L) prefetch_counts(m, l + 1);
-        i64 *in = m->inputs + l * N_MODELS * 256, *out = out_rows[l];
+        double *in = m->inputs + l * N_MODELS * 256;
+        i64 *out = out_rows[l];
         const i64 *nn = nn_rows[l];
         i64 s = 0;
         for (int k = 0; k < 256; k++) s += nn[k];
         double inv_s = 1.0 / (double)s;
-        for (int k = 0; k < 256; k++) in[k] = div_pos(nn[k] * ONE, s, inv_s);
+        for (int k = 0; k < 256; k++) in[k] = (double)div_pos(nn[k] * ONE, s, inv_s);
         i64 longest = -1;
         for (int mm = 0; mm < N_MATCH; mm++) {
             i64 has = m->ptr[mm * L + l] >= 0;
@@ -354,16 +358,16 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
         match_input(m, 0, l, bucket, m->predicted[l], in + 1 * 256);
         match_input(m, 1, l, bucket, m->predicted[L + l], in + 2 * 256);
         match_input(m, 2, l, bucket, m->predicted[2 * L + l], in + DICTIONARY_MATCH * 256);
-        const i64 *below = in;                                           /* the neural distribution */
+        const double *below = in;                                        /* the neural distribution */
         for (int k = 0; k < N_OWN; k++) {
             i64 rows = OWN_ORDERS[k] == 1 ? 256 : 1 << OWN_BITS;
             ppm_order_i16(m->counts[k] + (l * rows + own[k]) * 256, below, in + (3 + k) * 256);
             below = in + (3 + k) * 256;
         }
-        i64 prior[256];
+        double prior[256];
         below = in;
         for (int k = 0; k < N_SHARED; k++) {
-            const i64 *fallback = below;
+            const double *fallback = below;
             if (m->has_priors) {                 /* the dictionary's same order, itself blended upwards */
                 ppm_order_u16(m->priors.counts[k] + shared[k] * 256, k ? prior : in, prior);
                 fallback = prior;
@@ -371,16 +375,18 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
             ppm_order_u16(m->history.counts[k] + shared[k] * 256, fallback, in + (6 + k) * 256);
             below = in + (6 + k) * 256;
         }
-        memcpy(in + PCM_INPUT * 256, p_pcm + l * 256, 256 * sizeof(i64));
-        memcpy(in + IMAGE_INPUT * 256, p_image + l * 256, 256 * sizeof(i64));
+        for (int k = 0; k < 256; k++) {
+            in[PCM_INPUT * 256 + k] = (double)p_pcm[l * 256 + k];
+            in[IMAGE_INPUT * 256 + k] = (double)p_image[l * 256 + k];
+        }
         /* sums of integer products below 2^40: exact in double whatever the order, and they vectorise */
         const i64 *w = m->weights + (l * N_SETS + wset) * N_MODELS;
         i64 *mixed = m->mixed + l * 256;
         double acc[256] = {0};
         for (int i = 0; i < N_MODELS; i++) {
             double wi = (double)w[i];
-            const i64 *row = in + (i64)i * 256;
-            for (int k = 0; k < 256; k++) acc[k] += wi * (double)row[k];
+            const double *row = in + (i64)i * 256;
+            for (int k = 0; k < 256; k++) acc[k] += wi * row[k];
         }
         for (int k = 0; k < 256; k++) mixed[k] = (i64)acc[k] >> 16;
         if (!m->geometric) {
@@ -503,9 +509,9 @@ VECTOR_CLONES void mixer_update(Mixer *m, const i64 *byte) {
     const i64 L = m->L, t = m->t;
     for (i64 l = 0; l < L; l++) {
         const i64 x = byte[l], bucket = m->bucket[l];
-        const i64 *in = m->inputs + l * N_MODELS * 256;
+        const double *in = m->inputs + l * N_MODELS * 256;
         i64 p_x[N_MODELS];
-        for (int i = 0; i < N_MODELS; i++) p_x[i] = in[i * 256 + x];
+        for (int i = 0; i < N_MODELS; i++) p_x[i] = (i64)in[i * 256 + x];
         bayes_update(m->weights + (l * N_SETS + m->wset[l]) * N_MODELS, p_x, m->floor, 0, N_MODELS, W_SHIFT);
         if (m->geometric) {
             i64 mixes[1 + N_GEO] = {m->mixed[l * 256 + x]};
@@ -516,7 +522,7 @@ VECTOR_CLONES void mixer_update(Mixer *m, const i64 *byte) {
                 const i64 *varies = m->varies + l * (N_MODELS + 1);
                 for (i64 u = 1; u <= varies[0]; u++) {
                     const int i = (int)varies[u];
-                    i64 v = gw[i] + log2_of(m->log2, in[i * 256 + x]) - (i64)expected[i] / qs;   /* both >= 0 */
+                    i64 v = gw[i] + log2_of(m->log2, p_x[i]) - (i64)expected[i] / qs;   /* both >= 0 */
                     gw[i] = v < -GEO_W_MAX ? -GEO_W_MAX : v > GEO_W_MAX ? GEO_W_MAX : v;
                 }
                 mixes[1 + g] = m->geo[(g * L + l) * 256 + x];

@@ -262,7 +262,7 @@ class Mixer:
                    "q_sum": (N_GEO, L), "geo": (N_GEO, L, 256), "varies": (L, 1 + N_MODELS),
                    "bucket": (L,), "wset": (L,), "gset": (N_GEO, L),
                    "has": (N_MATCH, L), "predicted": (N_MATCH, L), "rows": (len(OWN_ORDERS), L)}
-        self._scratch = {k: np.zeros(shape, dtype=np.float64 if k == "expected" else np.int64)
+        self._scratch = {k: np.zeros(shape, dtype=np.float64 if k in ("inputs", "expected") else np.int64)
                          for k, shape in scratch.items()}
         self._has, self._predicted = self._scratch["has"], self._scratch["predicted"]   # as mix() leaves them
         return kernels.MixerState(
