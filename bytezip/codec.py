@@ -227,9 +227,7 @@ def _smallest(chunk: bytes, neural: bytes | None, mixed: bytes | None) -> tuple[
     candidates = [(fmt.ZSTD, _zstd_compress(chunk)), (fmt.LZMA, _lzma_compress(chunk)), (fmt.NEURAL, neural),
                   (fmt.MIXED, mixed)]
     for codec, payload in candidates:
-        if payload is None:
-            continue
-        if 0 < len(payload) < len(best[1]):
+        if payload is not None and 0 < len(payload) < len(best[1]):
             best = (codec, payload)
     return best
 
