@@ -305,10 +305,9 @@ INLINE i64 exp2_row(const i64 *exp2, const double *z, i64 zmax, double *q) {
     return qs;
 }
 
-/* start loading the count rows that lane l's mix will read (rows of 512 bytes, mostly far apart in tables of
-   megabytes), so that they arrive while the lane before is mixed */
-INLINE void prefetch_counts(const Mixer *m, i64 l) {
-    i64 own[N_OWN], shared[N_SHARED];
+/* lane l's context rows (own and shared orders), and a start on loading the count rows its mix will read (rows
+   of 512 bytes, mostly far apart in tables of megabytes), so that they arrive while the lane before is mixed */
+INLINE void rows_and_prefetch(const Mixer *m, i64 l, i64 *own, i64 *shared) {
     context_rows(m, l, OWN_ORDERS, N_OWN, OWN_BITS, own);
     context_rows(m, l, SHARED_ORDERS, N_SHARED, SHARED_BITS, shared);
     for (int k = 0; k < N_OWN; k++) {
@@ -328,8 +327,11 @@ INLINE void prefetch_counts(const Mixer *m, i64 l) {
 INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows, const i64 *p_pcm,
                       const i64 *p_image, const i64 *wset_offset) {
     const i64 L = m->L;
+    i64 rows[2][N_OWN + N_SHARED];                  /* this lane's context rows and the next one's */
+    if (L) rows_and_prefetch(m, 0, rows[0], rows[0] + N_OWN);
     for (i64 l = 0; l < L; l++) {
-        if (l + 1 < L) prefetch_counts(m, l + 1);
+        const i64 *own = rows[l & 1], *shared = own + N_OWN;
+        if (l + 1 < L) rows_and_prefetch(m, l + 1, rows[(l + 1) & 1], rows[(l + 1) & 1] + N_OWN);
         double *in = m->inputs + l * N_MODELS * 256;
         i64 *out = out_rows[l];
         const i64 *nn = nn_rows[l];
@@ -349,9 +351,6 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
         m->predicted[l] = m->hist[l * m->width + (p0 > 0 ? p0 : 0)];
         m->predicted[L + l] = source_byte(&m->history, m->ptr[L + l]);
         m->predicted[2 * L + l] = source_byte(&m->dict_match, m->ptr[2 * L + l]);
-        i64 own[N_OWN], shared[N_SHARED];
-        context_rows(m, l, OWN_ORDERS, N_OWN, OWN_BITS, own);
-        context_rows(m, l, SHARED_ORDERS, N_SHARED, SHARED_BITS, shared);
         for (int k = 0; k < N_OWN; k++) m->rows[k * L + l] = own[k];
         i64 wset = bucket + wset_offset[l];
         m->wset[l] = wset;
@@ -592,7 +591,6 @@ INLINE i64 clip64(i64 v, i64 lo, i64 hi) { return v < lo ? lo : v > hi ? hi : v;
 INLINE i64 floormod(i64 a, i64 b) { i64 r = a % b; return r < 0 ? r + b : r; }
 INLINE i64 abs64(i64 v) { return v < 0 ? -v : v; }
 
-/* image.coded_index for one chunk */
 /* out[k] (+)= exp[min(|base + k step| mult // scale, q_max)] for k < n (a multiple of 8): the Laplace tables of
    the PCM and image predictors; |d| mult < 2^52, 0 < scale < 2^52; 8 at a time (division, gather) with AVX-512 */
 #ifdef HAVE_X86
@@ -630,6 +628,7 @@ INLINE void laplace_row(const i64 *exp, i64 q_max, i64 base, i64 step, i64 mult,
     }
 }
 
+/* image.coded_index for one chunk */
 INLINE i64 coded_chunk(i64 j, i64 round_chunks, i64 band_chunks) {
     if (!band_chunks || j >= round_chunks * band_chunks) return j;
     return (j % band_chunks) * round_chunks + j / band_chunks;
