@@ -52,8 +52,49 @@ def _open_read(path: str) -> BinaryIO:
     return open(path, "rb")
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
 def _display(name: str) -> str:
-    return "stdin" if name == STDIO else name
+    """A file name as messages show it: `stdin` for `-`; a name with a control character (a newline...),
+    or bytes that are not UTF-8 (decoded with surrogateescape), escaped as Python would write it
+    (`a\\nb`, `\\xff`), so that every message stays on one line."""
+    if name == STDIO:
+        return "stdin"
+    if name.isprintable():            # False for control characters and for surrogates
+        return name
+    out = []
+    for ch in name:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif "\udc80" <= ch <= "\udcff":           # a byte that was not UTF-8
+            out.append(f"\\x{ord(ch) - 0xdc00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 byte`, `0 bytes`, `2 files`: every count the command line prints goes through here."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def all_cores() -> int:
+    """CPU threads this process may run on (`-T0`): its affinity mask, else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _binary_stream(name: str) -> BinaryIO:
+    """sys.stdin/sys.stdout as bytes (what click's deprecated get_binary_stream returned)."""
+    stream = getattr(sys, name)
+    return getattr(stream, "buffer", stream)
 
 
 class Failure(Exception):
@@ -169,6 +210,24 @@ class AtomicOutput:
             pass
 
 
+def _target(dest: str | None) -> str:
+    return "stdout" if dest is None else _display(dest)
+
+
+def _open_special(dest: str) -> BinaryIO:
+    """Open a character or block device or a FIFO for writing in place: never created, truncated or replaced
+    (a FIFO's open waits for its reader, as zstd's does)."""
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise Failure(dest, f"cannot open the output: {_os_message(e)}") from None
+    st = os.fstat(fd)
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        os.close(fd)          # replaced by something else since it was checked
+        raise Failure(dest, "changed while being opened; not written")
+    return os.fdopen(fd, "wb")
+
+
 def _fsync_dir(directory: str):
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -258,6 +317,7 @@ class Options:
     history: bool = True
     audio: bool = True
     image: bool = True
+    recursive: bool = False
 
 
 @dataclass
@@ -277,8 +337,8 @@ class Session:
         self._compressor: Compressor | None = None
         self._decompressor: Decompressor | None = None
         self._listed = 0
-        self.stdout = click.get_binary_stream("stdout")
-        self.stdin = click.get_binary_stream("stdin")
+        self.stdout = _binary_stream("stdout")
+        self.stdin = _binary_stream("stdin")
 
     # messages
     def error(self, name: str, message: str):
@@ -331,7 +391,7 @@ class Session:
         except OSError as e:
             raise Failure(name, _os_message(e)) from None
         if stat.S_ISDIR(st.st_mode):
-            raise Failure(name, "is a directory -- ignored")
+            raise Failure(name, "is a directory -- ignored" + ("" if self.opts.recursive else " (use -r to recurse into it)"))
         try:
             fh = _open_read(name)
         except OSError as e:
@@ -357,24 +417,36 @@ class Session:
             raise Failure(name, f"nothing left of the name without {SUFFIX} (use -o to name the output)")
         return name[:-len(SUFFIX)]
 
-    def check_destination(self, name: str, dest: str | None, st: os.stat_result | None):
+    def check_destination(self, name: str, dest: str | None, st: os.stat_result | None) -> bool:
+        """Refuse a destination we must not write; True when dest is a device or FIFO, written into in place
+        (as zstd does: `-o /dev/null`, a named pipe) rather than replaced by a new file."""
         if dest is None:
             if self.mode == "compress" and _isatty(sys.stdout) and not self.opts.force:
                 raise Failure("stdout", "is a terminal; not writing compressed data to it (use -f to force)")
-            return
+            return False
         try:
             dst = os.stat(dest)
         except OSError:
-            return
+            return False
         if st is not None and os.path.samestat(st, dst):
-            raise Failure(name, f"the output {dest} is the input itself -- ignored")
+            raise Failure(name, f"the output {_display(dest)} is the input itself -- ignored")
         if stat.S_ISDIR(dst.st_mode):
             raise Failure(dest, "is a directory; cannot write the output there")
+        if stat.S_ISCHR(dst.st_mode) or stat.S_ISFIFO(dst.st_mode):
+            return True
+        if stat.S_ISBLK(dst.st_mode):
+            if not self.opts.force:
+                raise Failure(dest, "is a block device; not written (use -f to write into it)")
+            return True
+        if not stat.S_ISREG(dst.st_mode):
+            raise Failure(dest, "is not a regular file, device or FIFO; cannot write the output there")
         if not self.opts.force:
             raise Failure(dest, "already exists; not overwritten (use -f to overwrite)")
+        return False
 
-    def write(self, dest: str | None, st, work):
-        """Run work(ofh, path) into dest (through a temporary file at `path`) or stdout (path None)."""
+    def write(self, dest: str | None, st, work, special: bool = False):
+        """Run work(ofh, path) into dest (through a temporary file at `path`), into the device or FIFO dest
+        (`special`; path None) or stdout (dest and path None)."""
         if dest is None:
             try:
                 result = work(self.stdout, None)
@@ -383,6 +455,9 @@ class Session:
                 _silence_stdout()
                 raise BrokenPipe("stdout", "broken pipe") from None
             return result
+        if special:
+            with _open_special(dest) as fh:
+                return work(fh, None)
         out = AtomicOutput(dest, self.opts.force)
         try:
             result = work(out.fh, out.tmp)
@@ -391,14 +466,14 @@ class Session:
         finally:
             out.discard()
 
-    def remove_input(self, name: str, st: os.stat_result | None, dest: str | None):
+    def remove_input(self, name: str, st: os.stat_result | None, dest: str | None, special: bool = False):
         if not self.opts.remove or name == STDIO:
             return
-        if dest is None:
-            self.note(f"bytezip: {name}: kept (--rm applies only when writing to a file)", 1)
+        if dest is None or special:
+            self.note(f"bytezip: {_display(name)}: kept (--rm applies only when writing to a regular file)", 1)
             return
         if st is None or not stat.S_ISREG(st.st_mode):
-            self.note(f"bytezip: {name}: not a regular file; kept", 1)
+            self.note(f"bytezip: {_display(name)}: not a regular file; kept", 1)
             return
         try:
             os.unlink(name)
@@ -410,7 +485,7 @@ class Session:
         fh, st = self.open_input(name)
         try:
             dest = self.destination(name)
-            self.check_destination(name, dest, st)
+            special = self.check_destination(name, dest, st)
             comp = self.compressor(name)
             t0 = time.monotonic()
             total = st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None
@@ -425,31 +500,32 @@ class Session:
                             _, n_back = self.decompressor(comp.model).copy_stream(check, _NullSink(),
                                                                                    progress=bar.advance)
                         if n_back != n_in:
-                            raise BytezipError(f"verification failed ({n_back} bytes decoded, {n_in} read)")
+                            raise BytezipError(f"verification failed ({plural(n_back, 'byte')} decoded, "
+                                               f"{n_in} read)")
                 return n_in, n_out
 
             try:
-                n_in, n_out = self.write(dest, st, work)
+                n_in, n_out = self.write(dest, st, work, special)
             except BytezipError as e:
                 raise Failure(name, str(e)) from None
             except OSError as e:
                 raise Failure(dest or "stdout", _os_message(e)) from None
-            self.remove_input(name, st, dest)
+            self.remove_input(name, st, dest, special)
         finally:
             if fh is not self.stdin:
                 fh.close()
         r = Result(name, n_in, n_out, dest, time.monotonic() - t0)
         pct = f"{100 * r.n_out / r.n_in:.2f}% " if r.n_in else ""
         bpb = f", {8 * r.n_out / r.n_in:.3f} bits/byte" if r.n_in else ""
-        self.note(f"{_display(name)} : {pct}({r.n_in} => {r.n_out} bytes, {dest or 'stdout'}){bpb}{self._speed(r)}")
+        self.note(f"{_display(name)} : {pct}({r.n_in} => {plural(r.n_out, 'byte')}, {_target(dest)}){bpb}"
+                  f"{self._speed(r.seconds, r.n_in)}")
         return r
 
     def decompress(self, name: str, test: bool = False) -> Result:
         fh, st = self.open_input(name)
         try:
             dest = None if test else self.destination(name)
-            if not test:
-                self.check_destination(name, dest, st)
+            special = not test and self.check_destination(name, dest, st)
             t0 = time.monotonic()
             total = None
             try:
@@ -462,22 +538,22 @@ class Session:
                     with self._bar(_display(name), total, dest is None and not test) as bar:
                         return dec.copy_stream(fh, ofh, progress=bar.advance)
 
-                n_in, n_out = work(_NullSink(), None) if test else self.write(dest, st, work)
+                n_in, n_out = work(_NullSink(), None) if test else self.write(dest, st, work, special)
             except BytezipError as e:
                 raise Failure(name, str(e)) from None
             except OSError as e:
                 raise Failure(dest or name, _os_message(e)) from None
             if not test:
-                self.remove_input(name, st, dest)
+                self.remove_input(name, st, dest, special)
         finally:
             if fh is not self.stdin:
                 fh.close()
         r = Result(name, n_in, n_out, dest, time.monotonic() - t0)
         if test:
-            self.note(f"{_display(name)} : OK ({r.n_in} => {r.n_out} bytes){self._speed(r)}")
+            self.note(f"{_display(name)} : OK ({r.n_in} => {plural(r.n_out, 'byte')}){self._speed(r.seconds, r.n_out)}")
         else:
-            self.note(f"{_display(name)} : {r.n_out} bytes ({r.n_in} => {r.n_out} bytes, {dest or 'stdout'})"
-                      f"{self._speed(r)}")
+            self.note(f"{_display(name)} : {plural(r.n_out, 'byte')} ({r.n_in} => {plural(r.n_out, 'byte')}, "
+                      f"{_target(dest)}){self._speed(r.seconds, r.n_out)}")
         return r
 
     def list(self, name: str) -> Result:
@@ -497,10 +573,13 @@ class Session:
         self._listed += 1
         return Result(name, info.archive_size, info.original_size, None, 0.0)
 
-    def _speed(self, r: Result) -> str:
+    def _speed(self, seconds: float, original: int) -> str:
+        """With -vv: the time, and the speed in bytes of the original data a second (none for an empty
+        input, or a time too short to measure)."""
         if self.opts.verbosity < 3:
             return ""
-        return f", {r.seconds:.2f} s, {max(r.n_in, r.n_out) / max(r.seconds, 1e-9) / 1024:.1f} KiB/s"
+        speed = f", {original / seconds / 1024:.1f} KiB/s" if original and seconds > 1e-6 else ""
+        return f", {seconds:.2f} s{speed}"
 
 
 def format_info(name: str, info) -> str:
@@ -521,18 +600,18 @@ def format_info(name: str, info) -> str:
     add("Chunks", str(len(info.chunks)))
     if h.png:
         e = h.png
-        add("PNG", f"{e.width} x {e.height} x {e.channels} coded as {e.pixel_bytes} bytes of pixels, "
+        add("PNG", f"{e.width} x {e.height} x {e.channels} coded as {plural(e.pixel_bytes, 'byte')} of pixels, "
                    f"rebuilt with zlib level {e.zlib_settings[0]}")
-    add("History", f"rounds of {h.round_chunks} chunks" if h.round_chunks else "none (chunks independent)")
+    add("History", f"rounds of {plural(h.round_chunks, 'chunk')}" if h.round_chunks else "none (chunks independent)")
     for codec, cname in fmt.CODEC_NAMES.items():
         recs = [c for c in info.chunks if c.codec == codec]
         raw, coded = sum(c.raw_size for c in recs), sum(c.coded_size for c in recs)
-        detail = f", {raw} => {coded} bytes" if recs else ""
+        detail = f", {raw} => {plural(coded, 'byte')}" if recs else ""
         if recs and raw:
             detail += f" ({8 * coded / raw:.3f} bits/byte)"
         lines.append(f"    {cname + ':':<15}{len(recs)}{detail}")
     overhead = archive - sum(c.coded_size for c in info.chunks)
-    add("Overhead", f"{overhead} bytes (header, chunk records, end record)")
+    add("Overhead", f"{plural(overhead, 'byte')} (header, chunk records, end record)")
     if h.model_id:
         add("Model", f"{h.model_id} (digest {h.model_digest.hex()})")
     else:
@@ -551,8 +630,63 @@ def _silence_stdout():
         pass
 
 
+def expand(mode: str, names: list[str], opts: Options) -> tuple[list[str], int]:
+    """With -r, each directory among `names` becomes the files under it, in sorted order: for compress the
+    regular files not already ending in .bzp, for the other modes the regular files ending in .bzp. Of those,
+    what is not a regular file (a symbolic link, a FIFO, a device, a socket) is skipped with a one-line note,
+    as are symbolic links to directories (never followed); a directory that cannot be read is an error.
+    Returns the files and the number of errors reported."""
+    if not opts.recursive:
+        return names, 0
+    out, errors = [], 0
+
+    def note(path, why):
+        if opts.verbosity >= 1:
+            click.echo(f"bytezip: {_display(path)}: {why} -- ignored", err=True)
+
+    for name in names:
+        if name == STDIO or not os.path.isdir(name):
+            out.append(name)
+            continue
+        failures = []
+        for root, dirs, fnames in os.walk(name, onerror=failures.append):
+            for e in failures:
+                click.echo(f"bytezip: {_display(e.filename or root)}: {_os_message(e)}", err=True)
+            errors += len(failures)
+            failures.clear()
+            for d in [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+                note(os.path.join(root, d), "is a symbolic link")
+            dirs.sort()
+            for f in sorted(fnames):
+                path = os.path.join(root, f)
+                try:
+                    st = os.lstat(path)
+                except OSError as e:
+                    click.echo(f"bytezip: {_display(path)}: {_os_message(e)}", err=True)
+                    errors += 1
+                    continue
+                if (mode == "compress") == path.endswith(SUFFIX):
+                    continue          # not a file this mode works on (an archive, or not one)
+                if stat.S_ISLNK(st.st_mode):
+                    note(path, "is a symbolic link")
+                elif not stat.S_ISREG(st.st_mode):
+                    note(path, "is not a regular file")
+                else:
+                    out.append(path)
+        for e in failures:
+            click.echo(f"bytezip: {_display(e.filename or name)}: {_os_message(e)}", err=True)
+        errors += len(failures)
+    return out, errors
+
+
 def run(mode: str, files: tuple[str, ...], opts: Options) -> int:
     """Process every file, report each failure in one line, return the exit status."""
+    if files and opts.recursive:
+        files, walk_errors = expand(mode, list(files), opts)
+        if not files:
+            return 1 if walk_errors else 0
+    else:
+        walk_errors = 0
     files = list(files) or [STDIO]
     if opts.output == STDIO:
         opts.output, opts.stdout = None, True
@@ -573,7 +707,7 @@ def run(mode: str, files: tuple[str, ...], opts: Options) -> int:
         click.echo(f"bytezip: {e}", err=True)
         return 1
     session = Session(mode, opts)
-    failed, results = 0, []
+    failed, results = walk_errors, []
     for name in files:
         try:
             if mode == "compress":
@@ -602,13 +736,13 @@ def run(mode: str, files: tuple[str, ...], opts: Options) -> int:
         n_in, n_out = sum(r.n_in for r in results), sum(r.n_out for r in results)
         if mode == "compress":
             pct = f"{100 * n_out / n_in:.2f}% " if n_in else ""
-            session.note(f"{len(results)} files compressed : {pct}({n_in} => {n_out} bytes)")
+            session.note(f"{plural(len(results), 'file')} compressed : {pct}({n_in} => {plural(n_out, 'byte')})")
         elif mode == "list":
             ratio = f", ratio {n_out / n_in:.3f}" if n_in else ""
-            click.echo(f"{len(results)} archives: {human(n_out)} original, {human(n_in)} compressed{ratio}")
+            click.echo(f"{plural(len(results), 'archive')}: {human(n_out)} original, {human(n_in)} compressed{ratio}")
         else:
-            session.note(f"{len(results)} files {'tested' if mode == 'test' else 'decompressed'} : "
-                         f"{n_in} => {n_out} bytes")
+            session.note(f"{plural(len(results), 'file')} {'tested' if mode == 'test' else 'decompressed'} : "
+                         f"{n_in} => {plural(n_out, 'byte')}")
     return 1 if failed else 0
 
 
@@ -655,6 +789,15 @@ def split_mode(args: list[str]) -> tuple[str | None, list[str]]:
     return mode, rest
 
 
+def error_line(e: click.ClickException) -> str:
+    """A click error (a usage error, or bench's) as the one line every bytezip error is: `bytezip: ...`."""
+    message = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.UsageError) and ctx is not None:
+        message += f" (see '{ctx.command_path} -h')"
+    return f"bytezip: {message}"
+
+
 class BytezipGroup(click.Group):
     """Subcommands, plus zstd's shorthands: `bytezip FILE` compresses, `bytezip -d|-z|-t|-l ...` pick a mode."""
 
@@ -680,7 +823,7 @@ class BytezipGroup(click.Group):
         try:
             rv = super().main(args, prog_name or "bytezip", complete_var, standalone_mode=False, **extra)
         except click.ClickException as e:
-            e.show()
+            click.echo(error_line(e), err=True)
             rv = 1
         except click.Abort:
             rv = EXIT_INTERRUPTED
@@ -713,7 +856,10 @@ def _common(f, *, output=True, compress=False, coder=True):
             click.option("-f", "--force", is_flag=True,
                          help="Overwrite existing files; read from / write binary to a terminal."),
         ]
-    opts += [click.option("-q", "--quiet", count=True, help="Only errors: no progress bar, no notes."),
+    opts += [click.option("-r", "--recursive", is_flag=True,
+                          help="Operate on the files under each directory (compress: every regular file to "
+                               "FILE.bzp beside it; the other modes: every FILE.bzp)."),
+             click.option("-q", "--quiet", count=True, help="Only errors: no progress bar, no notes."),
              click.option("-v", "--verbose", count=True, help="A line per file (sizes, ratio, bits per byte); "
                                                               "-vv adds time and speed.")]
     if coder:
@@ -725,8 +871,9 @@ def _common(f, *, output=True, compress=False, coder=True):
                               "Model name or path prefix (default: the one named in the archive)."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                          help="Where the model runs (archives decode the same on any device)."),
-            click.option("-T", "--threads", type=click.IntRange(min=0), default=0, metavar="N",
-                         help="CPU threads for the model (0 = torch's default)."),
+            click.option("-T", "--threads", type=click.IntRange(min=0), default=None, metavar="N",
+                         help="CPU threads for the model and the coding workers (0 = all cores; default: "
+                              "torch's, one per physical core)."),
             click.option("--lanes", type=click.IntRange(min=1, max=fmt.MAX_ROUND_CHUNKS) if compress
                          else click.IntRange(min=1), metavar="N",
                          help="Chunks per round: each round decodes as N lanes and reads the rounds before it "
@@ -756,10 +903,15 @@ def _common(f, *, output=True, compress=False, coder=True):
 def _options(kw) -> Options:
     return Options(output=kw.get("output"), stdout=kw.get("to_stdout", False), remove=kw.get("remove", False),
                    force=kw.get("force", False), verbosity=1 - kw.get("quiet", 0) + kw.get("verbose", 0),
-                   model=kw.get("model"), device=kw.get("device", "auto"), threads=kw.get("threads") or None,
+                   model=kw.get("model"), device=kw.get("device", "auto"), threads=_threads(kw.get("threads")),
                    chunk_size=kw.get("chunk_size"), lanes=kw.get("lanes"), solid=kw.get("solid", True),
                    history=kw.get("history", True), audio=kw.get("audio", True),
-                   image=kw.get("image", True))
+                   image=kw.get("image", True), recursive=kw.get("recursive", False))
+
+
+def _threads(n: int | None) -> int | None:
+    """-T N: N threads; -T0: all cores (as zstd's -T0); none: torch's own setting."""
+    return all_cores() if n == 0 else n
 
 
 @cli.command(context_settings=CONTEXT)
