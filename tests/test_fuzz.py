@@ -218,6 +218,68 @@ def test_fuzz_arbitrary_bytes(model, blob):
     assert check(blob) is None or blob[:4] == fmt.MAGIC
 
 
+
+# -- the coverage-guided target (tests/fuzz_archive.py, atheris) ------------------------------------------
+FUZZ_TARGET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz_archive.py")
+FINDINGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz_findings")
+FUZZ_SECONDS = int(os.environ.get("BYTEZIP_FUZZ_SECONDS", "15"))
+DONE = re.compile(r"#(\d+)\s+DONE\s+cov: (\d+) ft: (\d+) corp: (\d+)/\S+ .*?exec/s: (\d+) rss: (\d+)Mb")
+
+
+def test_atheris_short_run(tmp_path, record_property):
+    """tests/fuzz_archive.py under libFuzzer for FUZZ_SECONDS (15) from its seeds of every chunk kind: no
+    crash, hang or memory blow-up. Prints the executions and coverage reached (run with -s to see them)."""
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        pytest.skip("atheris is not installed (pip install atheris, or the test extra): "
+                    "the coverage-guided fuzz target cannot run")
+    import subprocess
+    corpus = tmp_path / "corpus"
+    cmd = [sys.executable, FUZZ_TARGET, f"-max_total_time={FUZZ_SECONDS}", "-rss_limit_mb=2048", "-timeout=20",
+           "-print_final_stats=1", f"-artifact_prefix={tmp_path}{os.sep}", str(corpus)]
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=FUZZ_SECONDS + 240)
+    log = run.stdout + run.stderr
+    findings = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-", "leak-")))
+    done = DONE.search(log)
+    if done:
+        execs, cov, ft, corp, speed, rss = map(int, done.groups())
+        print(f"\natheris {FUZZ_SECONDS} s: {execs} executions ({speed}/s), cov {cov} ft {ft}, corpus {corp} "
+              f"inputs (from {len(list(corpus.glob('seed-*')))} seeds), peak rss {rss} MB")
+        for k, v in dict(executions=execs, coverage=cov, features=ft, corpus=corp, exec_per_s=speed).items():
+            record_property(f"fuzz_{k}", v)
+    assert run.returncode == 0 and not findings and done, (
+        f"the fuzzer found {findings or 'something'} (exit {run.returncode}); reproduce with "
+        f"`python tests/fuzz_archive.py <file>`:\n" + "\n".join(
+            l for l in log.splitlines() if not l.startswith(("seed ", "INFO: Instrumenting", "#")))[-6000:])
+    seeded = re.search(r"bytezip fuzz: (\d+) seeds .*\(missing: ([^)]*)\)", log)
+    assert seeded and seeded.group(2) == "none", "the seeds do not cover every chunk kind: " + (
+        seeded.group(0) if seeded else log[-3000:])
+    assert int(seeded.group(1)) >= 20 and execs > int(seeded.group(1))
+
+
+def finding_files() -> list[str]:
+    if not os.path.isdir(FINDINGS):
+        return []
+    return sorted(f for f in os.listdir(FINDINGS) if not f.startswith(".") and not f.endswith(".md"))
+
+
+@pytest.mark.parametrize("name", finding_files() or [pytest.param("", marks=pytest.mark.skip(
+    reason="no fuzz findings recorded in tests/fuzz_findings"))])
+def test_fuzz_finding_stays_fixed(name):
+    """Every input the coverage-guided fuzzer found (minimised, in tests/fuzz_findings/) through the same
+    property, in a process of its own (a finding may be a hang or a memory blow-up): libFuzzer replays it
+    with the target's limits (-timeout, -rss_limit_mb) and must exit 0."""
+    import subprocess
+    path = os.path.join(FINDINGS, name)
+    run = subprocess.run([sys.executable, FUZZ_TARGET, "-rss_limit_mb=2048", "-timeout=20", path],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "BYTEZIP_FUZZ_IGNORE": ""})
+    log = "\n".join(l for l in (run.stdout + run.stderr).splitlines()
+                    if not l.startswith(("seed ", "INFO: Instrumenting", "WARNING: Failed to find")))
+    assert run.returncode == 0, f"{name}: the fuzz property fails (exit {run.returncode}):\n{log[-4000:]}"
+
+
 if __name__ == "__main__":
     os.environ["BYTEZIP_FUZZ_EXAMPLES"] = sys.argv[1] if len(sys.argv) > 1 else "20000"
     sys.exit(pytest.main(["-s", "-p", "no:cacheprovider", __file__]))
