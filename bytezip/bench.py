@@ -62,7 +62,11 @@ TEXT_EXT = {".txt", ".md", ".rst", ".html", ".htm", ".xml", ".json", ".csv", ".t
 
 
 class BenchError(click.ClickException):
-    """A benchmark that cannot run as asked (bad path, unknown compressor...)."""
+    """A benchmark that cannot run as asked (bad path, unknown compressor...): one line `bytezip: ...`, as
+    every bytezip error (the `bytezip` command prints it so itself; this is for `python -m bytezip.bench`)."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"bytezip: {' '.join(self.format_message().split())}", file=file, err=file is None)
 
 
 class RoundTripError(BenchError):
@@ -739,7 +743,7 @@ def run_bench(paths=None, *, json_path=None, report_dir=None, files=None, limit_
             try:
                 c._setup()
             except Exception as e:
-                raise BenchError(f"bytezip: {e}") from e
+                raise BenchError(f"cannot set up bytezip's codec: {e}") from e
     sources = collect_sources(paths, files)
     if not sources:
         raise BenchError("no input files" + (f" match {files!r}" if files else ""))
@@ -923,8 +927,12 @@ def table_rows(res: dict, group: str) -> tuple[list[str], list[list[str]], list[
 
 
 def summary_rows(res: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per group; a column per compressor with a result in some group (text-only input: no empty
+    image and audio columns)."""
     labels = _labels(res)
-    names = [c["name"] for c in res["compressors"]]
+    names = [c["name"] for c in res["compressors"]
+             if any(c["name"] in t["compressors"] and t["compressors"][c["name"]]["complete"]
+                    for t in res["totals"].values())]
     header = ["group", "raw bytes"] + [labels[n] for n in names]
     rows = []
     for g, t in res["totals"].items():

@@ -534,3 +534,257 @@ def test_real_process_reports_one_line_per_failure(work, models):
     assert p.returncode == 1 and p.stdout == b""
     assert p.stderr.decode().splitlines() == ["bytezip: missing.bzp: No such file or directory",
                                              "bytezip: fake.bzp: not a bytezip archive (bad magic)"]
+
+
+# -- zstd's habits: -r, -T0, --, tar -I ------------------------------------------------------------
+def test_no_deprecated_click_api(work, models, monkeypatch):
+    """click 8.5 deprecates get_binary_stream (gone in 9): the command must not touch it."""
+    import warnings
+
+    def deprecated(name):
+        warnings.warn("get_binary_stream is deprecated", DeprecationWarning, stacklevel=2)
+        raise AssertionError("click.get_binary_stream used")
+    monkeypatch.setattr(click, "get_binary_stream", deprecated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        r = bz("compress", "-c", "--model", "none", "a.txt")
+        assert r.exit_code == 0 and bytezip.decompress(r.stdout_bytes) == TEXT
+        r = bz("-d", input=r.stdout_bytes)
+        assert r.exit_code == 0 and r.stdout_bytes == TEXT
+
+
+def test_recursive(work, models):
+    tree = work / "tree"
+    (tree / "sub" / "deeper").mkdir(parents=True)
+    (tree / "top.txt").write_bytes(TEXT)
+    (tree / "sub" / "x.txt").write_bytes(NEURAL_DATA)
+    (tree / "sub" / "deeper" / "empty").write_bytes(b"")
+    (tree / "old.bzp").write_bytes(bytezip.compress(b"old", neural=False))    # already an archive: left alone
+    os.mkfifo(tree / "sub" / "fifo")
+    os.symlink("top.txt", tree / "link.txt")
+    os.symlink("sub", tree / "dirlink")
+    r = bz("-r", "--model", models.random, "tree", "a.txt")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(r.stderr.splitlines()) == ["bytezip: tree/dirlink: is a symbolic link -- ignored",
+                                             "bytezip: tree/link.txt: is a symbolic link -- ignored",
+                                             "bytezip: tree/sub/fifo: is not a regular file -- ignored"]
+    made = sorted(str(p.relative_to(work)) for p in work.rglob("*.bzp"))
+    assert made == ["a.txt.bzp", "tree/old.bzp", "tree/sub/deeper/empty.bzp", "tree/sub/x.txt.bzp",
+                    "tree/top.txt.bzp"]                                    # each beside its input: the tree kept
+    for p in ("top.txt", "sub/x.txt", "sub/deeper/empty"):
+        os.rename(tree / p, tree / (p + ".orig"))
+    r = bz("-d", "-r", "-q", "tree")
+    assert r.exit_code == 0 and r.stderr == ""                                # -q: no notes
+    for p in ("top.txt", "sub/x.txt", "sub/deeper/empty"):
+        assert (tree / p).read_bytes() == (tree / (p + ".orig")).read_bytes()
+    assert (tree / "old").read_bytes() == b"old"
+    r = bz("-t", "-r", "-v", "tree")
+    assert r.exit_code == 0 and r.stderr.count(": OK (") == 4
+    r = bz("-l", "-r", "tree")
+    assert r.exit_code == 0 and r.stdout.strip().splitlines()[-1].startswith("4 archives")
+    r = bz("-r", "-q", "--model", models.random, "tree")                      # outputs exist: one line each
+    assert r.exit_code == 1 and r.stderr.count("already exists") == 4
+    r = bz("--model", models.random, "tree")                                  # without -r, as before
+    assert r.exit_code == 1
+    one_error_line(r, "bytezip: tree: is a directory", "-r")
+    (work / "none").mkdir()
+    r = bz("-r", "--model", models.random, "none")                            # nothing to do is no error,
+    assert r.exit_code == 0 and r.stdout_bytes == b""                         # and never stdin to stdout
+
+
+def test_threads_zero_is_all_cores(work, models):
+    before = torch.get_num_threads()
+    try:
+        assert cli_mod._options({"threads": 0}).threads == cli_mod.all_cores() == len(os.sched_getaffinity(0))
+        assert cli_mod._options({"threads": 3}).threads == 3 and cli_mod._options({}).threads is None
+        r = bz("-T0", "--model", models.random, "a.txt")
+        assert r.exit_code == 0 and torch.get_num_threads() == cli_mod.all_cores()
+        r = bz("-dcT", "1", "a.txt.bzp")
+        assert r.exit_code == 0 and r.stdout_bytes == TEXT and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_double_dash_before_names_starting_with_a_dash(work, models):
+    (work / "-x.txt").write_bytes(TEXT)
+    r = bz("--model", models.random, "-x.txt")
+    assert r.exit_code == 1 and "No such option" in r.stderr
+    r = bz("--model", models.random, "--", "-x.txt")
+    assert r.exit_code == 0 and (work / "-x.txt.bzp").exists()
+    os.unlink("-x.txt")
+    r = bz("-d", "-v", "--", "-x.txt.bzp")
+    assert r.exit_code == 0 and (work / "-x.txt").read_bytes() == TEXT, r.stderr
+    blob = (work / "-x.txt.bzp").read_bytes()
+    r = bz("-dc", "--", "-x.txt.bzp", "-", input=blob)                       # `-` after `--`: still stdin
+    assert r.exit_code == 0 and r.stdout_bytes == TEXT + TEXT
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs tar")
+def test_tar_use_compress_program(tmp_path, models):
+    """tar runs the program with no arguments to compress (stdin to stdout) and with -d to decompress; the
+    model comes from $BYTEZIP_MODEL."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "bytezip").write_text(f"#!/bin/sh\nexec {sys.executable} -m bytezip.cli \"$@\"\n")
+    (bin_dir / "bytezip").chmod(0o755)
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_bytes(TEXT)
+    (src / "sub" / "n.txt").write_bytes(NEURAL_DATA)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", BYTEZIP_MODEL=models.oracle,
+               PYTHONPATH=str(Path(bytezip.__file__).resolve().parent.parent))
+    tar = lambda *args: subprocess.run(["tar", *map(str, args)], capture_output=True, env=env, cwd=models.dir,
+                                       stdin=subprocess.DEVNULL, timeout=300)
+    # -I is --use-compress-program's short spelling: one creates, the other extracts (tar execs the same
+    # command for both). Solid wins on tar's zero padding, so the archive usually needs no model to extract.
+    archive = tmp_path / "src.tar.bzp"
+    p = tar("-I", "bytezip", "-cf", archive, "-C", src, ".")
+    assert p.returncode == 0, p.stderr
+    assert bytezip.read_info(open(archive, "rb")).original_size % 512 == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    p = tar("--use-compress-program=bytezip", "-xf", archive, "-C", out)
+    assert p.returncode == 0, p.stderr
+    assert (out / "a.txt").read_bytes() == TEXT and (out / "sub" / "n.txt").read_bytes() == NEURAL_DATA
+
+
+# -- where output goes: devices and FIFOs are written into, never replaced ----------------------------
+def _refuse_replacing(monkeypatch, victim: str):
+    """Make any rename or link onto `victim` fail, so that a bytezip that would replace it (as root could)
+    fails instead of damaging the machine running the tests."""
+    real = {f: getattr(os, f) for f in ("replace", "rename", "link")}
+
+    def guard(f):
+        def call(src, dst, *a, **k):
+            if os.path.realpath(dst) == os.path.realpath(victim):
+                raise PermissionError(1, f"test guard: {f} onto {victim}", dst)
+            return real[f](src, dst, *a, **k)
+        return call
+    for f in real:
+        monkeypatch.setattr(os, f, guard(f))
+
+
+def test_output_to_dev_null_writes_into_it(work, models, monkeypatch):
+    import stat as st_
+    bz("compress", "--model", models.random, "a.txt")
+    _refuse_replacing(monkeypatch, os.devnull)
+    for args in (("-d", "-f", "-o", os.devnull), ("-d", "-o", os.devnull), ("-z", "-f", "-o", os.devnull)):
+        r = bz(*args, "--rm", "a.txt.bzp" if args[0] == "-d" else "a.txt", *(("--model", models.random) if args[0] == "-z" else ()))
+        assert r.exit_code == 0, (args, r.stderr)
+        assert "kept" in r.stderr                                  # --rm: nothing was stored, so nothing removed
+        assert st_.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert files(work) == {"a.txt", "a.txt.bzp", "n.txt"}          # no temporary file left anywhere
+    assert not [n for n in os.listdir(os.path.dirname(os.devnull)) if n.startswith(".null.")]
+
+
+@pytest.mark.skipif(not hasattr(os, "mknod"), reason="needs mknod")
+def test_output_to_a_character_device_node(work, models):
+    """The finding as root would see it, on a private node of /dev/null's device (no harm if it breaks)."""
+    import stat as st_
+    try:
+        os.mknod("null", 0o666 | st_.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod needs privileges")
+    bz("compress", "--model", models.random, "a.txt")
+    r = bz("-d", "-f", "-o", "null", "a.txt.bzp")
+    assert r.exit_code == 0, r.stderr
+    assert st_.S_ISCHR(os.stat("null").st_mode) and os.stat("null").st_rdev == os.makedev(1, 3)
+
+
+def test_output_to_a_fifo(work, models):
+    import threading
+    bz("compress", "--model", models.random, "a.txt")
+    os.mkfifo("pipe")
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open("pipe", "rb").read()), daemon=True)
+    reader.start()
+    r = bz("-d", "-o", "pipe", "a.txt.bzp")                      # no -f needed: nothing is overwritten
+    if reader.is_alive() and not got:                            # a bytezip that never opened it: unblock the
+        os.close(os.open("pipe", os.O_WRONLY | os.O_NONBLOCK))   # reader before failing
+    reader.join(10)
+    assert r.exit_code == 0, r.stderr
+    assert got == [TEXT] and stat_is_fifo("pipe")
+
+
+def stat_is_fifo(path) -> bool:
+    import stat as st_
+    return st_.S_ISFIFO(os.lstat(path).st_mode)
+
+
+def test_output_to_a_socket_or_directory_is_refused(work, models):
+    import socket
+    import stat as st_
+    bz("compress", "--model", models.random, "a.txt")
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind("sock")
+        r = bz("-d", "-f", "-o", "sock", "a.txt.bzp")
+        assert r.exit_code == 1
+        one_error_line(r, "bytezip: sock: is not a regular file, device or FIFO")
+        assert st_.S_ISSOCK(os.lstat("sock").st_mode)
+    finally:
+        s.close()
+    (work / "dir").mkdir()
+    r = bz("-d", "-f", "-o", "dir", "a.txt.bzp")
+    assert r.exit_code == 1
+    one_error_line(r, "bytezip: dir: is a directory")
+
+
+# -- messages ---------------------------------------------------------------------------------------
+def test_control_characters_in_names_make_one_line(work, models):
+    (work / "new\nline.txt").write_bytes(TEXT)
+    r = bz("-v", "--model", models.random, "new\nline.txt", "gone\n.txt", "tab\there.txt")
+    assert r.exit_code == 1
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("new\\nline.txt : ") and "new\\nline.txt.bzp)" in lines[0]
+    assert lines[1] == "bytezip: gone\\n.txt: No such file or directory"
+    assert lines[2] == "bytezip: tab\\there.txt: No such file or directory"
+    (work / "bad\r\x1b[2J.bzp").write_bytes(b"not an archive")
+    r = bz("-t", "bad\r\x1b[2J.bzp")
+    one_error_line(r, "bytezip: bad\\r\\x1b[2J.bzp: not a bytezip archive")
+    name = os.fsdecode(b"\xff\xfe.bzp")                          # not UTF-8
+    (work / name).write_bytes(b"not an archive")
+    r = bz("-t", name)
+    one_error_line(r, "bytezip: \\xff\\xfe.bzp: not a bytezip archive")
+    r = bz("-l", "new\nline.txt.bzp")
+    assert r.exit_code == 0 and r.stdout.splitlines()[0] == "new\\nline.txt.bzp"
+
+
+def test_plurals_and_no_speed_for_empty_input(work, models):
+    (work / "one").write_bytes(b"x")
+    (work / "empty").write_bytes(b"")
+    r = bz("-vv", "--model", models.random, "one", "empty")
+    assert r.exit_code == 0
+    assert not re.search(r"\b1 bytes", r.stderr) and "(1 => " in r.stderr
+    empty_line = [l for l in r.stderr.splitlines() if l.startswith("empty :")][0]
+    assert "KiB/s" not in empty_line and re.fullmatch(r"empty : \(0 => \d+ bytes, empty.bzp\), [\d.]+ s", empty_line)
+    r = bz("-d", "-vv", "-c", "one.bzp")
+    assert r.stdout_bytes == b"x" and re.match(r"one.bzp : 1 byte \(\d+ => 1 byte, stdout\)", r.stderr)
+    r = bz("-t", "-vv", "empty.bzp")
+    assert "KiB/s" not in r.stderr and " => 0 bytes)" in r.stderr, r.stderr
+    r = bz("-l", "one.bzp")
+    assert not re.search(r"\b1 bytes", r.stdout) and re.search(r"1 => \d+ bytes|1 => 1 byte\b", r.stdout), r.stdout
+    assert cli_mod.plural(1, "byte") == "1 byte" and cli_mod.plural(0, "byte") == "0 bytes"
+    assert cli_mod.plural(2, "archive") == "2 archives"
+
+
+def test_usage_and_bench_errors_are_one_bytezip_line(work, tmp_path):
+    r = bz("compress", "--no-such-option", "a.txt")
+    one_error_line(r, "No such option", "-h")
+    r = bz("bench", str(tmp_path / "missing"))
+    assert r.exit_code == 1
+    one_error_line(r, "does not exist")
+    (work / "empty-dir").mkdir()
+    r = bz("bench", "empty-dir", "-q", "--compressors", "zstd-3")
+    assert r.exit_code == 1
+    one_error_line(r, "no input files")
+
+
+def test_bench_tables_show_only_columns_with_results():
+    from bytezip import bench
+    res = {"compressors": [{"name": "zstd-19", "label": "zstd -19"}, {"name": "png", "label": "PNG"},
+                           {"name": "flac", "label": "FLAC -8"}],
+           "totals": {"text": {"raw_bytes": 100, "compressors": {"zstd-19": {"bpb": 3.0, "complete": True}}},
+                      "all": {"raw_bytes": 100, "compressors": {"zstd-19": {"bpb": 3.0, "complete": True}}}}}
+    header, rows = bench.summary_rows(res)
+    assert header == ["group", "raw bytes", "zstd -19"] and rows == [["text", "100", "3.000"], ["all", "100", "3.000"]]
