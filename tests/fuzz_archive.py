@@ -11,7 +11,7 @@ success:
   digest) decode to different bytes. The seeds' checksums are known from the start, so a damaged seed that
   still decodes must decode to that seed's original; an archive whose checksum covers less than what the
   user gets (the order of the output chunks, say) shows up as soon as one damaged copy decodes;
-- a decode with 2 lanes gives other bytes than one with the default lanes.
+- without a shared history, a decode with 2 lanes gives other bytes than one with the default lanes.
 
 The seed corpus is made at start-up by the current encoder with a tiny model trained for a few seconds with
 a fixed seed (so the same model, digest and seeds every run): every chunk kind (raw, zstd, lzma, neural,
@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import re
 import struct
 import sys
@@ -70,6 +71,7 @@ TINY = ModelConfig(d_global=64, n_global_layers=1, n_global_heads=2, d_local=32,
 TRAIN_STEPS = 40           # enough for neural chunks to beat zstd on text (2-3 s)
 KNOWN_MAX = 100_000          # outputs remembered by checksum (for the "same checksum, same bytes" property)
 PAIR_MAX = 4096              # ... with the archive itself when it is at most this long
+HEADER_BYTES = 48            # the custom mutator changes one of these bytes in a quarter of the mutations
 
 
 class Finding(AssertionError):
@@ -164,7 +166,7 @@ def seeds(plain: codec.CodingModel, primed: codec.CodingModel) -> list[tuple[str
     out.append(("every-codec", fmt.archive_bytes(head, [(c, r, coders[c](r)) for c, r in parts]),
                 b"".join(r for _, r in parts)))
     add("text-history", text[:48] * 3 + text[5000:5100], model=plain, chunk_size=32, round_chunks=2)
-    add("text-history-dict", text[6000:6200], model=primed, chunk_size=64, round_chunks=2)
+    add("text-history-dict", text[6000:6200], model=primed, chunk_size=32, round_chunks=4)
     add("text-nohistory", text[7000:7200], model=plain, chunk_size=64, history=False)
     add("text-nohistory-dict", text[7200:7400], model=primed, chunk_size=64, history=False)
     add("text-neural-only", text[8000:8200], model=plain, chunk_size=64, mixing=False)
@@ -176,16 +178,16 @@ def seeds(plain: codec.CodingModel, primed: codec.CodingModel) -> list[tuple[str
     add("nomodel-empty", b"", neural=False)
     add("model-empty", b"", model=plain, chunk_size=64)
     add("model-one-byte", b"x", model=plain, chunk_size=64, round_chunks=1)
-    t = np.arange(400)
+    t = np.arange(240)
     tone = 8000 * np.sin(2 * np.pi * 440 * t / 16000) + np.random.default_rng(1).normal(0, 300, t.shape)
-    add("wav-mono", wav(tone, 1), model=plain, chunk_size=128, round_chunks=2)
-    add("wav-stereo", wav(np.stack([tone, tone[::-1] / 2], -1).reshape(-1), 2), model=plain, chunk_size=128,
-        round_chunks=2)
-    add("pcm-raw", (tone.astype("<i2")).tobytes() * 2, model=plain, chunk_size=256, round_chunks=2)
-    add("ppm-banded", b"P6\n16 12\n255\n" + pixels(12, 16, 3).tobytes(), model=plain, chunk_size=32,
-        round_chunks=2)
-    add("pgm-banded", b"P5\n24 16\n255\n" + pixels(16, 24, 1).tobytes(), model=plain, chunk_size=32,
-        round_chunks=3)
+    add("wav-mono", wav(tone, 1), model=plain, chunk_size=32, round_chunks=4)
+    add("wav-stereo", wav(np.stack([tone[:120], tone[120:] / 2], -1).reshape(-1), 2), model=plain, chunk_size=32,
+        round_chunks=4)
+    add("pcm-raw", (tone.astype("<i2")).tobytes() * 2, model=plain, chunk_size=64, round_chunks=8)
+    add("ppm-banded", b"P6\n16 12\n255\n" + pixels(12, 16, 3).tobytes(), model=plain, chunk_size=16,
+        round_chunks=4)
+    add("pgm-banded", b"P5\n24 16\n255\n" + pixels(16, 24, 1).tobytes(), model=plain, chunk_size=16,
+        round_chunks=6)
     add("ppm-noise-banded", b"P6\n16 12\n255\n" + np.random.default_rng(2).bytes(16 * 12 * 3), model=plain,
         chunk_size=32, round_chunks=2)
     add("ppm-unbanded", b"P6\n8 4\n255\n" + pixels(4, 8, 3).tobytes(), model=plain, chunk_size=64, round_chunks=2)
@@ -284,7 +286,7 @@ class Target:
             raise Finding("decompress accepted an archive that read_info rejects")
         if len(out) != info.original_size:
             raise Finding(f"decoded {len(out)} bytes, the archive declares {info.original_size}")
-        if self.narrow.decompress(blob) != out:
+        if not info.header.round_chunks and self.narrow.decompress(blob) != out:   # (a history fixes the rounds)
             raise Finding("decoding with 2 lanes gives other bytes than with the default lanes")
         digest, earlier, name = self.known.get(self.key(info), (None, None, None))
         if digest is None:
@@ -370,7 +372,19 @@ def main(argv: list[str]) -> None:
                 print(f"bytezip fuzz: ignored x{ignored[kind[:200]]} (BYTEZIP_FUZZ_IGNORE): {kind[:200]}",
                       file=sys.stderr)
 
-    atheris.Setup(args, test_one_input)
+    def mutate(data: bytes, max_size: int, seed: int) -> bytes:
+        """libFuzzer's mutations, and one in four times a small change to one of the first bytes: the header
+        fields (sizes, round and band counts, signal, flags) decide how everything after them is read."""
+        if data and seed % 4 == 0:
+            rnd = random.Random(seed)
+            b = bytearray(data)
+            pos = rnd.randrange(min(len(b), HEADER_BYTES))
+            b[pos] = rnd.choice([b[pos] ^ (1 << rnd.randrange(8)), (b[pos] + 1) & 0xFF, (b[pos] - 1) & 0xFF,
+                                 rnd.randrange(256), rnd.choice([0, 1, 2, 3, 4, 0x7F, 0x80, 0xFF])])
+            return bytes(b)
+        return atheris.Mutate(data, max_size)
+
+    atheris.Setup(args, test_one_input, custom_mutator=mutate)
     atheris.Fuzz()
 
 
