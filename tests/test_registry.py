@@ -215,3 +215,13 @@ def test_package_models_are_package_data():
 def test_default_model_is_the_shipped_one(monkeypatch):
     monkeypatch.delenv("BYTEZIP_MODEL", raising=False)
     assert registry.resolve(None) == registry.package_models_dir() / registry.DEFAULT_MODEL
+
+
+def test_bytezip_model_picks_the_model_to_compress_with(model, env, monkeypatch):
+    prefix = install(model, env.root / "mine", "m")
+    monkeypatch.setenv("BYTEZIP_MODEL", str(prefix))
+    assert codec.resolve_model_path(None) == prefix
+    assert bytezip.Compressor().model.digest == model.cm.digest
+    monkeypatch.setenv("BYTEZIP_MODEL", str(env.root / "mine"))     # a directory: the default name there ...
+    install(model, env.installed, registry.DEFAULT_MODEL)            # ... or among the installed models
+    assert codec.resolve_model_path(None) == env.installed / registry.DEFAULT_MODEL
