@@ -7,10 +7,12 @@
     bytezip bench ... / bytezip train ...
 
 Inputs are never modified. Every output goes to a temporary file beside its destination that is fsync'd and
-renamed into place only once complete; a failure or an interrupt removes it. An existing file is never
-overwritten without -f; inputs are removed only with --rm, after a verified success. Each problem is one line
-on stderr, `bytezip: FILE: problem`; the remaining files are still processed, and the exit status is 1 if any
-failed (130 after an interrupt).
+renamed into place only once complete; a failure or an interrupt removes it. A destination that is a character
+or block device or a FIFO (`-o /dev/null`) is written in place instead, never replaced. An existing file is
+never overwritten without -f; inputs are removed only with --rm, after a verified success. `-r` works on the
+files under directories; `-T0` uses every core; `--` ends the options. Each problem is one line on stderr,
+`bytezip: FILE: problem` (names escaped, `_display`); the remaining files are still processed, and the exit
+status is 1 if any failed (130 after an interrupt).
 """
 from __future__ import annotations
 
