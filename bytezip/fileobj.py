@@ -156,6 +156,8 @@ class BytezipFile(io.BufferedIOBase):
     def __init__(self, file, mode: str = "rb", *, capacity: int = CAPACITY, piece: int = PIECE,
                  **options):
         from .codec import Compressor, Decompressor     # here: bytezip/__init__ imports this module
+        self._thread: threading.Thread | None = None    # until started, close() has nothing to stop
+        self._closing, self._owns = False, False
         mode = mode.replace("b", "")
         if mode not in ("r", "w", "x"):
             raise ValueError(f"invalid mode: {mode!r} (bytezip.open takes r, w, x, with b or t)")
@@ -171,7 +173,6 @@ class BytezipFile(io.BufferedIOBase):
             raise TypeError("file must be a path or a file object with " + ("read" if mode == "r" else "write"))
         self.pipe = Pipe(capacity, piece)
         self._error: BaseException | None = None
-        self._closing = False
         self._pos = 0
         try:
             if mode == "r":
@@ -297,7 +298,9 @@ class BytezipFile(io.BufferedIOBase):
             return
         self._closing = True
         try:
-            if self._mode == "r":
+            if self._thread is None:
+                pass
+            elif self._mode == "r":
                 self.pipe.close()             # the decoder's next write fails, and it stops
                 self._thread.join()
             else:
