@@ -30,7 +30,9 @@ By hand (libFuzzer flags; -timeout, -rss_limit_mb and -max_len get defaults belo
     python tests/fuzz_archive.py -minimize_crash=1 -runs=2000 crash-0123abcd
 
 Findings are written as crash-*/timeout-*/oom-* in the current directory (-artifact_prefix= moves them);
-minimised, they go to tests/fuzz_findings/, which tests/test_fuzz.py replays through `check`.
+minimised, they go to tests/fuzz_findings/, which tests/test_fuzz.py replays the same way (a finding whose
+archive decoded to wrong bytes gets a NAME.expect beside it: the SHA-256 (hex) of the only output allowed,
+passed as BYTEZIP_FUZZ_EXPECT, so that it stays a test when the seeds change).
 tests/test_fuzz.py also runs this target for 15 s in the default suite (`test_atheris_short_run`).
 """
 from __future__ import annotations
@@ -246,6 +248,7 @@ class Target:
         self.decoder = codec.Decompressor(model=model, workers=1)
         self.narrow = codec.Decompressor(model=model, workers=1, lanes=2)
         self.known: dict[tuple, tuple[bytes, bytes | None, str]] = {}
+        self.expect: bytes | None = None    # the SHA-256 of the only output allowed (replaying a finding)
         for name, blob, original in known:
             if original is not None:
                 self.remember(blob, original, name)
@@ -288,6 +291,8 @@ class Target:
             raise Finding(f"decoded {len(out)} bytes, the archive declares {info.original_size}")
         if not info.header.round_chunks and self.narrow.decompress(blob) != out:   # (a history fixes the rounds)
             raise Finding("decoding with 2 lanes gives other bytes than with the default lanes")
+        if self.expect is not None and hashlib.sha256(out).digest() != self.expect:
+            raise Finding("decoded to other bytes than the original this archive was made from (BYTEZIP_FUZZ_EXPECT)")
         digest, earlier, name = self.known.get(self.key(info), (None, None, None))
         if digest is None:
             self.remember(blob, out)
@@ -339,6 +344,8 @@ def main(argv: list[str]) -> None:
     plain, primed = tiny_models()
     all_seeds = seeds(plain, primed)
     _target = Target(primed, all_seeds)
+    if os.environ.get("BYTEZIP_FUZZ_EXPECT"):
+        _target.expect = bytes.fromhex(os.environ["BYTEZIP_FUZZ_EXPECT"])
     if not replaying:
         if not positional:
             positional = [tempfile.mkdtemp(prefix="bytezip-fuzz-")]

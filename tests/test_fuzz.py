@@ -261,7 +261,7 @@ def test_atheris_short_run(tmp_path, record_property):
 def finding_files() -> list[str]:
     if not os.path.isdir(FINDINGS):
         return []
-    return sorted(f for f in os.listdir(FINDINGS) if not f.startswith(".") and not f.endswith(".md"))
+    return sorted(f for f in os.listdir(FINDINGS) if not f.startswith(".") and not f.endswith((".md", ".expect")))
 
 
 @pytest.mark.parametrize("name", finding_files() or [pytest.param("", marks=pytest.mark.skip(
@@ -269,15 +269,46 @@ def finding_files() -> list[str]:
 def test_fuzz_finding_stays_fixed(name):
     """Every input the coverage-guided fuzzer found (minimised, in tests/fuzz_findings/) through the same
     property, in a process of its own (a finding may be a hang or a memory blow-up): libFuzzer replays it
-    with the target's limits (-timeout, -rss_limit_mb) and must exit 0."""
+    with the target's limits (-timeout, -rss_limit_mb) and must exit 0. NAME.expect, where present, holds
+    the SHA-256 of the only output allowed (the original of the archive the finding damaged)."""
     import subprocess
     path = os.path.join(FINDINGS, name)
+    expect = open(path + ".expect").read().strip() if os.path.exists(path + ".expect") else ""
     run = subprocess.run([sys.executable, FUZZ_TARGET, "-rss_limit_mb=2048", "-timeout=20", path],
                          capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "BYTEZIP_FUZZ_IGNORE": ""})
-    log = "\n".join(l for l in (run.stdout + run.stderr).splitlines()
-                    if not l.startswith(("seed ", "INFO: Instrumenting", "WARNING: Failed to find")))
-    assert run.returncode == 0, f"{name}: the fuzz property fails (exit {run.returncode}):\n{log[-4000:]}"
+                         env={**os.environ, "BYTEZIP_FUZZ_IGNORE": "", "BYTEZIP_FUZZ_EXPECT": expect})
+    log = run.stdout + run.stderr
+    why = re.search(r"=== Uncaught Python exception: ===\n(.*?)(?:==\d+== ERROR|\Z)", log, re.S)
+    assert run.returncode == 0, f"{name}: the fuzz property fails (exit {run.returncode}):\n" + (
+        why.group(1) if why else "\n".join(l for l in log.splitlines() if not l.startswith(("seed ", "INFO: ")))[-4000:])
+
+
+def test_v8_banded_archive_with_another_band_or_round_count_is_rejected_or_right():
+    """The first finding of tests/fuzz_archive.py (tests/fuzz_findings/v8-banded-band-chunks-reorder-*), on the
+    committed version 8 archive of random pixels (raw chunks in band order): any value of the round size or
+    band chunks fields either is rejected or decodes to the original (version 8's checksum covers the chunks
+    in record order, so a reordered output passed it: issue 21, finding 1)."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "archives", "v8")
+    blob = open(os.path.join(here, "noise.ppm.bzp"), "rb").read()
+    original = open(os.path.join(here, "noise.ppm"), "rb").read()
+    head = fmt.Reader(io.BytesIO(blob))
+    header = head.header()
+    assert header.signal.band_chunks and header.round_chunks and blob[5] == 0
+    # magic, version, flags, chunk_size (2-byte varint), round_chunks, signal 3, width (1 byte), channels, offset, bands
+    rounds_at, bands_at = 8, 13
+    assert blob[rounds_at] == header.round_chunks and blob[bands_at] == header.signal.band_chunks
+    wrong = []
+    for at in (rounds_at, bands_at):
+        for value in range(128):
+            damaged = bytearray(blob)
+            damaged[at] = value
+            try:
+                out = bytezip.decompress(bytes(damaged))
+            except BytezipError:
+                continue
+            if out != original:
+                wrong.append((at, value))
+    assert not wrong, f"{len(wrong)} damaged archives decoded to wrong bytes: (byte, value) {wrong[:10]} ..."
 
 
 if __name__ == "__main__":
