@@ -44,10 +44,14 @@ from .mixing import History, Mixer, Signal, mix_round, signal_model
 from .pcm import PcmLayout
 from .format import BytezipError, ChecksumError, FormatError, ModelError
 from .model import Megabyte, canonical_weights, load_model
+from . import registry
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = "bytezip-v1"
-DEFAULT_LANES = 256          # chunks decoded together (memory ~ lanes x model KV cache)
+MODELS_DIR = registry.package_models_dir()   # the package's models (bytezip.models); see bytezip/registry.py
+DEFAULT_MODEL = registry.DEFAULT_MODEL
+DEFAULT_LANES = 64           # at most this many chunks decoded together (memory ~ lanes x (KV cache + mixer)):
+                             # with 64, 600 MB bound the decoder whatever an archive declares
+INFO_CAP_BITS = 24           # a byte costs at most this much in the range coder (its precision)
+ENCODER_SLACK_BITS = 32      # the encoder keeps model payloads this far inside the format's information limit
 ENCODE_BATCH = 64            # chunks coded together when encoding without history (the mixer's lanes)
 ROUNDS = 8                   # an input known to be n chunks is coded in about this many rounds ...
 MIN_ROUND_CHUNKS = 1         # ... of at least this many chunks (lanes) ...
@@ -86,14 +90,9 @@ def weights_digest(model: Megabyte) -> bytes:
 
 
 def resolve_model_path(name: str | os.PathLike | None) -> Path:
-    """A model is `<prefix>.safetensors` + `<prefix>.json`; a bare name is looked up in models/."""
-    name = str(name or os.environ.get("BYTEZIP_MODEL") or DEFAULT_MODEL)
-    for base in (Path(name), MODELS_DIR / name):
-        base = base.with_suffix("") if base.suffix in (".json", ".safetensors") else base
-        if Path(str(base) + ".safetensors").is_file() and Path(str(base) + ".json").is_file():
-            return base
-    raise ModelError(f"model '{name}' not found (looked for {name}.safetensors/.json here and in {MODELS_DIR}; "
-                     f"--model PATH picks another, --model none codes without one)")
+    """A model is `<prefix>.safetensors` + `<prefix>.json`: a user-given path prefix, directory or installed
+    name (`registry.resolve`). Never pass an archive's name here: that is `registry.resolve_for_archive`."""
+    return registry.resolve(name, MODELS_DIR)
 
 
 _loaded: dict[tuple[str, str], CodingModel] = {}
@@ -176,14 +175,14 @@ def _lzma_compress(chunk: bytes) -> bytes:
     return lzma.compress(chunk, format=lzma.FORMAT_RAW, filters=lzma_filters(len(chunk)))
 
 
-def _lzma_decompress(payload: bytes, raw_size: int) -> bytes:
+def _lzma_decompress(payload: bytes, raw_size: int, name: str = "lzma chunk") -> bytes:
     d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=lzma_filters(raw_size))
     try:
         out = d.decompress(payload, max_length=raw_size)
     except lzma.LZMAError as e:
-        raise FormatError(f"corrupted archive (lzma chunk: {e})") from None
+        raise FormatError(f"corrupted archive ({name}: {e})") from None
     if len(out) != raw_size or not d.eof or d.unused_data:
-        raise FormatError("corrupted archive (lzma chunk has the wrong size)")
+        raise FormatError(f"corrupted archive ({name} has the wrong size)")
     return out
 
 
@@ -191,19 +190,19 @@ def _zstd_compress(chunk: bytes) -> bytes:
     return _zstd_compressor(len(chunk), threading.get_ident()).compress(chunk)
 
 
-def _zstd_decompress(payload: bytes, raw_size: int) -> bytes:
+def _zstd_decompress(payload: bytes, raw_size: int, name: str = "zstd chunk") -> bytes:
     try:
         # our frames declare no content size; one that does must say raw_size, since zstandard allocates
         # whatever a frame declares (up to exabytes), whatever max_output_size says
         declared = zstandard.get_frame_parameters(payload, format=zstandard.FORMAT_ZSTD1_MAGICLESS).content_size
         if declared not in (zstandard.CONTENTSIZE_UNKNOWN, raw_size):
-            raise FormatError(f"corrupted archive (zstd chunk declares {declared} bytes, not {raw_size})")
+            raise FormatError(f"corrupted archive ({name} declares {declared} bytes, not {raw_size})")
         out = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompress(
             payload, max_output_size=raw_size)
     except zstandard.ZstdError as e:
-        raise FormatError(f"corrupted archive (zstd chunk: {e})") from None
+        raise FormatError(f"corrupted archive ({name}: {e})") from None
     if len(out) != raw_size:
-        raise FormatError("corrupted archive (zstd chunk has the wrong size)")
+        raise FormatError(f"corrupted archive ({name} has the wrong size)")
     return out
 
 
@@ -232,17 +231,32 @@ def _smallest(chunk: bytes, neural: bytes | None, mixed: bytes | None) -> tuple[
     return best
 
 
+def information_bits(probs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """Bits of each symbol under its row of `probs` [..., 256], at most INFO_CAP_BITS: the least a range coder
+    spends on it, so what a model payload of n bytes decodes to sums to at most 8 n + fmt.INFO_SLACK_BITS."""
+    p = np.take_along_axis(probs, np.asarray(symbols, dtype=np.int64)[..., None], -1)[..., 0]
+    with np.errstate(divide="ignore"):
+        return np.minimum(-np.log2(p), INFO_CAP_BITS)
+
+
 _coder_rows = threading.local()   # each encoding thread's float64 rows, reused: fresh memory is slow to fault in
 
 
-def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes:
+def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes | None:
+    """The range coder's payload for `chunk` under `freqs`, or None when the payload is shorter than the
+    information it decodes to allows (`information_bits`; a coder's final words can end in zeros that are
+    dropped): the decoder rejects such payloads, so another codec must take the chunk."""
     rows = getattr(_coder_rows, "rows", None)
     if rows is None or len(rows) < len(freqs):
         rows = _coder_rows.rows = np.empty((len(freqs), 256))
+    symbols = np.frombuffer(chunk, dtype=np.uint8).astype(np.int32)
+    probs = probabilities(freqs, rows[:len(freqs)])
     enc = constriction.stream.queue.RangeEncoder()
-    enc.encode(np.frombuffer(chunk, dtype=np.uint8).astype(np.int32), _CODER_MODEL,
-               probabilities(freqs, rows[:len(freqs)]))
-    return _words_to_bytes(enc.get_compressed())
+    enc.encode(symbols, _CODER_MODEL, probs)
+    payload = _words_to_bytes(enc.get_compressed())
+    if information_bits(probs, symbols).sum() > 8 * len(payload) + fmt.INFO_SLACK_BITS - ENCODER_SLACK_BITS:
+        return None
+    return payload
 
 
 @contextmanager
@@ -275,14 +289,18 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
                   progress: Callable[[int], None] | None = None,
                   timings: dict[str, float] | None = None, history: History | None = None,
                   signal_of: Callable[[np.ndarray], Signal | None] = lambda lanes: None,
-                  dictionary: History | None = None, workers: int = 1) -> list[bytes]:
+                  dictionary: History | None = None, workers: int = 1, lanes: int = DEFAULT_LANES,
+                  names: list[str] | None = None) -> list[bytes]:
     """Decode several neural/mixed chunks as lanes (one model step per byte for all lanes of a batch);
     mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio or
-    images, the predictor `signal_of(lanes)` gives for those lanes. The lanes are split into `workers`
-    batches decoded on as many threads (each lane is independent, so any split decodes the same bytes);
-    the weights they hand on are the mean over all mixed lanes, as one batch's. `timings`, when given (one
-    worker), accumulates seconds per part of the loop (what `bytezip.speed` reports)."""
+    images, the predictor `signal_of(lanes)` gives for those lanes. At most `lanes` chunks are decoded at a
+    time (memory follows that, not what the archive declares), each batch split into `workers` parts decoded
+    on as many threads (each lane is independent, so any split decodes the same bytes); the weights they hand
+    on are the mean over all mixed lanes, as one batch's. `names` (e.g. "mixed chunk 5") name the chunks in
+    errors. `timings`, when given (one worker), accumulates seconds per part of the loop (what `bytezip.speed`
+    reports)."""
     lock = threading.Lock()
+    names = names or [f"{'mixed' if x else 'neural'} chunk" for x in mixed]
 
     def report(n: int):
         with lock:
@@ -290,21 +308,32 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
 
     def decode(lanes: np.ndarray):
         return _decode_lanes(m, [payloads[i] for i in lanes], [sizes[i] for i in lanes], [mixed[i] for i in lanes],
-                             report if progress else None, timings, history, signal_of(lanes), dictionary)
-    groups, results = run_split(len(sizes), workers, decode)
+                             report if progress else None, timings, history, signal_of(lanes), dictionary,
+                             [names[i] for i in lanes])
+    outs, parts = [], []
+    for first in range(0, len(sizes), max(1, lanes)):
+        batch = np.arange(first, min(len(sizes), first + max(1, lanes)))
+        groups, results = run_split(len(batch), workers, lambda part: decode(batch[part]))
+        outs += [out for decoded, _ in results for out in decoded]
+        parts += [(mixer, np.array(mixed)[batch[part]]) for (_, mixer), part in zip(results, groups)]
     if history is not None:
-        history.learn_weights([(mixer, np.array(mixed)[lanes]) for (_, mixer), lanes in zip(results, groups)])
-    return [out for outs, _ in results for out in outs]
+        history.learn_weights(parts)
+    return outs
 
 
 def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
                   progress: Callable[[int], None] | None, timings: dict[str, float] | None,
-                  history: History | None, signal: Signal | None, dictionary: History | None
-                  ) -> tuple[list[bytes], Mixer | None]:
-    """One batch of `neural_decode`: the decoded chunks, and the mixer (None if no lane is mixed)."""
+                  history: History | None, signal: Signal | None, dictionary: History | None,
+                  names: list[str]) -> tuple[list[bytes], Mixer | None]:
+    """One batch of `neural_decode`: the decoded chunks, and the mixer (None if no lane is mixed). A lane whose
+    bytes so far hold more information than its payload can code (`information_bits`) is rejected at once:
+    garbage costs a few steps, not the whole chunk."""
     lap = _Laps(timings) if timings is not None else (lambda part: None)
     P = m.exact.cfg.patch_size
     decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
+    limits = 8 * np.array([len(p) for p in payloads]) + fmt.INFO_SLACK_BITS
+    lengths = np.array(sizes)
+    bits = np.zeros(len(sizes))
     longest = max(sizes)
     out = np.zeros((len(sizes), longest), dtype=np.uint8)
     stepper = m.exact.stepper(len(sizes), -(-longest // P))
@@ -312,7 +341,7 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     if any(mixed):
         mixer = Mixer(sizes, history, signal, dictionary)
     use_mixed = np.array(mixed)[:, None]
-    active = list(range(len(sizes)))
+    active = np.arange(len(sizes))
     symbols = np.zeros(len(sizes), dtype=np.int64)
     reported = 0
     lap("setup")
@@ -324,12 +353,17 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
         lap("mixer_mix")
         probs = probabilities(freqs)
         lap("coder_probs")
-        active = [i for i in active if sizes[i] > t]
+        active = active[lengths[active] > t]
         for i in active:
             try:
                 symbols[i] = decoders[i].decode(_CODER_MODEL, probs[i:i + 1])[0]
             except AssertionError:  # constriction: "compressed data that is invalid for the employed entropy model"
-                raise FormatError("corrupted archive (neural chunk is not a valid range-coder stream)") from None
+                raise FormatError(f"corrupted archive ({names[i]} is not a valid range-coder stream)") from None
+        bits[active] += information_bits(probs[active], symbols[active])
+        if (bits[active] > limits[active]).any():
+            i = active[np.argmax(bits[active] > limits[active])]
+            raise FormatError(f"corrupted archive ({names[i]} decodes to more than its {len(payloads[i])} "
+                              f"bytes can hold)")
         out[:, t] = symbols
         lap("coder_decode")
         stepper.push(torch.from_numpy(symbols))
@@ -461,10 +495,11 @@ class Compressor:
         layout = ImageLayout(envelope.width, envelope.channels) if envelope else self.layout_for(head)
         round_chunks = self.round_chunks_for(len(data))
         layout, coded = self.banded(data, layout, round_chunks)
+        ordered = data if coded is not data else None
         if not (self.solid or envelope):
-            return self._copy_chunks(io.BytesIO(coded), ofh, progress, round_chunks, layout)
+            return self._copy_chunks(io.BytesIO(coded), ofh, progress, round_chunks, layout, ordered=ordered)
         chunked = io.BytesIO()
-        self._copy_chunks(io.BytesIO(coded), chunked, progress, round_chunks, layout, envelope)
+        self._copy_chunks(io.BytesIO(coded), chunked, progress, round_chunks, layout, envelope, ordered)
         candidates = [chunked.getvalue()]
         if envelope:   # a PNG's pixels may cost more than its (incompressible) file bytes: keep the smaller
             candidates.append(Compressor(neural=False, chunk_size=self.chunk_size).compress(head))
@@ -485,10 +520,16 @@ class Compressor:
 
     def _copy_chunks(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None,
                      round_chunks: int, layout: PcmLayout | ImageLayout | None = None,
-                     envelope: png.Envelope | None = None):
-        """Code ifh's bytes (in record order) as chunk records, `round_chunks` per round."""
-        written = ofh.write(self.header(round_chunks, layout, envelope).to_bytes())
-        digest, total, count = hashlib.sha256(), 0, 0
+                     envelope: png.Envelope | None = None, ordered: bytes | None = None):
+        """Code ifh's bytes (in record order) as chunk records, `round_chunks` per round, each group followed by
+        its check. `ordered`: the input in input order, when the records hold it in another (a banded image),
+        for the end record's checksum (over the header and the output as the user gets it)."""
+        head = self.header(round_chunks, layout, envelope).to_bytes()
+        written = ofh.write(head)
+        digest, total, count = hashlib.sha256(head), 0, 0
+        if ordered is not None:
+            digest.update(ordered)
+        checks = fmt.GroupChecks(round_chunks)
         history = History() if round_chunks else None
         while True:
             chunks = []
@@ -503,8 +544,9 @@ class Compressor:
             starts = self.chunk_size * input_chunks(layout, round_chunks, count, len(chunks))
             for chunk, (codec, payload) in zip(chunks, self.code_chunks(chunks, history, layout, starts,
                                                                         round_chunks)):
-                digest.update(chunk)
-                written += ofh.write(fmt.chunk_record_bytes(codec, len(chunk), payload))
+                if ordered is None:
+                    digest.update(chunk)
+                written += ofh.write(fmt.chunk_record_bytes(codec, len(chunk), payload) + checks.add(chunk))
                 total += len(chunk)
                 count += 1
             if progress:
@@ -539,11 +581,14 @@ class Decompressor:
             m = coding_model(self._model_arg, self.device)
         else:
             wanted = self._model_arg or header.model_id
-            try:
-                m = coding_model(wanted, self.device)
+            try:       # the archive's name only among installed models, never as a path (registry.py)
+                base = registry.resolve_for_archive(header.model_id, self._model_arg, MODELS_DIR)
             except ModelError:
+                if not registry.is_plain_name(header.model_id):
+                    raise
                 raise ModelError(f"archive needs model '{header.model_id}', and model '{wanted}' is not available "
                                  f"(see --model)") from None
+            m = coding_model(base, self.device)
         if m.digest != header.model_digest:
             raise ModelError(f"archive was made with model '{header.model_id}' "
                              f"({header.model_digest.hex()}), but the model here is '{m.model_id}' ({m.digest.hex()})")
@@ -568,38 +613,51 @@ class Decompressor:
 
     def _copy_records(self, reader: fmt.Reader, header: fmt.Header, ofh: BinaryIO,
                       progress: Callable[[int], None] | None) -> tuple[int, int]:
+        """Decode the records round by round (without a shared history: `lanes` neural chunks or PENDING_BYTES at a
+        time), each group's check compared once it is decoded and the end record's checksum at the end."""
         history = History() if header.round_chunks else None
         signal = header.signal
         banded = isinstance(signal, ImageLayout) and signal.band_chunks > 0
-        model = None
-        digest, written, records = hashlib.sha256(), 0, 0
+        # an archive with a shared history is checked against its model first: the chunk size it may use (so the
+        # rounds the history learns from stay small) whatever codec its chunks turn out to have
+        model = self._model_for(header) if header.round_chunks else None
+        v9 = reader.version >= 9
+        digest = hashlib.sha256(reader.header_bytes if v9 else b"")   # version 8: the bytes in record order only
+        checks = fmt.GroupChecks(header.round_chunks) if v9 else None
+        written = records = 0
         pending: list[tuple[fmt.ChunkRecord, bytes]] = []
         held_back: dict[int, bytes] = {}          # a banded image's chunks, written in input order at the end
 
         def flush():
             nonlocal model, written, records
             index = input_chunks(signal, header.round_chunks, records, len(pending))
-            neural = [(r, p, j) for (r, p), j in zip(pending, index) if r.codec in fmt.MODEL_CODECS]
+            neural = [(k, r, p, j) for k, ((r, p), j) in enumerate(zip(pending, index), records)
+                      if r.codec in fmt.MODEL_CODECS]
             decoded = {}
             if neural:
                 model = model or self._model_for(header)
-                starts = header.chunk_size * np.array([j for _, _, j in neural])
-                outs = neural_decode(model, [p for _, p, _ in neural], [r.raw_size for r, _, _ in neural],
-                                     [r.codec == fmt.MIXED for r, _, _ in neural], progress, history=history,
+                starts = header.chunk_size * np.array([j for *_, j in neural])
+                outs = neural_decode(model, [p for _, _, p, _ in neural], [r.raw_size for _, r, _, _ in neural],
+                                     [r.codec == fmt.MIXED for _, r, _, _ in neural], progress, history=history,
                                      signal_of=lambda lanes: signal_model(signal, starts[lanes], header.chunk_size,
                                                                           header.round_chunks),
                                      dictionary=model.dictionary if header.dictionary_digest else None,
-                                     workers=self.workers)
-                decoded = {id(r): o for (r, _, _), o in zip(neural, outs)}
+                                     workers=self.workers, lanes=self.lanes,
+                                     names=[f"{fmt.CODEC_NAMES[r.codec]} chunk {k}" for k, r, _, _ in neural])
+                decoded = {id(r): o for (_, r, _, _), o in zip(neural, outs)}
             round_bytes = []
-            for (r, p), j in zip(pending, index):
+            for k, ((r, p), j) in enumerate(zip(pending, index), records):
                 if r.codec in fmt.MODEL_CODECS:
                     data = decoded[id(r)]
                 else:
-                    data = _plain_decode(r.codec, p, r.raw_size)
+                    data = _plain_decode(r.codec, p, r.raw_size, k)
                     if progress:
                         progress(len(data))
-                digest.update(data)
+                if checks and checks.add(data) != r.check:
+                    raise ChecksumError(f"checksum mismatch in chunks {k + 1 - checks.size}-{k}: the decoded data "
+                                        f"is not the original (corrupted archive)")
+                if not (banded and v9):      # version 9 checks a banded image's bytes in input order, at the end
+                    digest.update(data)
                 if banded:
                     held_back[int(j)] = data
                 else:
@@ -624,6 +682,9 @@ class Decompressor:
                 flush()
                 n_neural = held = 0
         flush()
+        if v9:
+            for j in sorted(held_back):
+                digest.update(held_back[j])
         if digest.digest()[:fmt.DIGEST_BYTES] != reader.trailer.checksum:
             raise ChecksumError("checksum mismatch: the decoded data is not the original (corrupted archive)")
         for j in sorted(held_back):
@@ -647,11 +708,12 @@ def _rebuilt_png(envelope: png.Envelope, pixels: bytes) -> bytes:
     return data
 
 
-def _plain_decode(codec: int, payload: bytes, raw_size: int) -> bytes:
-    """A chunk that needs no model: raw, zstd or lzma."""
+def _plain_decode(codec: int, payload: bytes, raw_size: int, index: int) -> bytes:
+    """Chunk `index` when it needs no model: raw, zstd or lzma."""
     if codec == fmt.RAW:
         return payload
-    return (_zstd_decompress if codec == fmt.ZSTD else _lzma_decompress)(payload, raw_size)
+    decompress = _zstd_decompress if codec == fmt.ZSTD else _lzma_decompress
+    return decompress(payload, raw_size, f"{fmt.CODEC_NAMES[codec]} chunk {index}")
 
 
 class _Prefixed:

@@ -1,4 +1,4 @@
-"""The .bzp archive format (version 8): a header, one record per chunk, an end record.
+"""The .bzp archive format (version 9): a header, one record per chunk with a check after each group, an end record.
 
 All integers are unsigned LEB128 varints unless a width is given. The layout is written so that an
 archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
@@ -11,7 +11,17 @@ before anything is allocated for it.
              (the fields after model_id only when model_id is not empty)
              | png_size | png envelope (png_size bytes; only with flag 0x01)
     chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed, 4 lzma) | raw_size | coded_size | payload (coded_size bytes)
-    end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the original bytes)
+             | group_check 4 bytes (only after the last record of each group, see below)
+    end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the header's bytes followed
+             by the original bytes in the order the user gets them)
+
+Groups (new in version 9): the records are taken in groups of the fewest whole rounds that hold at least
+CHECK_GROUP = 64 chunks (64 chunks when round_chunks is 0) in record order; after the last record of each
+complete group comes group_check, the first 4 bytes of the SHA-256 of that group's decoded bytes in record
+order, so damage is reported when its group is decoded, not after the whole archive. The end record's checksum covers the header (every field that decides
+what is decoded and in which order) and the output as written, so no change to either passes unnoticed
+(version 8's covered the decoded bytes in record order only: a changed band or round size that reordered raw
+chunks went unseen).
 
 round_chunks: 0, or the number of chunks per round (<= 1024) when mixed chunks read a shared history: the
 chunks are grouped in rounds of that many in file order, and a mixed chunk's mixer also reads every byte of
@@ -23,8 +33,8 @@ predictor (`bytezip.pcm.PcmModel`); 3 | width | channels (1-4) | offset | band_c
 `width` pixels of 8-bit samples from byte offset on (`bytezip.image.ImageLayout`): mixed chunks mix a pixel
 predictor (`bytezip.image.ImageModel`), and with band_chunks > 0 the records are in band order
 (`bytezip.image.coded_index`: the first round_chunks x band_chunks chunks of the input as round_chunks bands,
-record k holding chunk (k % round_chunks) x band_chunks + k // round_chunks; the rest in order), the
-checksum covering the bytes in record order.
+record k holding chunk (k % round_chunks) x band_chunks + k // round_chunks; the rest in order); the output
+is the chunks in input order.
 
 dictionary: mixed chunks read the model's priming dictionary (`bytezip.dictionary`) with this digest.
 
@@ -35,7 +45,9 @@ each row, the zlib settings, the file's size and an 8-byte SHA-256 prefix), rebu
 
 Rules a decoder checks: varints are minimal (no overlong encodings); flags is 0 or 0x01, 0x01 only with an
 image signal whose layout is the envelope's, the envelope parses and the pixels fill it, the rebuilt file has its digest; the model id is printable
-ASCII; round_chunks and signal are 0 without a model; signal <= 3; band_chunks > 0 only with round_chunks > 0; no neural chunk without a model; 1 <= chunk_size <= 2^24; every chunk
+ASCII, a plain name ([A-Za-z0-9][A-Za-z0-9._-]*) that decoders look up among installed models, never as a
+path; chunk_size <= MAX_MODEL_CHUNK (2^16) when a model is named (no model has a longer context); round_chunks
+and signal are 0 without a model; signal <= 3; band_chunks > 0 only with round_chunks > 0; no neural chunk without a model; 1 <= chunk_size <= 2^24; every chunk
 but the last has raw_size == chunk_size and the last 1 <= raw_size <= chunk_size; coded_size <= raw_size
 (the encoder stores a chunk raw rather than let it grow) and a raw chunk has coded_size == raw_size; a zstd
 payload is a magicless zstd frame; an lzma payload is a raw LZMA2 stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
@@ -43,12 +55,19 @@ trailing zero bytes dropped (its distributions: the exact model's, or for "mixed
 the dictionary match model, the learnt blend and the weights carried from round to round in 6, a second
 geometric mix (weights per class of the previous byte) in 7, and in 8 every square root of the exact model
 correctly rounded, where 7 took torch's CPU one); chunk_count and original_size match the records; the checksum matches the
-decoded bytes; nothing follows.
+decoded bytes; nothing follows. A model-coded chunk holds at most 8 x coded_size + INFO_SLACK_BITS bits of
+information under its distributions (each byte counted at most 24 bits, the coder's precision): a range coder
+cannot put more into its words, so a decoder rejects a payload as soon as its bytes exceed that, after a few
+steps for garbage rather than at the end.
+
+Decoders read versions 8 and 9 (`READ_VERSIONS`); version 8 is version 9 without the group checks, its checksum
+over the decoded bytes in record order.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -59,7 +78,12 @@ from .pcm import PcmLayout
 from .png import CHANNELS, DIGEST_BYTES as PNG_DIGEST_BYTES, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
 
 MAGIC = b"\x89BZP"
-VERSION = 8
+VERSION = 9
+READ_VERSIONS = (8, 9)    # every version that has shipped since the format was frozen keeps decoding
+CHECK_GROUP = 64          # records per group check: at least this many, in whole rounds
+GROUP_CHECK_BYTES = 4
+MAX_MODEL_CHUNK = 1 << 16  # chunk size limit of an archive that names a model
+INFO_SLACK_BITS = 128     # the range coder's final words and float rounding (the encoder keeps 32 bits inside)
 MAX_PCM_OFFSET = 1 << 40
 MAX_IMAGE_WIDTH = 1 << 24
 IMAGE_SIGNAL = 3
@@ -72,6 +96,7 @@ MODEL_CODECS = (NEURAL, MIXED)
 END = 0xFF
 DIGEST_BYTES = 8
 READ_PIECE = 1 << 20      # payloads are read at most this much at a time
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")   # what an archive may name: never a path
 
 
 class BytezipError(Exception):
@@ -175,6 +200,7 @@ class ChunkRecord:
     raw_size: int
     coded_size: int
     offset: int = 0           # where the payload starts in the archive (for listing)
+    check: bytes = b""        # the group check that follows this record, if it ends a group (version 9)
 
 
 @dataclass
@@ -194,13 +220,43 @@ def chunk_record_bytes(codec: int, raw_size: int, payload: bytes) -> bytes:
 def archive_bytes(header: Header, chunks: list[tuple[int, bytes, bytes]]) -> bytes:
     """A whole archive from (codec, raw bytes, payload) per chunk, for callers that choose each chunk's coding
     themselves (the speed report, tests); the compressor writes the same records as it streams."""
-    digest = hashlib.sha256()
+    head = header.to_bytes()
+    assert not (isinstance(header.signal, ImageLayout) and header.signal.band_chunks)   # records in input order
+    digest, groups = hashlib.sha256(head), GroupChecks(header.round_chunks)
     records = []
     for codec, raw, payload in chunks:
-        records.append(chunk_record_bytes(codec, len(raw), payload))
+        records.append(chunk_record_bytes(codec, len(raw), payload) + groups.add(raw))
         digest.update(raw)
     trailer = Trailer(len(chunks), sum(len(raw) for _, raw, _ in chunks), digest.digest()[:DIGEST_BYTES])
-    return header.to_bytes() + b"".join(records) + trailer.to_bytes()
+    return head + b"".join(records) + trailer.to_bytes()
+
+
+def group_size(round_chunks: int) -> int:
+    """Records per group check: the fewest whole rounds that hold CHECK_GROUP chunks (CHECK_GROUP without a
+    shared history), so a check costs at most 4 bytes per 64 chunks and a small file none."""
+    return -(-CHECK_GROUP // round_chunks) * round_chunks if round_chunks else CHECK_GROUP
+
+
+class GroupChecks:
+    """The running check of the current group: `add` takes each record's decoded bytes in record order and
+    returns the group check to store after it (b"" unless it ends a group). The encoder writes what it returns;
+    the decoder compares it with what it read."""
+
+    def __init__(self, round_chunks: int):
+        self.size, self.count, self.digest = group_size(round_chunks), 0, hashlib.sha256()
+
+    def add(self, data: bytes) -> bytes:
+        self.digest.update(data)
+        self.count += 1
+        if self.count % self.size:
+            return b""
+        check, self.digest = self.digest.digest()[:GROUP_CHECK_BYTES], hashlib.sha256()
+        return check
+
+
+def _article(what: str) -> str:
+    """'chunk 3' as it is, 'the header' for a field: how a truncation message names where it ends."""
+    return what if re.fullmatch(r"chunk \d+", what) else f"the {what}"
 
 
 class Reader:
@@ -209,6 +265,9 @@ class Reader:
     def __init__(self, fh: BinaryIO):
         self.fh = fh
         self.pos = 0
+        self.version = VERSION
+        self.header_bytes = b""   # the header as read: version 9's checksum covers it
+        self._kept: list[bytes] | None = None
 
     def read(self, n: int, what: str) -> bytes:
         # a big payload is read a piece at a time: memory follows the bytes present, not the size declared
@@ -220,8 +279,10 @@ class Reader:
                 got += len(piece)
             data = b"".join(parts)
         self.pos += len(data)
+        if self._kept is not None:
+            self._kept.append(data)
         if len(data) != n:
-            raise FormatError(f"truncated archive (ends inside the {what})")
+            raise FormatError(f"truncated archive (ends inside {_article(what)})")
         return data
 
     def varint(self, what: str, limit: int) -> int:
@@ -239,13 +300,28 @@ class Reader:
         raise FormatError(f"corrupted archive (overlong {what})")
 
     def header(self) -> Header:
+        self._kept = []
+        try:
+            header = self._header()
+        finally:
+            self.header_bytes, self._kept = b"".join(self._kept), None
+        return header
+
+    def _header(self) -> Header:
         magic = self.fh.read(4)
         self.pos += len(magic)
+        self._kept.append(magic)
+        if not magic:
+            raise FormatError("empty file, not a bytezip archive")
         if magic != MAGIC:
+            if MAGIC.startswith(magic):
+                raise FormatError("truncated archive (ends inside the header)")
             raise FormatError("not a bytezip archive (bad magic)")
         version, flags = self.read(2, "header")
-        if version != VERSION:
-            raise FormatError(f"unsupported archive format version {version} (this bytezip reads {VERSION})")
+        if version not in READ_VERSIONS:
+            raise FormatError(f"unsupported archive format version {version} (this bytezip reads versions "
+                              f"{', '.join(map(str, READ_VERSIONS))})")
+        self.version = version
         if flags & ~FLAG_PNG:
             raise FormatError(f"corrupted archive (unknown flags {flags:#04x})")
         chunk_size = self.varint("chunk size", MAX_CHUNK_SIZE)
@@ -254,8 +330,10 @@ class Reader:
         round_chunks = self.varint("round size", MAX_ROUND_CHUNKS)
         signal = self._signal(round_chunks)
         mid = self.read(self.read(1, "header")[0], "model id")
-        if not all(0x20 <= c < 0x7F for c in mid):  # it is printed in messages: one line, no escapes
-            raise FormatError("corrupted archive (model id is not printable ASCII)")
+        if mid and not MODEL_NAME.fullmatch(mid.decode("latin-1")):  # printed in messages, looked up by name
+            raise FormatError("corrupted archive (the model id is not a plain model name)")
+        if mid and chunk_size > MAX_MODEL_CHUNK:
+            raise FormatError(f"corrupted archive (chunk size {chunk_size} with a model; at most {MAX_MODEL_CHUNK})")
         if round_chunks and not mid:
             raise FormatError("corrupted archive (shared history without a model)")
         if signal and not mid:
@@ -288,9 +366,11 @@ class Reader:
         return None
 
     def records(self, header: Header) -> Iterator[tuple[ChunkRecord, bytes | None]]:
-        """Yields (record, payload) per chunk; after the loop `self.trailer` holds the checked end record."""
+        """Yields (record, payload) per chunk, a record that ends a group (version 9) with its group check;
+        after the loop `self.trailer` holds the checked end record."""
         count = total = 0
         last_short = False
+        group = group_size(header.round_chunks) if self.version >= 9 else 0
         while True:
             codec = self.read(1, "chunk table")[0]
             if codec == END:
@@ -298,7 +378,8 @@ class Reader:
             if codec not in CODEC_NAMES:
                 raise FormatError(f"corrupted archive (unknown codec {codec} in chunk {count})")
             if codec in MODEL_CODECS and not header.model_id:
-                raise FormatError(f"corrupted archive (neural chunk {count} in an archive made without a model)")
+                raise FormatError(f"corrupted archive ({CODEC_NAMES[codec]} chunk {count} in an archive made "
+                                  f"without a model)")
             if last_short:
                 raise FormatError(f"corrupted archive (chunk {count - 1} is short but not last)")
             raw = self.varint("chunk size", header.chunk_size)
@@ -307,7 +388,10 @@ class Reader:
                 raise FormatError(f"corrupted archive (chunk {count}: {CODEC_NAMES[codec]} {raw} -> {coded} bytes)")
             last_short = raw < header.chunk_size
             rec = ChunkRecord(codec, raw, coded, self.pos)
-            yield rec, self.read(coded, f"chunk {count}")
+            payload = self.read(coded, f"chunk {count}")
+            if group and (count + 1) % group == 0:
+                rec.check = self.read(GROUP_CHECK_BYTES, f"group check after chunk {count}")
+            yield rec, payload
             count += 1
             total += raw
         n = self.varint("chunk count", 1 << 40)

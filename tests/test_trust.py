@@ -315,7 +315,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
     garbage = np.random.default_rng(3).bytes(40)
     F, C, Mo = (FormatError,), (ChecksumError,), (ModelError,)
     return [
-        ("empty file", b"", F, "bad magic"),
+        ("empty file", b"", F, "empty file"),
         ("magic only", fmt.MAGIC, F, "truncated"),
         ("gzip data", b"\x1f\x8b\x08\x00" + bytes(30), F, "bad magic"),
         ("zstd data", zstandard.ZstdCompressor().compress(b"hello" * 10), F, "bad magic"),
@@ -327,7 +327,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("version 5 (before the carried weights)", fmt.MAGIC + b"\5\0" + head[6:], F, "version 5"),
         ("version 6 (one geometric mix)", fmt.MAGIC + b"\6\0" + head[6:], F, "version 6"),
         ("version 7 (torch's CPU square root)", fmt.MAGIC + b"\7\0" + head[6:], F, "version 7"),
-        ("version 9", fmt.MAGIC + b"\x09\0" + head[6:], F, "version 9"),
+        ("version 10", fmt.MAGIC + b"\x0a\0" + head[6:], F, "version 10"),
         ("unknown flags", ARCHIVE_START + b"\x02" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),
@@ -349,9 +349,11 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
          "truncated"),
         ("mixed chunk, dictionary the model lacks", archive([(fmt.MIXED, CHUNK, garbage)], model_id=M, digest=digest,
                                                            dictionary=b"\1" + bytes(8)), Mo, "dictionary"),
-        ("model id with a newline", archive(model_id=b"a\nb", digest=digest), F, "printable"),
-        ("model id with an escape sequence", archive(model_id=b"\x1b[2J", digest=digest), F, "printable"),
-        ("model id not ASCII", archive(model_id="modèle".encode(), digest=digest), F, "printable"),
+        ("model id with a newline", archive(model_id=b"a\nb", digest=digest), F, "plain model name"),
+        ("model id with an escape sequence", archive(model_id=b"\x1b[2J", digest=digest), F, "plain model name"),
+        ("model id not ASCII", archive(model_id="modèle".encode(), digest=digest), F, "plain model name"),
+        ("model id a relative path", archive(model_id=b"../" + M, digest=digest), F, "plain model name"),
+        ("model id an absolute path", archive(model_id=b"/tmp/" + M, digest=digest), F, "plain model name"),
         ("model id cut short", ARCHIVE_START + b"\0" + varint(CHUNK) + b"\0\0\xc8abc", F, "truncated"),
         ("digest cut short", archive(model_id=M, digest=digest[:5], end=b""), F, "truncated"),
         ("shared history without a model", archive(round_chunks=4), F, "shared history without a model"),
@@ -407,7 +409,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("neural chunk, unknown model", archive([(NEURAL, CHUNK, garbage)], model_id=b"no-such-model",
                                                 digest=digest), Mo, "not available"),
         ("neural chunk, a path as model id", archive([(NEURAL, CHUNK, garbage)], model_id=b"../../../etc/passwd",
-                                                     digest=digest), Mo, "not available"),
+                                                     digest=digest), F, "plain model name"),
         ("neural chunk, model digest differs", archive([(NEURAL, CHUNK, garbage)], model_id=M,
                                                        digest=bytes(range(8))), Mo, "was made with model"),
         ("neural chunk beyond the model's context", archive([(NEURAL, 512, garbage)], chunk_size=512, model_id=M,
@@ -467,13 +469,14 @@ def test_decoder_memory_does_not_grow_with_the_archive(tmp_path, monkeypatch):
     monkeypatch.setattr(codec, "PENDING_BYTES", 1 << 20)
     cs, n = 1 << 16, 256
     block = np.random.default_rng(0).bytes(cs)
-    digest = hashlib.sha256()
+    head = fmt.Header(cs).to_bytes()
+    digest, checks = hashlib.sha256(head), fmt.GroupChecks(0)
     path = tmp_path / "raw.bzp"
     with open(path, "wb") as f:
-        f.write(fmt.Header(cs).to_bytes())
+        f.write(head)
         for i in range(n):
             chunk = block[i:] + block[:i]
-            f.write(fmt.chunk_record_bytes(RAW, cs, chunk))
+            f.write(fmt.chunk_record_bytes(RAW, cs, chunk) + checks.add(chunk))
             digest.update(chunk)
         f.write(fmt.Trailer(n, n * cs, digest.digest()[:8]).to_bytes())
     tracemalloc.start()
@@ -524,7 +527,8 @@ KINDS = {
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_inputs_of_every_kind_cost_at_most_a_few_bytes_per_chunk(kind, tiny):
     """Whatever the input, the archive is at most the best of raw/zstd for each chunk, plus the record
-    header of each chunk (<= 5 bytes at the tiny model's 256-byte chunks) and the fixed header and end."""
+    header of each chunk (<= 5 bytes at the tiny model's 256-byte chunks), a 4-byte check per group of chunks and
+    the fixed header and end."""
     data = KINDS[kind]()
     comp = bytezip.Compressor(model=tiny.cm)
     blob = comp.compress(data)
@@ -534,7 +538,8 @@ def test_inputs_of_every_kind_cost_at_most_a_few_bytes_per_chunk(kind, tiny):
     assert [c.raw_size for c in info.chunks] == [len(c) for c in chunks]
     assert all(rec.coded_size <= b for rec, b in zip(info.chunks, best))
     fixed = len(comp.header().to_bytes()) + len(fmt.Trailer(len(chunks), len(data), bytes(8)).to_bytes())
-    assert len(blob) <= fixed + sum(best) + 5 * len(chunks)
+    checks = fmt.GROUP_CHECK_BYTES * (len(chunks) // fmt.group_size(info.header.round_chunks))
+    assert len(blob) <= fixed + sum(best) + 5 * len(chunks) + checks
     assert bytezip.Decompressor(model=tiny.cm).decompress(blob) == data
     by_codec = Counter(fmt.CODEC_NAMES[c.codec] for c in info.chunks)
     print(f"\n{kind}: {len(data)} -> {len(blob)} bytes (raw/zstd per chunk: {sum(best) + fixed}; "
