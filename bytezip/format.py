@@ -33,8 +33,8 @@ predictor (`bytezip.pcm.PcmModel`); 3 | width | channels (1-4) | offset | band_c
 `width` pixels of 8-bit samples from byte offset on (`bytezip.image.ImageLayout`): mixed chunks mix a pixel
 predictor (`bytezip.image.ImageModel`), and with band_chunks > 0 the records are in band order
 (`bytezip.image.coded_index`: the first round_chunks x band_chunks chunks of the input as round_chunks bands,
-record k holding chunk (k % round_chunks) x band_chunks + k // round_chunks; the rest in order); the output
-is the chunks in input order.
+record k holding chunk (k % round_chunks) x band_chunks + k // round_chunks; the rest in order; band_chunks
+is original_size // chunk_size // round_chunks); the output is the chunks in input order.
 
 dictionary: mixed chunks read the model's priming dictionary (`bytezip.dictionary`) with this digest.
 
@@ -400,6 +400,20 @@ class Reader:
         if n != count or size != total:
             raise FormatError(f"corrupted archive (end record says {n} chunks / {size} bytes, "
                               f"found {count} / {total})")
+        if isinstance(header.signal, ImageLayout) and header.round_chunks:
+            self._check_bands(header.signal.band_chunks, size, header)
         if self.fh.read(1):
             raise FormatError("corrupted archive (data after the end record)")
         self.trailer = Trailer(n, size, checksum)
+
+    def _check_bands(self, bands: int, size: int, header: Header):
+        """An image's band count is the one the encoder derives from the size (version 8's checksum does not
+        cover the fields that order the output, so the reader checks them): size // chunk_size // round_chunks,
+        and in version 8, whose encoder banded every image it held whole (up to MAX_CHUNK_SIZE bytes, or a
+        PNG's pixels) with at least two chunks a band, no band count only where that rule gave none."""
+        derived = size // header.chunk_size // header.round_chunks
+        whole = size <= MAX_CHUNK_SIZE or header.png is not None      # what the encoder held in memory
+        expected = derived if bands or (self.version < 9 and whole and derived >= 2) else 0
+        if bands != expected:
+            raise FormatError(f"corrupted archive ({bands} band chunks for {size} bytes in rounds of "
+                              f"{header.round_chunks})")
