@@ -311,6 +311,30 @@ def test_v8_banded_archive_with_another_band_or_round_count_is_rejected_or_right
     assert not wrong, f"{len(wrong)} damaged archives decoded to wrong bytes: (byte, value) {wrong[:10]} ..."
 
 
+
+def test_png_envelope_declaring_an_exabyte_is_a_format_error():
+    """Fuzz finding 2 (tests/fuzz_findings/png-envelope-declared-size-memoryerror-*): a PNG envelope is a zstd
+    frame, and zstandard allocates the content size a frame declares whatever max_output_size says, so a
+    63-byte archive whose envelope frame declares 2^62 bytes made `read_info` (`bytezip list`, `test`, `-d`)
+    raise MemoryError instead of a FormatError (one declaring a few GB has them allocated before the frame fails)."""
+    import struct
+    from bytezip import png
+    from bytezip.image import ImageLayout
+    env = png.Envelope(4, 2, 3, png.SIGNATURE, b"", (10,), (9, 15, 8, 0), b"\0\0", 100, bytes(8))
+    head = fmt.Header(64, NAME, bytes(8), 1, ImageLayout(4, 3), b"", env).to_bytes()
+    stored = fmt.encode_varint(len(fmt.envelope_bytes(env))) + fmt.envelope_bytes(env)
+    assert head.endswith(stored)
+    end = b"\xff\0\0" + bytes(8)
+    assert bytezip.read_info(io.BytesIO(head + end)).header.png == env
+    for declared in (1 << 62, 1 << 40, 1 << 34):
+        frame = b"\x28\xb5\x2f\xfd\xe0" + struct.pack("<Q", declared) + b"\x19\0\0abc"   # one raw block, "abc"
+        blob = head[:-len(stored)] + fmt.encode_varint(len(frame)) + frame + end
+        with pytest.raises(FormatError):
+            bytezip.read_info(io.BytesIO(blob))
+        with pytest.raises(BytezipError):
+            bytezip.Decompressor().decompress(blob)
+
+
 if __name__ == "__main__":
     os.environ["BYTEZIP_FUZZ_EXAMPLES"] = sys.argv[1] if len(sys.argv) > 1 else "20000"
     sys.exit(pytest.main(["-s", "-p", "no:cacheprovider", __file__]))
