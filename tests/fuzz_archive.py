@@ -21,7 +21,8 @@ model, and the committed sample archives of tests/archives/. The seeds are writt
 directory (created if missing) as seed-*.bzp, replacing those of an earlier run.
 
 BYTEZIP_FUZZ_IGNORE=<regex> lets a long run go past findings already known (matched against
-"ExceptionType: message"; each is counted on stderr) instead of stopping at the first.
+"ExceptionType: message @ file.py:function", the innermost frame; each is counted on stderr) instead of
+stopping at the first, e.g. BYTEZIP_FUZZ_IGNORE='^MemoryError: .*@ format.py:parse_envelope'.
 
 By hand (libFuzzer flags; -timeout, -rss_limit_mb and -max_len get defaults below if not given):
 
@@ -45,6 +46,7 @@ import re
 import struct
 import sys
 import tempfile
+import traceback
 import zlib
 from pathlib import Path
 
@@ -371,7 +373,8 @@ def main(argv: list[str]) -> None:
         try:
             _target(data)
         except Exception as e:    # a finding: unless it is a known one the run was told to go past
-            kind = f"{type(e).__name__}: {e}"
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            kind = f"{type(e).__name__}: {e} @ {Path(where.filename).name}:{where.name}"
             if ignore is None or not ignore.search(kind):
                 raise
             ignored[kind[:200]] = ignored.get(kind[:200], 0) + 1
