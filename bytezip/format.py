@@ -139,6 +139,10 @@ def envelope_bytes(env: Envelope) -> bytes:
 def parse_envelope(blob: bytes) -> Envelope:
     """The envelope `envelope_bytes` stored; raises FormatError on anything inconsistent."""
     try:
+        # zstandard allocates whatever a frame declares, whatever max_output_size says: check it first
+        declared = zstandard.get_frame_parameters(blob).content_size
+        if declared != zstandard.CONTENTSIZE_UNKNOWN and declared > MAX_ENVELOPE:
+            raise FormatError(f"corrupted archive (PNG envelope declares {declared} bytes)")
         body = zstandard.ZstdDecompressor().decompress(blob, max_output_size=MAX_ENVELOPE)
     except zstandard.ZstdError as e:
         raise FormatError(f"corrupted archive (PNG envelope: {e})") from None

@@ -54,6 +54,7 @@ MATCH_HASH_BITS = 12          # chunk match table entries per lane
 HISTORY_MATCH_MIN = 5         # bytes of context hashed to find a match in the history
 HISTORY_MATCH_BITS = 20       # history match table entries
 HISTORY_MAX = 1 << 26         # history bytes kept for matching; its context counts keep learning beyond
+EXTEND_PIECE = 1 << 18        # the history learns this many bytes at a time (~40 MB of scratch)
 OWN_ORDERS = (1, 2, 3)        # context models over the chunk: order 1 indexed directly, higher orders hashed
 OWN_HASH_BITS = 10            # hashed contexts per lane and order
 SHARED_ORDERS = (1, 2, 3, 4, 6)   # context models over the history
@@ -132,7 +133,8 @@ class History:
     """What earlier rounds coded, and the statistics every lane of the next round reads (never writes)."""
 
     def __init__(self):
-        self.data = np.zeros(0, dtype=np.uint8)
+        self.data = np.zeros(0, dtype=np.uint8)                       # the bytes so far (up to HISTORY_MAX)
+        self._buffer = self.data
         self.size = 0                                                  # bytes seen, including beyond HISTORY_MAX
         self.counts = [np.zeros((256 if k == 1 else 1 << SHARED_HASH_BITS, 256), dtype=np.uint16)
                        for k in SHARED_ORDERS]
@@ -151,9 +153,13 @@ class History:
                             for k in parts[0][0].final}
 
     def extend(self, data: bytes):
-        """Learn from a finished round's bytes (every chunk of it, whatever its codec), in file order."""
-        if not data:
-            return
+        """Learn from a finished round's bytes (every chunk of it, whatever its codec), in file order, a piece of
+        EXTEND_PIECE bytes at a time: the arithmetic widens each byte to several int64 arrays, and a round's
+        size is the archive's to declare."""
+        for at in range(0, len(data), EXTEND_PIECE):
+            self._extend(data[at:at + EXTEND_PIECE])
+
+    def _extend(self, data: bytes):
         new = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
         ctx = max(max(SHARED_ORDERS), HISTORY_MATCH_MIN)
         full = np.concatenate([self._tail, new])
@@ -169,7 +175,7 @@ class History:
         if self.size < HISTORY_MAX:
             base = self.size - len(self._tail)                         # history position of full[0]
             keep = min(len(new), HISTORY_MAX - self.size)
-            self.data = np.concatenate([self.data, new[:keep].astype(np.uint8)])
+            self._append(new[:keep].astype(np.uint8))
             # a context ending at p (p = index of the byte after it) points at p; later positions win
             p = pos[:keep][pos[:keep] + base >= HISTORY_MATCH_MIN]
             h = hash_last(lambda j: full[p - j], HISTORY_MATCH_MIN, HISTORY_MATCH_BITS)
@@ -177,6 +183,16 @@ class History:
             self.match_table[h[last]] = p[last] + base
         self.size += len(new)
         self._tail = full[-ctx:]
+
+    def _append(self, new: np.ndarray):
+        """`data` grows into a buffer of doubling capacity (appending a piece at a time stays linear)."""
+        n = len(self.data)
+        if n + len(new) > len(self._buffer):
+            grown = np.empty(min(HISTORY_MAX, max(2 * len(self._buffer), n + len(new))), dtype=np.uint8)
+            grown[:n] = self.data
+            self._buffer = grown
+        self._buffer[n:n + len(new)] = new
+        self.data = self._buffer[:n + len(new)]
 
 
 def bayes_update(w: np.ndarray, p_x: np.ndarray, floor: np.ndarray | int, shift: int) -> np.ndarray:
