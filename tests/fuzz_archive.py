@@ -167,6 +167,7 @@ def seeds(plain: codec.CodingModel, primed: codec.CodingModel) -> list[tuple[str
     coders = {RAW: lambda r: r, ZSTD: codec._zstd_compress, LZMA: codec._lzma_compress,
               NEURAL: lambda r: codec.neural_encode(codec.neural_frequencies(plain, [r])[0], r)}
     head = fmt.Header(32, plain.model_id, plain.digest)
+    assert all(coders[c](r) is not None for c, r in parts), "a neural payload the decoder would reject"
     out.append(("every-codec", fmt.archive_bytes(head, [(c, r, coders[c](r)) for c, r in parts]),
                 b"".join(r for _, r in parts)))
     add("text-history", text[:48] * 3 + text[5000:5100], model=plain, chunk_size=32, round_chunks=2)
