@@ -73,8 +73,8 @@ DEFAULT_FLAGS = {"-timeout": "20", "-rss_limit_mb": "2048", "-max_len": str(1 <<
 TINY = ModelConfig(d_global=64, n_global_layers=1, n_global_heads=2, d_local=32, n_local_layers=1,
                    n_local_heads=2, max_patches=64)       # tests/conftest.py's: a context of 256 bytes
 TRAIN_STEPS = 40           # enough for neural chunks to beat zstd on text (2-3 s)
-KNOWN_MAX = 100_000          # outputs remembered by checksum (for the "same checksum, same bytes" property)
-PAIR_MAX = 4096              # ... with the archive itself when it is at most this long
+KNOWN_MAX = 20_000           # outputs remembered by checksum (for the "same checksum, same bytes" property)
+PAIR_MAX = 1024              # ... with the archive itself when it is at most this long
 HEADER_BYTES = 48            # the custom mutator changes one of these bytes in a quarter of the mutations
 
 
