@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import re
 from pathlib import Path
 
-from .format import ModelError
+from .format import MODEL_NAME, ModelError
 
 DEFAULT_MODEL = "bytezip-v1"
 ENV = "BYTEZIP_MODEL"
 FILES = (".safetensors", ".json")      # the two files a model needs (the dictionary is optional)
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")  # what an archive may name: no separators, no leading dot
+NAME = MODEL_NAME   # what an archive may name (the header reader checks it too): no separators, no leading dot
 
 
 def package_models_dir() -> Path:
