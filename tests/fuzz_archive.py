@@ -3,8 +3,9 @@
 
 Every input is fed to `bytezip.codec.read_info` and to `Decompressor(model=<tiny model>).decompress`. The
 allowed outcomes are success or a `BytezipError` (any subclass) whose message is one printable line. Anything
-else is a finding: another exception, a hang (libFuzzer's -timeout), memory beyond -rss_limit_mb, or a wrong
-success:
+else is a finding: another exception, a hang (libFuzzer's -timeout), an input that raises the peak memory
+by more than BYTEZIP_FUZZ_MEMORY_MB (256) above what the process held after its seeds (or beyond libFuzzer's
+-rss_limit_mb), or a wrong success:
 
 - `decompress` succeeds where `read_info` rejects the archive, or returns other than `info.original_size` bytes;
 - two archives whose end records carry the same checksum (and, for a PNG coded as pixels, the same envelope
@@ -75,6 +76,7 @@ TINY = ModelConfig(d_global=64, n_global_layers=1, n_global_heads=2, d_local=32,
 TRAIN_STEPS = 40           # enough for neural chunks to beat zstd on text (2-3 s)
 KNOWN_MAX = 20_000           # outputs remembered by checksum (for the "same checksum, same bytes" property)
 PAIR_MAX = 1024              # ... with the archive itself when it is at most this long
+MEMORY_MB = int(os.environ.get("BYTEZIP_FUZZ_MEMORY_MB", "256"))   # an input may raise the peak RSS this much
 HEADER_BYTES = 48            # the custom mutator changes one of these bytes in a quarter of the mutations
 
 
@@ -327,6 +329,11 @@ def check(blob: bytes) -> bytes | None:
 
 
 # -- libFuzzer -------------------------------------------------------------------------------------------
+def peak_rss_mb() -> int:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+
+
 def write_seeds(corpus: Path, all_seeds) -> None:
     corpus.mkdir(parents=True, exist_ok=True)
     for old in corpus.glob("seed-*.bzp"):
@@ -367,12 +374,17 @@ def main(argv: list[str]) -> None:
 
     ignore = re.compile(os.environ["BYTEZIP_FUZZ_IGNORE"]) if os.environ.get("BYTEZIP_FUZZ_IGNORE") else None
     ignored: dict[str, int] = {}
+    peak = [peak_rss_mb()]     # after the seeds: what the process needs anyway (torch, the model, the seeds)
 
     def test_one_input(data: bytes) -> None:
         if len(data) > MAX_INPUT:
             return
         try:
             _target(data)
+            if peak_rss_mb() > peak[0] + MEMORY_MB:      # (the peak only grows: the input that raised it)
+                raised, peak[0] = peak_rss_mb() - peak[0], peak_rss_mb()
+                raise Finding(f"this input raised the peak memory by {raised} MB (BYTEZIP_FUZZ_MEMORY_MB="
+                              f"{MEMORY_MB}), to {peak[0]} MB")
         except Exception as e:    # a finding: unless it is a known one the run was told to go past
             where = traceback.extract_tb(e.__traceback__)[-1]
             kind = f"{type(e).__name__}: {e} @ {Path(where.filename).name}:{where.name}"
