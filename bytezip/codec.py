@@ -221,12 +221,15 @@ def neural_frequencies(m: CodingModel, chunks: list[bytes]) -> list[np.ndarray]:
 
 
 def _smallest(chunk: bytes, neural: bytes | None, mixed: bytes | None) -> tuple[int, bytes]:
-    """(codec, payload) of the smallest of zstd, lzma, neural and mixed (their payloads, if any), else raw."""
+    """(codec, payload) of the smallest of zstd, lzma, neural and mixed (their payloads, if any, a model payload
+    only within the format's MAX_MODEL_RATIO), else raw."""
     best = (fmt.RAW, chunk)
+    floor = -(-len(chunk) // fmt.MAX_MODEL_RATIO)
     candidates = [(fmt.ZSTD, _zstd_compress(chunk)), (fmt.LZMA, _lzma_compress(chunk)), (fmt.NEURAL, neural),
                   (fmt.MIXED, mixed)]
     for codec, payload in candidates:
-        if payload is not None and 0 < len(payload) < len(best[1]):
+        if (payload is not None and 0 < len(payload) < len(best[1])
+                and (codec not in fmt.MODEL_CODECS or len(payload) >= floor)):
             best = (codec, payload)
     return best
 
@@ -243,9 +246,10 @@ _coder_rows = threading.local()   # each encoding thread's float64 rows, reused:
 
 
 def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes | None:
-    """The range coder's payload for `chunk` under `freqs`, or None when the payload is shorter than the
-    information it decodes to allows (`information_bits`; a coder's final words can end in zeros that are
-    dropped): the decoder rejects such payloads, so another codec must take the chunk."""
+    """The range coder's payload for `chunk` under `freqs`, or None when its size in bits is not within the
+    format's INFO_SLACK_BITS of the information it decodes to (`information_bits`; a coder's final words can
+    end in zeros that are dropped, and rounding is never that far off): the decoder rejects such payloads, so
+    another codec must take the chunk."""
     rows = getattr(_coder_rows, "rows", None)
     if rows is None or len(rows) < len(freqs):
         rows = _coder_rows.rows = np.empty((len(freqs), 256))
@@ -254,7 +258,7 @@ def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes | None:
     enc = constriction.stream.queue.RangeEncoder()
     enc.encode(symbols, _CODER_MODEL, probs)
     payload = _words_to_bytes(enc.get_compressed())
-    if information_bits(probs, symbols).sum() > 8 * len(payload) + fmt.INFO_SLACK_BITS - ENCODER_SLACK_BITS:
+    if abs(information_bits(probs, symbols).sum() - 8 * len(payload)) > fmt.INFO_SLACK_BITS - ENCODER_SLACK_BITS:
         return None
     return payload
 
@@ -290,14 +294,14 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
                   timings: dict[str, float] | None = None, history: History | None = None,
                   signal_of: Callable[[np.ndarray], Signal | None] = lambda lanes: None,
                   dictionary: History | None = None, workers: int = 1, lanes: int = DEFAULT_LANES,
-                  names: list[str] | None = None) -> list[bytes]:
+                  names: list[str] | None = None, whole: bool = True) -> list[bytes]:
     """Decode several neural/mixed chunks as lanes (one model step per byte for all lanes of a batch);
     mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio or
     images, the predictor `signal_of(lanes)` gives for those lanes. At most `lanes` chunks are decoded at a
     time (memory follows that, not what the archive declares), each batch split into `workers` parts decoded
     on as many threads (each lane is independent, so any split decodes the same bytes); the weights they hand
     on are the mean over all mixed lanes, as one batch's. `names` (e.g. "mixed chunk 5") name the chunks in
-    errors. `timings`, when given (one worker), accumulates seconds per part of the loop (what `bytezip.speed`
+    errors; `whole=False` decodes only the first `sizes` bytes of each payload's chunk. `timings`, when given (one worker), accumulates seconds per part of the loop (what `bytezip.speed`
     reports)."""
     lock = threading.Lock()
     names = names or [f"{'mixed' if x else 'neural'} chunk" for x in mixed]
@@ -309,7 +313,7 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     def decode(lanes: np.ndarray):
         return _decode_lanes(m, [payloads[i] for i in lanes], [sizes[i] for i in lanes], [mixed[i] for i in lanes],
                              report if progress else None, timings, history, signal_of(lanes), dictionary,
-                             [names[i] for i in lanes])
+                             [names[i] for i in lanes], whole)
     outs, parts = [], []
     for first in range(0, len(sizes), max(1, lanes)):
         batch = np.arange(first, min(len(sizes), first + max(1, lanes)))
@@ -324,14 +328,16 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
 def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
                   progress: Callable[[int], None] | None, timings: dict[str, float] | None,
                   history: History | None, signal: Signal | None, dictionary: History | None,
-                  names: list[str]) -> tuple[list[bytes], Mixer | None]:
+                  names: list[str], whole: bool = True) -> tuple[list[bytes], Mixer | None]:
     """One batch of `neural_decode`: the decoded chunks, and the mixer (None if no lane is mixed). A lane whose
-    bytes so far hold more information than its payload can code (`information_bits`) is rejected at once:
-    garbage costs a few steps, not the whole chunk."""
+    bytes so far hold more information than its payload can code (`information_bits`) is rejected at once, so
+    garbage costs a few steps, not the whole chunk; one whose payload is longer than what its chunk holds (zero
+    words padding a payload that decodes a long run, which anyone can write) is rejected at its end."""
     lap = _Laps(timings) if timings is not None else (lambda part: None)
     P = m.exact.cfg.patch_size
     decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
-    limits = 8 * np.array([len(p) for p in payloads]) + fmt.INFO_SLACK_BITS
+    payload_sizes = np.array([len(p) for p in payloads])
+    limits = 8 * payload_sizes + fmt.INFO_SLACK_BITS
     lengths = np.array(sizes)
     bits = np.zeros(len(sizes))
     longest = max(sizes)
@@ -364,6 +370,10 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
             i = active[np.argmax(bits[active] > limits[active])]
             raise FormatError(f"corrupted archive ({names[i]} decodes to more than its {len(payloads[i])} "
                               f"bytes can hold)")
+        if whole and (ending := active[lengths[active] == t + 1]).size:
+            longer = ending[8 * payload_sizes[ending] > bits[ending] + fmt.INFO_SLACK_BITS]
+            if longer.size:
+                raise FormatError(f"corrupted archive ({names[longer[0]]} is longer than what it decodes to)")
         out[:, t] = symbols
         lap("coder_decode")
         stepper.push(torch.from_numpy(symbols))

@@ -55,13 +55,17 @@ trailing zero bytes dropped (its distributions: the exact model's, or for "mixed
 the dictionary match model, the learnt blend and the weights carried from round to round in 6, a second
 geometric mix (weights per class of the previous byte) in 7, and in 8 every square root of the exact model
 correctly rounded, where 7 took torch's CPU one); chunk_count and original_size match the records; the checksum matches the
-decoded bytes; nothing follows. A model-coded chunk holds at most 8 x coded_size + INFO_SLACK_BITS bits of
-information under its distributions (each byte counted at most 24 bits, the coder's precision): a range coder
-cannot put more into its words, so a decoder rejects a payload as soon as its bytes exceed that, after a few
-steps for garbage rather than at the end.
+decoded bytes; nothing follows. A model-coded chunk (version 9) has raw_size <= MAX_MODEL_RATIO x coded_size
+(64: a chunk the model would code in fewer bits, 1/8 bit a byte, is stored with zstd or lzma instead), so
+model decoding work is bounded by the archive's size: at most 64 model steps per lane per archive byte. Its size
+in bits is within INFO_SLACK_BITS of the information it decodes to (any version), the information under its
+distributions with each byte counted at most 24 bits (the coder's precision): a range coder's words hold no
+more and need no more than that, so a decoder rejects a payload as soon as the bytes it decoded hold more
+(garbage, after a few steps rather than at the end), and at the chunk's end one that held less (zero words
+padding a payload that decodes a long run).
 
-Decoders read versions 8 and 9 (`READ_VERSIONS`); version 8 is version 9 without the group checks, its checksum
-over the decoded bytes in record order.
+Decoders read versions 8 and 9 (`READ_VERSIONS`); version 8 is version 9 without the group checks and the
+model ratio limit, its checksum over the decoded bytes in record order.
 """
 from __future__ import annotations
 
@@ -83,6 +87,7 @@ READ_VERSIONS = (8, 9)    # every version that has shipped since the format was 
 CHECK_GROUP = 64          # records per group check: at least this many, in whole rounds
 GROUP_CHECK_BYTES = 4
 MAX_MODEL_CHUNK = 1 << 16  # chunk size limit of an archive that names a model
+MAX_MODEL_RATIO = 64      # a model payload codes at most this many bytes a byte (version 9)
 INFO_SLACK_BITS = 128     # the range coder's final words and float rounding (the encoder keeps 32 bits inside)
 MAX_PCM_OFFSET = 1 << 40
 MAX_IMAGE_WIDTH = 1 << 24
@@ -390,6 +395,9 @@ class Reader:
             coded = self.varint("coded chunk size", raw)
             if raw == 0 or (codec == RAW and coded != raw) or (codec != RAW and coded == 0):
                 raise FormatError(f"corrupted archive (chunk {count}: {CODEC_NAMES[codec]} {raw} -> {coded} bytes)")
+            if codec in MODEL_CODECS and self.version >= 9 and coded * MAX_MODEL_RATIO < raw:
+                raise FormatError(f"corrupted archive (chunk {count}: {CODEC_NAMES[codec]} {raw} -> {coded} bytes; "
+                                  f"a model payload codes at most {MAX_MODEL_RATIO} bytes a byte)")
             last_short = raw < header.chunk_size
             rec = ChunkRecord(codec, raw, coded, self.pos)
             payload = self.read(coded, f"chunk {count}")

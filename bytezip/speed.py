@@ -301,12 +301,13 @@ def forced_model_chunks(m, data: bytes, chunk_size: int, count: int, mixing: boo
 
 
 def model_archive(comp, chunks: list[bytes], payloads: list[bytes]) -> bytes:
-    """A valid archive of these chunks with the given model payloads (a payload no shorter than its chunk,
-    which the format forbids, is stored raw instead)."""
+    """A valid archive of these chunks with the given model payloads (a payload the format forbids -- none, no
+    shorter than its chunk, or beyond MAX_MODEL_RATIO -- is stored raw instead)."""
     from . import format as fmt
     codec = fmt.MIXED if comp.mixing else fmt.NEURAL
-    return fmt.archive_bytes(comp.header(), [(codec, c, p) if 0 < len(p) < len(c) else (fmt.RAW, c, c)
-                                             for c, p in zip(chunks, payloads)])
+    return fmt.archive_bytes(comp.header(), [
+        (codec, c, p) if p and len(c) <= fmt.MAX_MODEL_RATIO * len(p) and len(p) < len(c) else (fmt.RAW, c, c)
+        for c, p in zip(chunks, payloads)])
 
 
 def decode_breakdown(m, payloads: list[bytes], sizes: list[int], mixed: list[bool],
@@ -318,7 +319,8 @@ def decode_breakdown(m, payloads: list[bytes], sizes: list[int], mixed: list[boo
     n_steps = max(sizes) if steps is None else min(steps, max(sizes))
     laps: dict[str, float] = {}
     t_begin = time.perf_counter()
-    out = neural_decode(m, payloads, [min(n, n_steps) for n in sizes], mixed, timings=laps, dictionary=m.dictionary)
+    out = neural_decode(m, payloads, [min(n, n_steps) for n in sizes], mixed, timings=laps, dictionary=m.dictionary,
+                        whole=n_steps >= max(sizes))
     total = time.perf_counter() - t_begin
     P = m.exact.cfg.patch_size
     n_patch = -(-n_steps // P)

@@ -737,3 +737,106 @@ def test_history_learns_the_same_a_piece_at_a_time(monkeypatch):
     assert pieces.size == whole.size and np.array_equal(pieces.data, whole.data)
     assert np.array_equal(pieces.match_table, whole.match_table) and np.array_equal(pieces._tail, whole._tail)
     assert all(np.array_equal(a, b) for a, b in zip(pieces.counts, whole.counts))
+
+
+# -- small hostile archives against the shipped model: bounded memory and time (issue 21) --------------
+HOSTILE_BYTES = 4096          # every archive below is smaller than this
+HOSTILE_SECONDS = 5.0         # `bytezip test` on it, start-up included
+HOSTILE_RSS = 600 << 20
+
+
+def shipped_hostile_archives() -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """Archives under 4 KB that declare a lot of work, against the shipped model: the findings 2 and 3 of issue
+    21 as version 8 and 9, and their neighbours within the format's limits. Each has a wrong checksum: what it
+    costs is spent before anything can be known to be wrong, unless a check on the way finds it sooner.
+    Returns (bounded, costly): the second holds what is still dear: chunks that decode as long runs (a payload
+    of one byte, or padded with zeros to the ratio limit) in one wide round, which a model step per byte per
+    lane must decode before their end shows them wrong -- allowed in version 8, and in version 9 a round of
+    them within MAX_MODEL_RATIO."""
+    cm = bytezip.coding_model(str(bytezip.registry.package_models_dir() / bytezip.registry.DEFAULT_MODEL))
+    M, D = cm.model_id.encode(), cm.digest
+
+    def arch(chunk_size, round_chunks, chunks, *, version=fmt.VERSION, model=True):
+        head = (fmt.MAGIC + bytes([version, 0]) + varint(chunk_size) + varint(round_chunks) + b"\0"
+                + (bytes([len(M)]) + M + D + b"\0" if model else b"\0"))
+        checks, body = fmt.GroupChecks(round_chunks), b""
+        for codec_, raw, payload in chunks:       # group checks as the encoder writes them, so the work is done
+            body += fmt.chunk_record_bytes(codec_, len(raw), payload) + (checks.add(raw) if version >= 9 else b"")
+        blob = head + body + end_record(len(chunks), sum(len(raw) for _, raw, _ in chunks))
+        assert len(blob) < HOSTILE_BYTES, len(blob)
+        return blob
+
+    def fill(chunk_size, round_chunks, chunk, count=None, **kw):
+        """As many copies of `chunk` as keep the archive under HOSTILE_BYTES (or `count`)."""
+        record = len(fmt.chunk_record_bytes(chunk[0], len(chunk[1]), chunk[2])) + 1
+        n = count or (HOSTILE_BYTES - 80) // record
+        return arch(chunk_size, round_chunks, [chunk] * n, **kw)
+
+    z16m, z64k, z4k = bytes(1 << 24), bytes(1 << 16), bytes(4096)
+    one = (fmt.MIXED, z4k, b"\x01")
+    padded = (fmt.MIXED, z4k, b"\x01" + bytes(4096 // fmt.MAX_MODEL_RATIO - 1))   # a long run, within the ratio
+    bounded, costly = {}, {}
+    for v in (8, 9):
+        bounded[f"v{v}: 16 MiB zstd chunks of zeros, shared history (finding 2)"] = fill(
+            1 << 24, 4, (ZSTD, z16m, codec._zstd_compress(z16m)), version=v)
+        (costly if v == 8 else bounded)[f"v{v}: 64 mixed chunks of one byte in a round (finding 3)"] = fill(
+            4096, 64, one, 64, version=v)
+        (costly if v == 8 else bounded)[f"v{v}: 256 neural chunks of one byte (finding 3)"] = fill(
+            4096, 0, (NEURAL, z4k, b"\x01"), 256, version=v)
+    bounded.update({
+        "64 KiB zstd chunks of zeros, shared history": fill(1 << 16, 4, (ZSTD, z64k, codec._zstd_compress(z64k))),
+        "4 KiB zstd chunks of zeros in a round of 1024": fill(4096, 1024, (ZSTD, z4k, codec._zstd_compress(z4k))),
+        "64 KiB zstd chunks of zeros, no history": fill(1 << 16, 0, (ZSTD, z64k, codec._zstd_compress(z64k))),
+        "700 mixed chunks of one byte in a round of 1024": fill(4096, 1024, one, 700),
+        "mixed chunks of one byte padded to 64 with zeros, rounds of 1": fill(4096, 1, padded),
+        "16 MiB zstd chunks of zeros, no model": fill(1 << 24, 0, (ZSTD, z16m, codec._zstd_compress(z16m)),
+                                                      model=False),
+        "16 MiB lzma chunk of zeros, no model": fill(1 << 24, 0, (LZMA, z16m, codec._lzma_compress(z16m)), 1,
+                                                     model=False),
+    })
+    costly["mixed chunks of one byte padded to 64 with zeros, a round of 64"] = fill(4096, 64, padded)
+    return bounded, costly
+
+
+def measure_bytezip_test(path: Path) -> tuple[int, float, int, str]:
+    """`bytezip test PATH` in a process of its own: (exit status, seconds from start to exit, peak resident
+    bytes of that process, its stderr on one line)."""
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "print(r.returncode, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+             "r.stderr.strip().replace(chr(10), ' | '))")
+    env = {k: v for k, v in os.environ.items() if k != "BYTEZIP_MODEL"}
+    out = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "bytezip", "test", str(path)],
+                         capture_output=True, text=True, env=env, timeout=1800).stdout
+    rc, seconds, rss_kb, message = out.split(" ", 3)
+    return int(rc), float(seconds), int(rss_kb) * 1024, message.strip()
+
+
+def run_hostile(cases: dict[str, bytes], tmp_path: Path) -> list[tuple[str, int, float, int, str]]:
+    rows = []
+    for name, blob in cases.items():
+        path = tmp_path / "h.bzp"
+        path.write_bytes(blob)
+        rc, seconds, rss, message = measure_bytezip_test(path)
+        rows.append((name, rc, seconds, rss, message))
+        print(f"{name}: {len(blob)} B, {seconds:.2f} s, {rss / 2**20:.0f} MiB: {message}")
+        assert rc == 1 and message.count("bytezip: ") == 1, rows[-1]
+    return rows
+
+
+def test_small_hostile_archives_cost_little_memory_and_time(tmp_path):
+    """`bytezip test` on each bounded archive of `shipped_hostile_archives`, each in a process of its own: all
+    rejected within HOSTILE_SECONDS (start-up included) and HOSTILE_RSS. Before issue 21: 1.87 GB for 30 s (the
+    16 MiB chunks), 26 s (64 one-byte mixed chunks), 40 s and 792 MB (256 one-byte neural chunks)."""
+    print()
+    rows = run_hostile(shipped_hostile_archives()[0], tmp_path)
+    assert not [r for r in rows if r[2] > HOSTILE_SECONDS or r[3] > HOSTILE_RSS], rows
+
+
+@pytest.mark.slow
+def test_costly_hostile_archives_are_rejected_in_bounded_memory(tmp_path):
+    """The costly ones (see `shipped_hostile_archives`): rejected, within HOSTILE_RSS; their time is printed
+    (docs/ROBUSTNESS.md) -- a model step per byte per lane, minutes on a CPU without AVX-512."""
+    print()
+    rows = run_hostile(shipped_hostile_archives()[1], tmp_path)
+    assert not [r for r in rows if r[3] > HOSTILE_RSS], rows
