@@ -129,8 +129,9 @@ def test_selection():
     names = lambda spec: [c.name for c in select_codecs(spec)[0]] + select_codecs(spec)[1]
     assert names("zstd") == ["zstd-3", "zstd-19", "zstd-22-long"]
     assert "bytezip" not in names("-bytezip") and "xz-9e" in names("-bytezip")
-    assert names("all,-zstd,-bytezip") == [n for n in bench.REGISTRY
-                                           if not n.startswith("zstd") and not n.startswith("bytezip")]
+    # every other registered compressor, in any order (the ones missing on this machine come last)
+    assert sorted(names("all,-zstd,-bytezip")) == sorted(n for n in bench.REGISTRY
+                                                         if not n.startswith("zstd") and not n.startswith("bytezip"))
     # the model-alone baseline runs only when named, with mixing off whatever the options say
     assert "bytezip-neural" not in names("all") + names("bytezip") + names("classical")
     chosen = select_codecs("bytezip,bytezip-neural", {"mixing": True})[0]
