@@ -15,6 +15,7 @@ and a PNG file as its pixels (`png.split`), the archive carrying what rebuilds t
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -38,7 +39,7 @@ import zstandard
 from . import dictionary as priming
 from . import format as fmt
 from .exact import ExactMegabyte
-from . import image, pcm, png
+from . import image, pcm, png, userdict
 from .image import ImageLayout
 from .mixing import History, Mixer, Signal, mix_round, signal_model
 from .pcm import PcmLayout
@@ -125,6 +126,22 @@ def coding_model(model=None, device="cpu") -> CodingModel:
         _loaded[key] = CodingModel(ExactMegabyte(net, device), model_id, weights_digest(net),
                                    dictionary, dictionary_digest)
     return _loaded[key]
+
+
+def dictionary_model(ud: userdict.UserDictionary, model=None, device="cpu") -> CodingModel:
+    """The model a user dictionary was made for: `model` if given (its weights must be the ones the dictionary
+    names), else the installed model of that name."""
+    if model is None or (isinstance(model, (str, os.PathLike)) and Path(model).is_dir()):
+        model = registry.resolve_for_archive(ud.model_id, model, MODELS_DIR)
+    m = coding_model(model, device)
+    if m.digest != ud.model_digest:
+        raise ModelError(f"the dictionary was made for model '{ud.model_id}' ({ud.model_digest.hex()}), but the "
+                         f"model here is '{m.model_id}' ({m.digest.hex()})")
+    if m.dictionary_digest != ud.priming_digest:
+        raise ModelError(f"the dictionary was made for model '{ud.model_id}' with priming dictionary "
+                         f"{ud.priming_digest.hex() or 'none'}, but the model here has "
+                         f"{m.dictionary_digest.hex() or 'none'}")
+    return m
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -418,15 +435,25 @@ class Compressor:
     pixel predictor (used for a PPM/PGM header, raw pixels or a PNG's pixels); `solid=True` (the
     command line's default) also tries the whole input as one lzma/zstd chunk and keeps the smaller archive;
     `workers` threads code each round's chunks in as many batches (`default_workers`; the same archive for
-    any number)."""
+    any number). `dictionary`: a user dictionary (`bytezip.userdict`: a path or a loaded `UserDictionary`) that the
+    shared history reads before the first round, as `bytezip -D`; it names the model (`model`, if given, must
+    be that one), needs the mixer and a shared history, and decoding needs the same dictionary."""
 
     def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
                  batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True,
                  mixing: bool = True, history: bool = True, round_chunks: int | None = None,
-                 audio: bool = True, image: bool = True, solid: bool = False, workers: int | None = None):
+                 audio: bool = True, image: bool = True, solid: bool = False, workers: int | None = None,
+                 dictionary=None):
         if threads:
             torch.set_num_threads(threads)
-        self.model = coding_model(model, device) if neural else None
+        self.user_dict = userdict.resolve(dictionary)
+        if self.user_dict is not None and not (neural and mixing and history):
+            raise BytezipError("a dictionary (-D) needs the model's mixer and shared history "
+                               "(not --model none, mixing=False or --no-history)")
+        if self.user_dict is not None:
+            self.model = dictionary_model(self.user_dict, model, device)
+        else:
+            self.model = coding_model(model, device) if neural else None
         self.workers = workers or default_workers(device)
         self.mixing, self.solid = mixing, solid
         self.audio = bool(self.model and mixing and audio)
@@ -446,6 +473,9 @@ class Compressor:
                envelope: png.Envelope | None = None) -> fmt.Header:
         if self.model:
             dictionary = self.model.dictionary_digest if self.mixing else b""
+            if self.user_dict is not None and round_chunks:   # the dictionary names the model
+                return fmt.Header(self.chunk_size, round_chunks=round_chunks, signal=signal, png=envelope,
+                                  user_digest=self.user_dict.digest)
             return fmt.Header(self.chunk_size, self.model.model_id, self.model.digest, round_chunks, signal,
                               dictionary, envelope)
         return fmt.Header(self.chunk_size)
@@ -540,7 +570,7 @@ class Compressor:
         if ordered is not None:
             digest.update(ordered)
         checks = fmt.GroupChecks(round_chunks)
-        history = History() if round_chunks else None
+        history = self._history() if round_chunks else None
         while True:
             chunks = []
             for _ in range(round_chunks or self.batch):
@@ -568,6 +598,10 @@ class Compressor:
         written += ofh.write(fmt.Trailer(count, total, digest.digest()[:fmt.DIGEST_BYTES]).to_bytes())
         return total, written
 
+    def _history(self) -> History:
+        """A shared history for a new input: empty, or primed with the user dictionary."""
+        return self.user_dict.history() if self.user_dict is not None else History()
+
     def compress(self, data: bytes) -> bytes:
         out = io.BytesIO()
         self.copy_stream(io.BytesIO(data), out)
@@ -578,11 +612,13 @@ class Decompressor:
     """Decodes archives; loads the model only when a neural chunk needs it, and checks it is the right one."""
 
     def __init__(self, *, model=None, device="cpu", lanes: int = DEFAULT_LANES, threads: int | None = None,
-                 workers: int | None = None):
+                 workers: int | None = None, dictionary=None):
         """`workers`: threads that decode a round's lanes in as many batches (default: one per CPU thread
-        torch would use; one on a GPU)."""
+        torch would use; one on a GPU). `dictionary`: the user dictionary (`bytezip.userdict`: a path or a loaded
+        `UserDictionary`) for archives made with one (others decode without it)."""
         if threads:
             torch.set_num_threads(threads)
+        self.user_dict = userdict.resolve(dictionary)
         self._model_arg, self.device, self.lanes = model, device, max(1, lanes)
         self.workers = workers or default_workers(device)
 
@@ -614,18 +650,32 @@ class Decompressor:
         """Decompress ifh to ofh, `lanes` neural chunks at a time; raises unless every check passes.
         Returns (bytes read, bytes written). Output written before a failure must be discarded by the caller."""
         reader = fmt.Reader(ifh)
-        header = reader.header()
+        header = self._with_dictionary(reader.header())
         if header.png:        # the records are the pixels; the file is rebuilt from them at the end
             pixels = io.BytesIO()
             read, _ = self._copy_records(reader, header, pixels, progress)
             return read, ofh.write(_rebuilt_png(header.png, pixels.getvalue()))
         return self._copy_records(reader, header, ofh, progress)
 
+    def _with_dictionary(self, header: fmt.Header) -> fmt.Header:
+        """An archive made with a user dictionary decodes only with that one (ModelError, one line); its header
+        then names the dictionary's model and priming dictionary, as if the archive named them itself."""
+        if not header.user_digest:
+            return header
+        ud = self.user_dict
+        if ud is None:
+            raise userdict.missing(header.user_digest)
+        if ud.digest != header.user_digest:
+            raise userdict.wrong(header.user_digest, ud)
+        return dataclasses.replace(header, model_id=ud.model_id, model_digest=ud.model_digest,
+                                   dictionary_digest=ud.priming_digest)
+
     def _copy_records(self, reader: fmt.Reader, header: fmt.Header, ofh: BinaryIO,
                       progress: Callable[[int], None] | None) -> tuple[int, int]:
         """Decode the records round by round (without a shared history: `lanes` neural chunks or PENDING_BYTES at a
         time), each group's check compared once it is decoded and the end record's checksum at the end."""
-        history = History() if header.round_chunks else None
+        history = ((self.user_dict.history() if header.user_digest else History()) if header.round_chunks
+                   else None)
         signal = header.signal
         banded = isinstance(signal, ImageLayout) and signal.band_chunks > 0
         # an archive with a shared history is checked against its model first: the chunk size it may use (so the

@@ -4,12 +4,12 @@ All integers are unsigned LEB128 varints unless a width is given. The layout is 
 archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
 before anything is allocated for it.
 
-    header   magic b"\\x89BZP" | version u8 = 8 | flags u8 | chunk_size | round_chunks | signal
-             | signal fields (see below) | model_id_len u8
-             | model_id (ASCII) | model_digest 8 bytes (SHA-256 prefix of the canonical weights) | dictionary u8
-             (0 none, 1 one follows) | dictionary_digest 8 bytes (SHA-256 prefix of the dictionary's bytes)
-             (the fields after model_id only when model_id is not empty)
-             | png_size | png envelope (png_size bytes; only with flag 0x01)
+    header   magic b"\\x89BZP" | version u8 = 9 | flags u8 | chunk_size | round_chunks | signal
+             | signal fields (see below) | model fields | png_size | png envelope (png_size bytes; only with flag 0x01)
+    model    without flag 0x02: model_id_len u8 | model_id (ASCII) | model_digest 8 bytes (SHA-256 prefix of the
+             canonical weights) | dictionary u8 (0 none, 1 one follows) | dictionary_digest 8 bytes (SHA-256 prefix
+             of the dictionary's bytes) (the fields after model_id only when model_id is not empty);
+             with flag 0x02: user_digest 8 bytes, and nothing else
     chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed, 4 lzma) | raw_size | coded_size | payload (coded_size bytes)
              | group_check 4 bytes (only after the last record of each group, see below)
     end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the header's bytes followed
@@ -38,12 +38,21 @@ is original_size // chunk_size // round_chunks); the output is the chunks in inp
 
 dictionary: mixed chunks read the model's priming dictionary (`bytezip.dictionary`) with this digest.
 
-flags: 0, or 0x01 when the input is a PNG file coded as its pixels (`bytezip.png`): the records hold the
+flag 0x02 (new in version 9): the archive is coded with a user dictionary (`bytezip.userdict`, made by
+`bytezip --train-dict`), and user_digest (the SHA-256 prefix of its body) takes the place of the model fields:
+the dictionary names the model, its digest and its priming dictionary, which the archive then uses as if it
+named them itself (a small file's header is 18 bytes, not 46). The shared history starts primed with the
+dictionary: before the first round it reads the dictionary's sample bytes (`History.extend`), as if they were
+a round before the file, and the mixers of the first round start from the dictionary's weights
+(`History.carried`). Only with round_chunks > 0; a decoder without that dictionary refuses the archive.
+
+flags: 0x01 and 0x02 may be combined; 0x01 when the input is a PNG file coded as its pixels (`bytezip.png`): the records hold the
 pixels (signal 3, offset 0, of the envelope's width and channels) and the envelope, a zstd frame of the
 fields of `bytezip.png.Envelope` (varints; the bytes before and after the IDAT chunks, the filter type of
 each row, the zlib settings, the file's size and an 8-byte SHA-256 prefix), rebuilds the file from them.
 
-Rules a decoder checks: varints are minimal (no overlong encodings); flags is 0 or 0x01, 0x01 only with an
+Rules a decoder checks: varints are minimal (no overlong encodings); flags has no bits but 0x01 and 0x02 (0x02
+only in version 9, with round_chunks > 0, and it counts as naming a model in the rules below), 0x01 only with an
 image signal whose layout is the envelope's, the envelope parses and the pixels fill it, the rebuilt file has its digest; the model id is printable
 ASCII, a plain name ([A-Za-z0-9][A-Za-z0-9._-]*) that decoders look up among installed models, never as a
 path; chunk_size <= MAX_MODEL_CHUNK (2^16) when a model is named (no model has a longer context); round_chunks
@@ -95,6 +104,7 @@ IMAGE_SIGNAL = 3
 MAX_CHUNK_SIZE = 1 << 24
 MAX_ROUND_CHUNKS = 1024
 FLAG_PNG = 0x01
+FLAG_USER_DICT = 0x02     # version 9: a user dictionary's digest follows the model fields
 RAW, ZSTD, NEURAL, MIXED, LZMA = 0, 1, 2, 3, 4
 CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural", MIXED: "mixed", LZMA: "lzma"}
 MODEL_CODECS = (NEURAL, MIXED)
@@ -176,10 +186,16 @@ class Header:
     signal: PcmLayout | ImageLayout | None = None
     dictionary_digest: bytes = b""
     png: Envelope | None = None     # with flag 0x01: the records are this PNG's pixels
+    user_digest: bytes = b""        # with flag 0x02: the user dictionary the shared history starts from
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the archive is coded with a model: named, or the one its user dictionary names."""
+        return bool(self.model_id or self.user_digest)
 
     @property
     def flags(self) -> int:
-        return FLAG_PNG if self.png else 0
+        return (FLAG_PNG if self.png else 0) | (FLAG_USER_DICT if self.user_digest else 0)
 
     def signal_bytes(self) -> bytes:
         s = self.signal
@@ -193,13 +209,18 @@ class Header:
     def to_bytes(self) -> bytes:
         mid = self.model_id.encode("ascii")
         assert len(mid) < 256 and len(self.model_digest) == (DIGEST_BYTES if mid else 0)
-        assert 0 <= self.round_chunks <= MAX_ROUND_CHUNKS and (mid or not (self.round_chunks or self.signal))
+        assert 0 <= self.round_chunks <= MAX_ROUND_CHUNKS and (self.has_model or not (self.round_chunks or self.signal))
         assert len(self.dictionary_digest) in ((0, DIGEST_BYTES) if mid else (0,))
         dictionary = bytes([bool(self.dictionary_digest)]) + self.dictionary_digest if mid else b""
         envelope = envelope_bytes(self.png) if self.png else b""
         assert not self.png or isinstance(self.signal, ImageLayout)
+        if self.user_digest:         # the user dictionary names the model (and its priming dictionary)
+            assert len(self.user_digest) == DIGEST_BYTES and self.round_chunks and not mid
+            model_fields = self.user_digest
+        else:
+            model_fields = bytes([len(mid)]) + mid + self.model_digest + dictionary
         return (MAGIC + bytes([VERSION, self.flags]) + encode_varint(self.chunk_size) + encode_varint(self.round_chunks)
-                + self.signal_bytes() + bytes([len(mid)]) + mid + self.model_digest + dictionary
+                + self.signal_bytes() + model_fields
                 + (encode_varint(len(envelope)) + envelope if self.png else b""))
 
 
@@ -331,21 +352,29 @@ class Reader:
             raise FormatError(f"unsupported archive format version {version} (this bytezip reads versions "
                               f"{', '.join(map(str, READ_VERSIONS))})")
         self.version = version
-        if flags & ~FLAG_PNG:
+        if flags & ~(FLAG_PNG | (FLAG_USER_DICT if version >= 9 else 0)):
             raise FormatError(f"corrupted archive (unknown flags {flags:#04x})")
         chunk_size = self.varint("chunk size", MAX_CHUNK_SIZE)
         if chunk_size == 0:
             raise FormatError("corrupted archive (chunk size 0)")
         round_chunks = self.varint("round size", MAX_ROUND_CHUNKS)
         signal = self._signal(round_chunks)
-        mid = self.read(self.read(1, "header")[0], "model id")
+        user = b""
+        if flags & FLAG_USER_DICT:   # the user dictionary names the model: no model fields
+            if not round_chunks:
+                raise FormatError("corrupted archive (a user dictionary without a shared history)")
+            if chunk_size > MAX_MODEL_CHUNK:
+                raise FormatError(f"corrupted archive (chunk size {chunk_size} with a model; at most "
+                                  f"{MAX_MODEL_CHUNK})")
+            user = self.read(DIGEST_BYTES, "user dictionary digest")
+        mid = self.read(self.read(1, "header")[0], "model id") if not user else b""
         if mid and not MODEL_NAME.fullmatch(mid.decode("latin-1")):  # printed in messages, looked up by name
             raise FormatError("corrupted archive (the model id is not a plain model name)")
         if mid and chunk_size > MAX_MODEL_CHUNK:
             raise FormatError(f"corrupted archive (chunk size {chunk_size} with a model; at most {MAX_MODEL_CHUNK})")
-        if round_chunks and not mid:
+        if round_chunks and not (mid or user):
             raise FormatError("corrupted archive (shared history without a model)")
-        if signal and not mid:
+        if signal and not (mid or user):
             raise FormatError("corrupted archive (signal layout without a model)")
         digest = self.read(DIGEST_BYTES, "model digest") if mid else b""
         has_dictionary = self.read(1, "header")[0] if mid else 0
@@ -358,7 +387,7 @@ class Reader:
             if not (isinstance(signal, ImageLayout) and (signal.width, signal.channels, signal.offset)
                     == (png.width, png.channels, 0)):
                 raise FormatError("corrupted archive (a PNG envelope without its image layout)")
-        return Header(chunk_size, mid.decode("ascii"), digest, round_chunks, signal, dictionary, png)
+        return Header(chunk_size, mid.decode("ascii"), digest, round_chunks, signal, dictionary, png, user)
 
     def _signal(self, round_chunks: int) -> PcmLayout | ImageLayout | None:
         kind = self.varint("signal kind", IMAGE_SIGNAL)
@@ -386,7 +415,7 @@ class Reader:
                 break
             if codec not in CODEC_NAMES:
                 raise FormatError(f"corrupted archive (unknown codec {codec} in chunk {count})")
-            if codec in MODEL_CODECS and not header.model_id:
+            if codec in MODEL_CODECS and not header.has_model:
                 raise FormatError(f"corrupted archive ({CODEC_NAMES[codec]} chunk {count} in an archive made "
                                   f"without a model)")
             if last_short:
