@@ -32,6 +32,7 @@ import click
 
 from . import __version__
 from . import format as fmt
+from . import userdict
 from .codec import Compressor, Decompressor, read_info, resolve_device, resolve_model_path
 from .format import BytezipError
 
@@ -320,6 +321,7 @@ class Options:
     audio: bool = True
     image: bool = True
     recursive: bool = False
+    dictionary: str | None = None    # -D: a user dictionary (bytezip --train-dict)
 
 
 @dataclass
@@ -338,6 +340,7 @@ class Session:
         self.mode, self.opts = mode, opts
         self._compressor: Compressor | None = None
         self._decompressor: Decompressor | None = None
+        self._dictionary: userdict.UserDictionary | None = None
         self._listed = 0
         self.stdout = _binary_stream("stdout")
         self.stdin = _binary_stream("stdin")
@@ -356,24 +359,34 @@ class Session:
         return ProgressBar(enabled, label, total)
 
     # coders, made on first use
+    def dictionary(self, name: str) -> userdict.UserDictionary | None:
+        """The -D dictionary, loaded once (a failure stops every file)."""
+        if self.opts.dictionary is not None and self._dictionary is None:
+            try:
+                self._dictionary = userdict.load(self.opts.dictionary)
+            except BytezipError as e:
+                raise Fatal(name, str(e)) from None
+        return self._dictionary
+
     def compressor(self, name: str) -> Compressor:
         if self._compressor is None:
             o = self.opts
             try:
-                if o.model == "none":
+                if o.model == "none" and o.dictionary is None:
                     self._compressor = Compressor(neural=False, chunk_size=o.chunk_size, threads=o.threads,
                                                   solid=o.solid)
                 else:
                     self._compressor = Compressor(model=o.model, device=o.device, chunk_size=o.chunk_size,
                                                   threads=o.threads, solid=o.solid, history=o.history,
-                                                  audio=o.audio, image=o.image, round_chunks=o.lanes)
+                                                  audio=o.audio, image=o.image, round_chunks=o.lanes,
+                                                  neural=o.model != "none", dictionary=self.dictionary(name))
             except BytezipError as e:
                 raise Fatal(name, str(e)) from None
         return self._compressor
 
-    def decompressor(self, model=None) -> Decompressor:
+    def decompressor(self, model=None, name: str = STDIO) -> Decompressor:
         o = self.opts
-        kw = dict(device=o.device, threads=o.threads)
+        kw = dict(device=o.device, threads=o.threads, dictionary=self.dictionary(name))
         if o.lanes:
             kw["lanes"] = o.lanes
         if model is not None:
@@ -499,7 +512,7 @@ class Session:
                         bar.phase(f"verifying {_display(name)}", n_in)
                         ofh.flush()
                         with open(path, "rb") as check:
-                            _, n_back = self.decompressor(comp.model).copy_stream(check, _NullSink(),
+                            _, n_back = self.decompressor(comp.model, name).copy_stream(check, _NullSink(),
                                                                                    progress=bar.advance)
                         if n_back != n_in:
                             raise BytezipError(f"verification failed ({plural(n_back, 'byte')} decoded, "
@@ -534,7 +547,7 @@ class Session:
                 if st is not None and stat.S_ISREG(st.st_mode):  # check the structure (and learn the size) first
                     total = read_info(fh).trailer.original_size   # what progress counts: the records
                     fh.seek(0)
-                dec = self.decompressor()
+                dec = self.decompressor(name=name)
 
                 def work(ofh, path):
                     with self._bar(_display(name), total, dest is None and not test) as bar:
@@ -614,7 +627,9 @@ def format_info(name: str, info) -> str:
         lines.append(f"    {cname + ':':<15}{len(recs)}{detail}")
     overhead = archive - sum(c.coded_size for c in info.chunks)
     add("Overhead", f"{plural(overhead, 'byte')} (header, chunk records, end record)")
-    if h.model_id:
+    if h.user_digest:
+        add("Model", f"the one user dictionary {h.user_digest.hex()} names (-D)")
+    elif h.model_id:
         add("Model", f"{h.model_id} (digest {h.model_digest.hex()})")
     else:
         add("Model", "none (lzma/zstd/raw only)")
@@ -750,10 +765,12 @@ def run(mode: str, files: tuple[str, ...], opts: Options) -> int:
 
 # -- the command line --------------------------------------------------------------------------------
 MODE_FLAGS = {"-z": "compress", "--compress": "compress", "-d": "decompress", "--decompress": "decompress",
-              "--uncompress": "decompress", "-t": "test", "--test": "test", "-l": "list", "--list": "list"}
+              "--uncompress": "decompress", "-t": "test", "--test": "test", "-l": "list", "--list": "list",
+              "--train-dict": "train-dict"}
 SHORT_MODES = {"z": "compress", "d": "decompress", "t": "test", "l": "list"}
-VALUE_OPTIONS = {"-o", "--output", "--model", "--device", "-T", "--threads", "--chunk-size", "--lanes"}
-SHORT_VALUE_OPTIONS = {"o", "T"}
+VALUE_OPTIONS = {"-o", "--output", "--model", "--device", "-T", "--threads", "--chunk-size", "--lanes", "-D",
+                 "--dict", "--maxdict"}
+SHORT_VALUE_OPTIONS = {"o", "T", "D"}
 
 
 def split_mode(args: list[str]) -> tuple[str | None, list[str]]:
@@ -803,7 +820,7 @@ def error_line(e: click.ClickException) -> str:
 class BytezipGroup(click.Group):
     """Subcommands, plus zstd's shorthands: `bytezip FILE` compresses, `bytezip -d|-z|-t|-l ...` pick a mode."""
 
-    COMMANDS = ["compress", "decompress", "test", "list", "bench", "train"]
+    COMMANDS = ["compress", "decompress", "test", "list", "train-dict", "bench", "train"]
 
     def parse_args(self, ctx, args):
         args = list(args)
@@ -866,6 +883,10 @@ def _common(f, *, output=True, compress=False, coder=True):
                                                               "-vv adds time and speed.")]
     if coder:
         opts += [
+            click.option("-D", "--dict", "dictionary", metavar="DICT",
+                         help="A user dictionary (bytezip --train-dict): compress priming the coder with it; the "
+                              "archive records its digest and decodes only with it." if compress else
+                              "The user dictionary the archive was made with (bytezip --train-dict)."),
             click.option("--model", metavar="NAME|PATH",
                          help="Model name (in models/) or path prefix of <prefix>.safetensors/.json; default: "
                               "$BYTEZIP_MODEL or bytezip-v1 to compress, the archive's own to decompress. "
@@ -908,7 +929,8 @@ def _options(kw) -> Options:
                    model=kw.get("model"), device=kw.get("device", "auto"), threads=_threads(kw.get("threads")),
                    chunk_size=kw.get("chunk_size"), lanes=kw.get("lanes"), solid=kw.get("solid", True),
                    history=kw.get("history", True), audio=kw.get("audio", True),
-                   image=kw.get("image", True), recursive=kw.get("recursive", False))
+                   image=kw.get("image", True), recursive=kw.get("recursive", False),
+                   dictionary=kw.get("dictionary"))
 
 
 def _threads(n: int | None) -> int | None:
@@ -946,6 +968,51 @@ def test(files, **kw):
 def list_(files, **kw):
     """Show sizes, ratio, bits per byte, chunks by codec, model and checksum of each archive (no decoding)."""
     return run("list", files, _options(kw))
+
+
+@cli.command("train-dict", context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, metavar="DIR_OR_FILE...")
+@click.option("-o", "--output", required=True, metavar="DICT", help="Where to write the dictionary.")
+@click.option("--maxdict", type=SizeType(), default=userdict.MAX_DICT_SIZE, metavar="SIZE",
+              help=f"Sample bytes the dictionary keeps at most (default and maximum: "
+                   f"{human(userdict.MAX_DICT_SIZE)}); files are taken evenly across the list.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing dictionary file.")
+@click.option("-q", "--quiet", count=True, help="Only errors.")
+@click.option("-v", "--verbose", count=True, help="(accepted for symmetry; one line is printed anyway)")
+@click.option("--model", metavar="NAME|PATH", help="The model the dictionary is for (default: $BYTEZIP_MODEL or "
+                                                   "bytezip-v1); archives made with the dictionary use it.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the model runs while the mixer's start weights are learnt.")
+@click.option("-T", "--threads", type=click.IntRange(min=0), default=None, metavar="N",
+              help="CPU threads (0 = all cores).")
+def train_dict(paths, output, maxdict, force, quiet, verbose, model, device, threads):
+    """Build a user dictionary from sample files (directories are walked) for `bytezip -D DICT`, as zstd --train."""
+    import torch
+    if threads is not None:
+        torch.set_num_threads(_threads(threads))
+    if output != STDIO and os.path.exists(output) and not force:
+        click.echo(f"bytezip: {output}: already exists; not overwritten (use -f to force)", err=True)
+        return 1
+    try:
+        files = userdict.sample_files(paths)
+        ud = userdict.train_files(files, model=model, device=resolve_device(device), max_size=maxdict)
+        blob = ud.to_bytes()
+        if output == STDIO:
+            _binary_stream("stdout").write(blob)
+        else:
+            with open(output, "wb") as f:
+                f.write(blob)
+    except BytezipError as e:
+        click.echo(f"bytezip: {e}", err=True)
+        return 1
+    except OSError as e:
+        click.echo(f"bytezip: {output}: {_os_message(e)}", err=True)
+        return 1
+    if quiet <= 0:
+        click.echo(f"bytezip: {_display(output)}: dictionary {ud.digest.hex()} for model '{ud.model_id}', "
+                   f"{plural(len(ud.data), 'sample byte')} from {plural(len(files), 'file')}, "
+                   f"{plural(len(blob), 'byte')}", err=True)
+    return 0
 
 
 @cli.command(context_settings=dict(ignore_unknown_options=True, allow_extra_args=True, help_option_names=[]),
