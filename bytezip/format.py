@@ -34,7 +34,8 @@ predictor (`bytezip.pcm.PcmModel`); 3 | width | channels (1-4) | offset | band_c
 predictor (`bytezip.image.ImageModel`), and with band_chunks > 0 the records are in band order
 (`bytezip.image.coded_index`: the first round_chunks x band_chunks chunks of the input as round_chunks bands,
 record k holding chunk (k % round_chunks) x band_chunks + k // round_chunks; the rest in order; band_chunks
-is original_size // chunk_size // round_chunks); the output is the chunks in input order.
+is original_size // chunk_size // round_chunks, and round_chunks x band_chunks x chunk_size <= 2^24, or 2^26
+for a PNG's pixels: what an encoder held whole); the output is the chunks in input order.
 
 dictionary: mixed chunks read the model's priming dictionary (`bytezip.dictionary`) with this digest.
 
@@ -381,6 +382,12 @@ class Reader:
         if has_dictionary > 1:
             raise FormatError(f"corrupted archive (dictionary field {has_dictionary})")
         dictionary = self.read(DIGEST_BYTES, "dictionary digest") if has_dictionary else b""
+        if isinstance(signal, ImageLayout) and signal.band_chunks:
+            # a banded image's output is held until its last round: only what an encoder holds whole is banded
+            limit = MAX_PIXELS if flags & FLAG_PNG else MAX_CHUNK_SIZE
+            if round_chunks * signal.band_chunks * chunk_size > limit:
+                raise FormatError(f"corrupted archive ({round_chunks} bands of {signal.band_chunks} chunks of "
+                                  f"{chunk_size} bytes exceed {limit} bytes)")
         png = None
         if flags & FLAG_PNG:
             png = parse_envelope(self.read(self.varint("PNG envelope size", MAX_ENVELOPE), "PNG envelope"))
@@ -409,6 +416,8 @@ class Reader:
         count = total = 0
         last_short = False
         group = group_size(header.round_chunks) if self.version >= 9 else 0
+        bands = header.signal.band_chunks if isinstance(header.signal, ImageLayout) else 0
+        banded_limit = header.round_chunks * (bands + 1) if bands else 1 << 62   # the band rule's size bound
         while True:
             codec = self.read(1, "chunk table")[0]
             if codec == END:
@@ -420,6 +429,8 @@ class Reader:
                                   f"without a model)")
             if last_short:
                 raise FormatError(f"corrupted archive (chunk {count - 1} is short but not last)")
+            if count >= banded_limit:
+                raise FormatError(f"corrupted archive (chunk {count} beyond the image's bands and one round)")
             raw = self.varint("chunk size", header.chunk_size)
             coded = self.varint("coded chunk size", raw)
             if raw == 0 or (codec == RAW and coded != raw) or (codec != RAW and coded == 0):

@@ -328,7 +328,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("version 6 (one geometric mix)", fmt.MAGIC + b"\6\0" + head[6:], F, "version 6"),
         ("version 7 (torch's CPU square root)", fmt.MAGIC + b"\7\0" + head[6:], F, "version 7"),
         ("version 10", fmt.MAGIC + b"\x0a\0" + head[6:], F, "version 10"),
-        ("unknown flags", ARCHIVE_START + b"\x02" + head[6:], F, "flags"),
+        ("unknown flags", ARCHIVE_START + b"\x04" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),
         ("chunk size 2^63", archive(chunk_size=1 << 63), F, "exceeds"),
@@ -342,6 +342,9 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("5 image channels", archive(pcm=b"\3\x10\5\0\0", model_id=M, digest=digest), F, "channels 5 exceeds 4"),
         ("image bands without rounds", archive(pcm=b"\3\x10\3\0\2", model_id=M, digest=digest), F,
          "2 band chunks"),
+        ("image bands beyond 16 MiB", archive(pcm=b"\3\x10\3\0" + varint(1 << 20), round_chunks=512, model_id=M,
+                                               digest=digest), F, "exceed 16777216 bytes"),
+
         ("audio offset 2^41", archive(pcm=b"\2" + varint(1 << 41), model_id=M, digest=digest), F, "exceeds"),
         ("audio layout without a model", archive(pcm=b"\2\0"), F, "signal layout without a model"),
         ("dictionary field 2", archive(model_id=M, digest=digest, dictionary=b"\2"), F, "dictionary field 2"),
@@ -750,9 +753,9 @@ def shipped_hostile_archives() -> tuple[dict[str, bytes], dict[str, bytes]]:
     21 as version 8 and 9, and their neighbours within the format's limits. Each has a wrong checksum: what it
     costs is spent before anything can be known to be wrong, unless a check on the way finds it sooner.
     Returns (bounded, costly): the second holds what is still dear: chunks that decode as long runs (a payload
-    of one byte, or padded with zeros to the ratio limit) in one wide round, which a model step per byte per
-    lane must decode before their end shows them wrong -- allowed in version 8, and in version 9 a round of
-    them within MAX_MODEL_RATIO."""
+    of one byte, or padded with zeros to the ratio limit), which a model step per byte per lane must decode
+    before their end shows them wrong -- allowed in version 8, and in version 9 within MAX_MODEL_RATIO (one
+    such chunk costs 1.6 s here, a round of 57 minutes)."""
     cm = bytezip.coding_model(str(bytezip.registry.package_models_dir() / bytezip.registry.DEFAULT_MODEL))
     M, D = cm.model_id.encode(), cm.digest
 
@@ -788,12 +791,12 @@ def shipped_hostile_archives() -> tuple[dict[str, bytes], dict[str, bytes]]:
         "4 KiB zstd chunks of zeros in a round of 1024": fill(4096, 1024, (ZSTD, z4k, codec._zstd_compress(z4k))),
         "64 KiB zstd chunks of zeros, no history": fill(1 << 16, 0, (ZSTD, z64k, codec._zstd_compress(z64k))),
         "700 mixed chunks of one byte in a round of 1024": fill(4096, 1024, one, 700),
-        "mixed chunks of one byte padded to 64 with zeros, rounds of 1": fill(4096, 1, padded),
         "16 MiB zstd chunks of zeros, no model": fill(1 << 24, 0, (ZSTD, z16m, codec._zstd_compress(z16m)),
                                                       model=False),
         "16 MiB lzma chunk of zeros, no model": fill(1 << 24, 0, (LZMA, z16m, codec._lzma_compress(z16m)), 1,
                                                      model=False),
     })
+    costly["mixed chunks of one byte padded to 64 with zeros, rounds of 1"] = fill(4096, 1, padded)   # one chunk
     costly["mixed chunks of one byte padded to 64 with zeros, a round of 64"] = fill(4096, 64, padded)
     return bounded, costly
 
@@ -840,3 +843,18 @@ def test_costly_hostile_archives_are_rejected_in_bounded_memory(tmp_path):
     print()
     rows = run_hostile(shipped_hostile_archives()[1], tmp_path)
     assert not [r for r in rows if r[3] > HOSTILE_RSS], rows
+
+
+def test_a_banded_image_declares_no_more_than_an_encoder_holds(tiny):
+    """A banded image's output is held until its last round, so its bands may hold no more than an encoder held
+    whole (16 MiB, a PNG's pixels 64 MiB), and no chunk may come after its bands and one round (what the band
+    count's rule allows): `bytezip list` rejects both from the records alone."""
+    M, digest = MODEL_NAME.encode(), tiny.cm.digest
+    z = codec._zstd_compress(bytes(CHUNK))
+    cases = {"exceed 16777216 bytes": archive(pcm=b"\3\x10\3\0" + varint(1 << 20), round_chunks=512, model_id=M,
+                                              digest=digest),
+             "chunk 6 beyond the image's bands": archive([(ZSTD, CHUNK, z)] * 7, pcm=b"\3\x10\3\0\2",
+                                                         round_chunks=2, model_id=M, digest=digest)}
+    for fragment, blob in cases.items():
+        with pytest.raises(FormatError, match=fragment):
+            bytezip.read_info(io.BytesIO(blob))
