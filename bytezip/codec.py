@@ -318,8 +318,8 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     time (memory follows that, not what the archive declares), each batch split into `workers` parts decoded
     on as many threads (each lane is independent, so any split decodes the same bytes); the weights they hand
     on are the mean over all mixed lanes, as one batch's. `names` (e.g. "mixed chunk 5") name the chunks in
-    errors; `whole=False` decodes only the first `sizes` bytes of each payload's chunk. `timings`, when given (one worker), accumulates seconds per part of the loop (what `bytezip.speed`
-    reports)."""
+    errors; `whole=False` decodes only the first `sizes` bytes of each payload's chunk. `timings`, when given
+    (one worker), accumulates seconds per part of the loop (what `bytezip.speed` reports)."""
     lock = threading.Lock()
     names = names or [f"{'mixed' if x else 'neural'} chunk" for x in mixed]
 
