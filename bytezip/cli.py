@@ -901,8 +901,7 @@ def _common(f, *, output=True, compress=False, coder=True):
                          else click.IntRange(min=1), metavar="N",
                          help="Chunks per round: each round decodes as N lanes and reads the rounds before it "
                               "(default: from the input size, 1-64)." if compress else
-                              "Neural chunks decoded together in archives without shared history (memory grows "
-                              "with it; default 256)."),
+                              "At most N neural chunks decoded together (memory grows with it; default 64)."),
         ]
     if compress:
         opts.append(click.option("--chunk-size", type=SizeType(), metavar="SIZE",
