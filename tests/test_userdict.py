@@ -171,6 +171,13 @@ def test_cli_round_trip_and_refusals(tiny_dict, tmp_path):
     r = bz("-d", "-c", "-D", tmp_path / "nothing.dict", f"{names[0]}.bzp")
     assert r.exit_code == 1
     one_error_line(r, "cannot read dictionary")
+    # --rm verifies the new archive (with the dictionary) before removing the input
+    kept = names[2].read_bytes()
+    r = bz("-f", "--rm", "-D", dict_path, "--model", prefix, names[2])
+    assert r.exit_code == 0, r.output
+    assert not names[2].exists()
+    r = bz("-d", "-D", dict_path, "--model", prefix, f"{names[2]}.bzp")
+    assert r.exit_code == 0 and names[2].read_bytes() == kept
     r = bz("-D", dict_path, "--model", "none", "-c", names[0])
     assert r.exit_code == 1
     one_error_line(r, "needs the model")
