@@ -16,7 +16,8 @@ libFuzzer's -rss_limit_mb), or a wrong success:
 
 The seed corpus is made at start-up by the current encoder with a tiny model trained for a few seconds with
 a fixed seed (so the same model, digest and seeds every run): every chunk kind (raw, zstd, lzma, neural,
-mixed), with and without a shared history, with and without the model's priming dictionary, PCM audio (mono,
+mixed), with and without a shared history, with and without the model's priming dictionary, with a user
+dictionary (`bytezip.userdict`, given to the decoder too), PCM audio (mono,
 stereo), images (PPM, PGM, banded, random pixels in raw chunks), a PNG coded as its pixels, archives without a
 model, and the committed sample archives of tests/archives/. The seeds are written into the first corpus
 directory (created if missing) as seed-*.bzp, replacing those of an earlier run.
@@ -40,6 +41,7 @@ tests/test_fuzz.py also runs this target for 15 s in the default suite (`test_at
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import os
 import random
@@ -67,6 +69,8 @@ import numpy as np
 import torch
 
 from bytezip.format import BytezipError
+
+HAS_USER_DICT = importlib.util.find_spec("bytezip.userdict") is not None   # (issue 22's -D)
 from bytezip.model import Megabyte, ModelConfig
 
 MAX_INPUT = 1 << 16          # inputs above this are skipped (and -max_len is 1 << 14 unless given)
@@ -123,6 +127,14 @@ def tiny_models() -> tuple[codec.CodingModel, codec.CodingModel]:
     return plain, primed
 
 
+def user_dictionary(plain: codec.CodingModel):
+    """A user dictionary (`bytezip.userdict`, as `bytezip --train-dict`) of some text, for the tiny model."""
+    from bytezip import userdict
+    text = english_text()
+    return userdict.train([text[i:i + 300] for i in range(20000, 26000, 300)], model=plain, weight_bytes=600,
+                          workers=1)
+
+
 def wav(samples: np.ndarray, channels: int, rate: int = 16000) -> bytes:
     import wave
     buf = io.BytesIO()
@@ -152,9 +164,9 @@ def png_file(img: np.ndarray) -> bytes:
             + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
 
 
-def seeds(plain: codec.CodingModel, primed: codec.CodingModel) -> list[tuple[str, bytes, bytes | None]]:
+def seeds(plain: codec.CodingModel, primed: codec.CodingModel, user=None) -> list[tuple[str, bytes, bytes | None]]:
     """(name, archive, original or None when unknown) for every kind of chunk and header the encoder writes,
-    each decodable in a few milliseconds by `primed`."""
+    each decodable in a few milliseconds by `primed` (and the user dictionary `user`)."""
     from bytezip.format import LZMA, MIXED, NEURAL, RAW, ZSTD
     text = english_text()
     out: list[tuple[str, bytes, bytes | None]] = []
@@ -202,6 +214,8 @@ def seeds(plain: codec.CodingModel, primed: codec.CodingModel) -> list[tuple[str
     add("png-pixels-rgba", png_file(pixels(8, 8, 4, noise=2)), model=plain, chunk_size=128, round_chunks=1)
     add("png-pixels-grey", png_file(pixels(16, 16, 1, noise=2)), model=plain, chunk_size=128, round_chunks=1)
     add("png-file", png_file(pixels(10, 12, 3, noise=40)), model=plain, chunk_size=64, round_chunks=2)
+    if user is not None:
+        add("user-dictionary", text[22000:22100] + text[30000:30080], model=plain, dictionary=user, chunk_size=64)
     for p in sorted((HERE / "archives").glob("*/*.bzp")):   # committed archives of earlier versions
         original = p.with_suffix("")
         out.append((f"committed-{p.parent.name}-{p.stem}", p.read_bytes(), original.read_bytes() if original.is_file() else None))
@@ -212,6 +226,7 @@ def missing_kinds(all_seeds) -> list[str]:
     """What the seeds should hold and do not (empty when the corpus covers every chunk kind and header)."""
     want = {"raw", "zstd", "lzma", "neural", "mixed", "history", "no history", "dictionary", "no model",
             "pcm mono", "pcm stereo", "image", "banded image", "banded raw image", "png", "empty"}
+    want |= {"user dictionary"} if HAS_USER_DICT else set()
     for _, blob, _ in all_seeds:
         try:
             info = codec.read_info(io.BytesIO(blob))
@@ -226,6 +241,7 @@ def missing_kinds(all_seeds) -> list[str]:
         want -= {"no model"} if not h.model_id else set()
         want -= {"empty"} if not info.chunks else set()
         want -= {"png"} if h.png else set()
+        want -= {"user dictionary"} if getattr(h, "user_digest", b"") else set()
         if signal is not None and hasattr(signal, "width"):
             want -= {"image", "banded image"} if banded else {"image"}
             want -= {"banded raw image"} if banded and codecs == {"raw"} else set()
@@ -242,16 +258,18 @@ def describe(blob: bytes) -> str:
     h = info.header
     kinds = "".join(fmt.CODEC_NAMES[c.codec][0] for c in info.chunks)
     return (f"{len(blob)} B, chunk {h.chunk_size}, rounds {h.round_chunks}, signal {h.signal}, "
-            f"dict {bool(h.dictionary_digest)}, png {bool(h.png)}, chunks {kinds}")
+            f"dict {bool(h.dictionary_digest)}, user dict {bool(getattr(h, 'user_digest', b''))}, png {bool(h.png)}, "
+            f"chunks {kinds}")
 
 
 # -- the property ----------------------------------------------------------------------------------------
 class Target:
     """The fuzz property over one input (call it); raises `Finding` (or lets another exception through)."""
 
-    def __init__(self, model: codec.CodingModel, known: list[tuple[str, bytes, bytes | None]] = ()):
-        self.decoder = codec.Decompressor(model=model, workers=1)
-        self.narrow = codec.Decompressor(model=model, workers=1, lanes=2)
+    def __init__(self, model: codec.CodingModel, known: list[tuple[str, bytes, bytes | None]] = (), user=None):
+        extra = {"dictionary": user} if user is not None else {}
+        self.decoder = codec.Decompressor(model=model, workers=1, **extra)
+        self.narrow = codec.Decompressor(model=model, workers=1, lanes=2, **extra)
         self.known: dict[tuple, tuple[bytes, bytes | None, str]] = {}
         self.expect: bytes | None = None    # the SHA-256 of the only output allowed (replaying a finding)
         for name, blob, original in known:
@@ -320,7 +338,8 @@ def target() -> Target:
     global _target
     if _target is None:
         plain, primed = tiny_models()
-        _target = Target(primed, seeds(plain, primed))
+        user = user_dictionary(plain) if HAS_USER_DICT else None
+        _target = Target(primed, seeds(plain, primed, user), user)
     return _target
 
 
@@ -362,8 +381,9 @@ def main(argv: list[str]) -> None:
     positional = [a for a in args[1:] if not a.startswith("-")]
     replaying = any(Path(a).is_file() for a in positional)
     plain, primed = tiny_models()
-    all_seeds = seeds(plain, primed)
-    _target = Target(primed, all_seeds)
+    user = user_dictionary(plain) if HAS_USER_DICT else None
+    all_seeds = seeds(plain, primed, user)
+    _target = Target(primed, all_seeds, user)
     if os.environ.get("BYTEZIP_FUZZ_EXPECT"):
         _target.expect = bytes.fromhex(os.environ["BYTEZIP_FUZZ_EXPECT"])
     if not replaying:
