@@ -230,14 +230,18 @@ FUZZ_SECONDS = int(os.environ.get("BYTEZIP_FUZZ_SECONDS", "15"))
 DONE = re.compile(r"#(\d+)\s+DONE\s+cov: (\d+) ft: (\d+) corp: (\d+)/\S+ .*?exec/s: (\d+) rss: (\d+)Mb")
 
 
-def test_atheris_short_run(tmp_path, record_property):
-    """tests/fuzz_archive.py under libFuzzer for FUZZ_SECONDS (15) from its seeds of every chunk kind: no
-    crash, hang or memory blow-up. Prints the executions and coverage reached (run with -s to see them)."""
+def need_atheris():
     try:
         import atheris  # noqa: F401
     except ImportError:
         pytest.skip("atheris is not installed (pip install atheris, or the test extra): "
                     "the coverage-guided fuzz target cannot run")
+
+
+def test_atheris_short_run(tmp_path, record_property):
+    """tests/fuzz_archive.py under libFuzzer for FUZZ_SECONDS (15) from its seeds of every chunk kind: no
+    crash, hang or memory blow-up. Prints the executions and coverage reached (run with -s to see them)."""
+    need_atheris()
     import subprocess
     corpus = tmp_path / "corpus"
     cmd = [sys.executable, FUZZ_TARGET, f"-max_total_time={FUZZ_SECONDS}", "-rss_limit_mb=2048", "-timeout=20",
@@ -271,10 +275,11 @@ def finding_files() -> list[str]:
 @pytest.mark.parametrize("name", finding_files() or [pytest.param("", marks=pytest.mark.skip(
     reason="no fuzz findings recorded in tests/fuzz_findings"))])
 def test_fuzz_finding_stays_fixed(name):
-    """Every input the coverage-guided fuzzer found (minimised, in tests/fuzz_findings/) through the same
-    property, in a process of its own (a finding may be a hang or a memory blow-up): libFuzzer replays it
-    with the target's limits (-timeout, -rss_limit_mb) and must exit 0. NAME.expect, where present, holds
-    the SHA-256 of the only output allowed (the original of the archive the finding damaged)."""
+    """Every input the coverage-guided fuzzer found (tests/fuzz_findings/) through the same property, in a
+    process of its own (a finding may be a hang or a memory blow-up): libFuzzer replays it with the target's
+    limits (-timeout, -rss_limit_mb) and must exit 0. NAME.expect, where present, holds the SHA-256 of the
+    only output allowed (the original of the archive the finding damaged)."""
+    need_atheris()
     import subprocess
     path = os.path.join(FINDINGS, name)
     expect = open(path + ".expect").read().strip() if os.path.exists(path + ".expect") else ""
