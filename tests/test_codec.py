@@ -1,5 +1,6 @@
 """Codec round trips and exactness: parallel forward (encode) vs incremental steps (decode)."""
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +138,17 @@ def test_each_chunk_takes_the_smaller_of_lzma_and_zstd():
         assert rec.coded_size == best
     assert {fmt.LZMA, fmt.ZSTD, fmt.RAW} <= {r.codec for r in info.chunks}
     assert bytezip.decompress(blob) == data
+
+
+ARCHIVES = Path(__file__).parent / "archives"
+
+
+@pytest.mark.parametrize("archive", sorted(ARCHIVES.glob("v*/*.bzp")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_format_version_still_decodes(archive):
+    """Archives are forever: a sample of each format version that has shipped (tests/archives/vN, made by the
+    bytezip of that version with the shipped model) decodes to its original, and `read_info` reads it."""
+    original = archive.parent / ("text.txt" if archive.name == "text-nomodel.txt.bzp" else archive.stem)
+    blob = archive.read_bytes()
+    assert blob[4] == int(archive.parent.name[1:])
+    assert bytezip.decompress(blob) == original.read_bytes()
+    assert bytezip.read_info(io.BytesIO(blob)).original_size == original.stat().st_size
