@@ -75,7 +75,8 @@ more and need no more than that, so a decoder rejects a payload as soon as the b
 padding a payload that decodes a long run).
 
 Decoders read versions 8 and 9 (`READ_VERSIONS`); version 8 is version 9 without the group checks and the
-model ratio limit, its checksum over the decoded bytes in record order.
+model ratio limit, its checksum over the decoded bytes in record order. A sample archive of each version, with its
+original, is kept in tests/archives/vN and decoded by the tests.
 """
 from __future__ import annotations
 
