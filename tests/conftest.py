@@ -1,5 +1,4 @@
 """Shared fixtures: tiny models (random, and briefly trained so that neural chunks win) and sample inputs."""
-import inspect
 import io
 import wave
 
@@ -9,18 +8,10 @@ import pytest
 import torch
 
 from bytezip import format as fmt
-from bytezip.model import Megabyte, ModelConfig, save_model
+from bytezip.model import Megabyte, save_model
+from tiny import TINY, english_text, trained_tiny  # noqa: F401  (english_text: imported from here by tests)
 
 ARCHIVE_START = fmt.MAGIC + bytes([fmt.VERSION])   # how every archive this bytezip writes begins
-
-TINY = ModelConfig(d_global=64, n_global_layers=1, n_global_heads=2, d_local=32, n_local_layers=1,
-                   n_local_heads=2, max_patches=64)
-
-
-def english_text() -> bytes:
-    """Some tens of KB of real prose and code from the standard library (no files outside the repo)."""
-    import argparse, json as js, textwrap
-    return "\n".join(inspect.getsource(m) for m in (argparse, js.decoder, textwrap)).encode()
 
 
 @pytest.fixture(scope="session")
@@ -32,20 +23,7 @@ def random_model():
 @pytest.fixture(scope="session")
 def trained_model():
     """The tiny model after ~2 s of training on text: good enough that neural chunks beat zstd on text."""
-    torch.manual_seed(0)
-    model = Megabyte(TINY)
-    data = np.frombuffer(english_text(), dtype=np.uint8)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    g = np.random.default_rng(0)
-    n = 64 * 4
-    for step in range(120):
-        starts = g.integers(0, len(data) - n - 1, 16)
-        x = torch.from_numpy(np.stack([data[s:s + n] for s in starts]).astype(np.int64))
-        loss = torch.nn.functional.cross_entropy(model(x).reshape(-1, 256), x.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return trained_tiny(120)
 
 
 @pytest.fixture

@@ -71,12 +71,10 @@ import torch
 from bytezip.format import BytezipError
 
 HAS_USER_DICT = importlib.util.find_spec("bytezip.userdict") is not None   # (issue 22's -D)
-from bytezip.model import Megabyte, ModelConfig
+from tiny import english_text, trained_tiny   # tests/tiny.py: the tests' tiny model
 
 MAX_INPUT = 1 << 16          # inputs above this are skipped (and -max_len is 1 << 14 unless given)
 DEFAULT_FLAGS = {"-timeout": "20", "-rss_limit_mb": "4096", "-max_len": str(1 << 14)}
-TINY = ModelConfig(d_global=64, n_global_layers=1, n_global_heads=2, d_local=32, n_local_layers=1,
-                   n_local_heads=2, max_patches=64)       # tests/conftest.py's: a context of 256 bytes
 TRAIN_STEPS = 40           # enough for neural chunks to beat zstd on text (2-3 s)
 KNOWN_MAX = 20_000           # outputs remembered by checksum (for the "same checksum, same bytes" property)
 PAIR_MAX = 1024              # ... with the archive itself when it is at most this long
@@ -89,32 +87,13 @@ class Finding(AssertionError):
 
 
 # -- the tiny model, and the seeds -------------------------------------------------------------------------
-def english_text() -> bytes:
-    """tests/conftest.py's sample text: real prose and code from the standard library."""
-    import argparse, inspect, json as js, textwrap
-    return "\n".join(inspect.getsource(m) for m in (argparse, js.decoder, textwrap)).encode()
-
-
 def tiny_models() -> tuple[codec.CodingModel, codec.CodingModel]:
     """(plain, primed): the tiny model trained briefly on text (fixed seed, one thread: the same weights every
     run), without and with a priming dictionary. `primed` decodes archives made with either."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(0)
-        model = Megabyte(TINY)
-        data = np.frombuffer(english_text(), dtype=np.uint8)
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        g = np.random.default_rng(0)
-        n = 64 * 4
-        for _ in range(TRAIN_STEPS):
-            starts = g.integers(0, len(data) - n - 1, 16)
-            x = torch.from_numpy(np.stack([data[s:s + n] for s in starts]).astype(np.int64))
-            loss = torch.nn.functional.cross_entropy(model(x).reshape(-1, 256), x.reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
+        model = trained_tiny(TRAIN_STEPS)
     finally:
         torch.set_num_threads(threads)
     plain = codec.coding_model(model)
