@@ -52,3 +52,13 @@ def image_pixels(h=48, w=64, seed=0) -> bytes:
     noise = np.random.default_rng(seed).integers(0, 8, (h, w, 3))
     img = np.stack([x * 4, y * 5, (x + y) * 2], -1) + noise
     return img.clip(0, 255).astype(np.uint8).tobytes()
+
+
+def one_error_line(r, *parts):
+    """stderr is exactly one line `bytezip: ...` containing every part, with no traceback."""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("bytezip: ") and "Traceback" not in r.stderr
+    for p in parts:
+        assert p in lines[0], (p, lines[0])
+    return lines[0]

@@ -24,6 +24,7 @@ from bytezip import cli as cli_mod, codec
 from bytezip import format as fmt
 from bytezip.cli import cli
 from bytezip.model import Megabyte, ModelConfig, save_model
+from conftest import one_error_line
 
 CFG = ModelConfig(d_global=64, n_global_layers=1, n_global_heads=2, d_local=32, n_local_layers=1,
                   n_local_heads=2, max_patches=64)
@@ -85,16 +86,6 @@ def bz(*args, input=None):
 
 def files(d: Path) -> set:
     return {p.name for p in d.iterdir()}
-
-
-def one_error_line(r, *parts):
-    """stderr is exactly one line `bytezip: ...` containing every part, with no traceback."""
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("bytezip: ") and "Traceback" not in r.stderr
-    for p in parts:
-        assert p in lines[0], (p, lines[0])
-    return lines[0]
 
 
 def codecs(path) -> list:

@@ -16,6 +16,7 @@ from bytezip import format as fmt
 from bytezip.cli import cli
 from bytezip.codec import read_info
 from bytezip.format import FormatError, ModelError
+from conftest import one_error_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,14 +37,6 @@ def records(n: int, seed: int = 0) -> list[bytes]:
 
 def bz(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_error_line(r, *parts):
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("bytezip: ") and "Traceback" not in r.stderr
-    for p in parts:
-        assert p in lines[0], (p, lines[0])
 
 
 @pytest.fixture(scope="module")
