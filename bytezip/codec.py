@@ -241,12 +241,11 @@ def _smallest(chunk: bytes, neural: bytes | None, mixed: bytes | None) -> tuple[
     """(codec, payload) of the smallest of zstd, lzma, neural and mixed (their payloads, if any, a model payload
     only within the format's MAX_MODEL_RATIO), else raw."""
     best = (fmt.RAW, chunk)
-    floor = -(-len(chunk) // fmt.MAX_MODEL_RATIO)
     candidates = [(fmt.ZSTD, _zstd_compress(chunk)), (fmt.LZMA, _lzma_compress(chunk)), (fmt.NEURAL, neural),
                   (fmt.MIXED, mixed)]
     for codec, payload in candidates:
         if (payload is not None and 0 < len(payload) < len(best[1])
-                and (codec not in fmt.MODEL_CODECS or len(payload) >= floor)):
+                and (codec not in fmt.MODEL_CODECS or fmt.model_payload_fits(len(chunk), len(payload)))):
             best = (codec, payload)
     return best
 

@@ -263,6 +263,12 @@ def archive_bytes(header: Header, chunks: list[tuple[int, bytes, bytes]]) -> byt
     return head + b"".join(records) + trailer.to_bytes()
 
 
+def model_payload_fits(raw_size: int, coded_size: int) -> bool:
+    """Whether a model payload of coded_size bytes may code raw_size bytes (version 9): shorter than the chunk,
+    and at most MAX_MODEL_RATIO bytes a byte -- the rule the reader checks and the encoder keeps."""
+    return 0 < coded_size < raw_size <= MAX_MODEL_RATIO * coded_size
+
+
 def group_size(round_chunks: int) -> int:
     """Records per group check: the fewest whole rounds that hold CHECK_GROUP chunks (CHECK_GROUP without a
     shared history), so a check costs at most 4 bytes per 64 chunks and a small file none."""
@@ -436,7 +442,7 @@ class Reader:
             coded = self.varint("coded chunk size", raw)
             if raw == 0 or (codec == RAW and coded != raw) or (codec != RAW and coded == 0):
                 raise FormatError(f"corrupted archive (chunk {count}: {CODEC_NAMES[codec]} {raw} -> {coded} bytes)")
-            if codec in MODEL_CODECS and self.version >= 9 and coded * MAX_MODEL_RATIO < raw:
+            if codec in MODEL_CODECS and self.version >= 9 and raw > MAX_MODEL_RATIO * coded:
                 raise FormatError(f"corrupted archive (chunk {count}: {CODEC_NAMES[codec]} {raw} -> {coded} bytes; "
                                   f"a model payload codes at most {MAX_MODEL_RATIO} bytes a byte)")
             last_short = raw < header.chunk_size

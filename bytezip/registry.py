@@ -9,7 +9,7 @@ beside them. Names reach bytezip from two places that deserve different trust:
 * **An archive** (the model name in its header, see `bytezip.format`): an archive may come from anyone.
   If its name were tried as a path, a crafted archive would choose which files bytezip opens and parses
   (`../../x`, `/dev/zero`, a FIFO that never answers, a huge file on a network mount) before the digest check
-  could reject them. So an archive's name must be a plain name (`NAME`, no path separators, not starting
+  could reject them. So an archive's name must be a plain name (`format.MODEL_NAME`, no path separators, not starting
   with a dot) and it resolves only among *installed* models: the directory the user named with `--model` or
   `$BYTEZIP_MODEL` (the directory itself, or the one holding the named path prefix), then the package's own
   models. The digest in the archive then checks that the weights found are the ones it was made with.
@@ -31,7 +31,6 @@ from .format import MODEL_NAME, ModelError
 DEFAULT_MODEL = "bytezip-v1"
 ENV = "BYTEZIP_MODEL"
 FILES = (".safetensors", ".json")      # the two files a model needs (the dictionary is optional)
-NAME = MODEL_NAME   # what an archive may name (the header reader checks it too): no separators, no leading dot
 
 
 def package_models_dir() -> Path:
@@ -48,7 +47,7 @@ def package_models_dir() -> Path:
 
 def is_plain_name(name: str) -> bool:
     """Whether `name` can only mean a model among installed ones (what an archive's name must be)."""
-    return NAME.fullmatch(name) is not None
+    return MODEL_NAME.fullmatch(name) is not None
 
 
 def _has_files(base: Path) -> bool:

@@ -306,7 +306,7 @@ def model_archive(comp, chunks: list[bytes], payloads: list[bytes]) -> bytes:
     from . import format as fmt
     codec = fmt.MIXED if comp.mixing else fmt.NEURAL
     return fmt.archive_bytes(comp.header(), [
-        (codec, c, p) if p and len(c) <= fmt.MAX_MODEL_RATIO * len(p) and len(p) < len(c) else (fmt.RAW, c, c)
+        (codec, c, p) if p and fmt.model_payload_fits(len(c), len(p)) else (fmt.RAW, c, c)
         for c, p in zip(chunks, payloads)])
 
 
