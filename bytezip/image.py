@@ -1,4 +1,4 @@
-"""8-bit raster images as one more input of the mixer: where the pixels lie, and what their next byte should be.
+"""8-bit raster images: where the pixels lie (the predictor of their bytes is `bytezip.predictors.image`).
 
 The byte-level model codes raw RGB pixels at about 5.8 bits per byte, above PNG (5.1): it reads the row
 above only inside its 4 KB window, and a row is 1.5-3 KB. Lossless image coders (LOCO-I, CALIC, WebP)
@@ -19,19 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-import ctypes
-
 import numpy as np
 
-from . import kernels
-from .pcm import EXP, Q_MAX
-
-ONE = 1 << 16                  # distributions sum to about ONE (as the mixer's)
-N_ACTIVITY = 8                 # local activity contexts: log2 of |W-NW| + |N-NW| + |N-NE| (+ the channel before)
-ERROR_SHIFT = 4                # running errors forget with rate 1/16
-INITIAL_ERROR = 16 * 16        # before any sample: mean |error| 16 (predictions and errors are kept x16)
-MIN_SCALE = 8                  # the Laplace scale is at least a mean |error| of 0.5
-N_PREDICTORS = 8               # W, N, NE, gradient, MED, (W+NE)/2; with a channel before: W, N following it
 DETECT_BYTES = 1 << 18         # raw pixels are recognised from this much of the input's start ...
 DETECT_MIN_CORRELATION = 0.3   # ... when differences a row stride apart correlate this well ...
 DETECT_MIN_ROW_CORRELATION = 0.5   # ... and so do the bytes
@@ -118,113 +107,3 @@ def input_index(k: np.ndarray, round_chunks: int, band_chunks: int) -> np.ndarra
     if not band_chunks:
         return k
     return np.where(k < round_chunks * band_chunks, (k % round_chunks) * band_chunks + k // round_chunks, k)
-
-
-class ImageModel:
-    """Per-lane predictor state for `lanes` chunks in lockstep, lane i coding the input's bytes from starts[i]
-    on, in an archive of `chunk_size` chunks and `round_chunks` per round (the history holds the chunks
-    coded before this round, in record order)."""
-
-    def __init__(self, layout: ImageLayout, starts: np.ndarray, chunk_size: int, round_chunks: int):
-        L = len(starts)
-        self.layout, self.starts, self.chunk_size = layout, starts.astype(np.int64), chunk_size
-        self.round_chunks = round_chunks
-        self.lanes = np.arange(L)
-        C = layout.channels
-        self.error = np.full((L, C, N_ACTIVITY, N_PREDICTORS), INITIAL_ERROR, dtype=np.int64)
-        self.scale = np.full((L, C, N_ACTIVITY), INITIAL_ERROR, dtype=np.int64)
-        self.bias = np.zeros((L, C, N_ACTIVITY), dtype=np.int64)      # mean signed error x16, per context
-        self.context = np.zeros((L, 3), dtype=np.int64)                # (active, channel, activity) of the byte
-        self.preds = np.zeros((L, N_PREDICTORS), dtype=np.int64)       # x16
-        self.guess = np.zeros(L, dtype=np.int64)                       # x16, before the bias
-        ptr = kernels.pointer
-        self._kernel = kernels.ImageState(
-            L, C, layout.width, layout.offset, layout.band_chunks, chunk_size, round_chunks, Q_MAX, ptr(self.starts),
-            ptr(self.error), ptr(self.scale), ptr(self.bias), ptr(self.context), ptr(self.preds), ptr(self.guess),
-            ptr(EXP)) if kernels.available() else None                 # the same integers, in C
-
-    def _neighbours(self, t: int, own: np.ndarray, history: np.ndarray, lags: list[int]
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """Values [len(lags), L] of the bytes lag positions before each lane's position t, and whether known."""
-        L, C = self.lanes, self.chunk_size
-        p = self.starts + t
-        vals, known = [], []
-        for lag in lags:
-            q = p - lag
-            inside = (q >= self.starts) & (lag <= t)
-            q0 = np.maximum(q, 0)
-            hpos = coded_index(q0 // C, self.round_chunks, self.layout.band_chunks) * C + q0 % C
-            in_history = ~inside & (q >= 0) & (hpos >= 0) & (hpos < len(history))
-            v = np.where(inside, own[L, np.clip(t - lag, 0, own.shape[1] - 1)], 0)
-            if in_history.any():
-                v = np.where(in_history, history[np.clip(hpos, 0, max(len(history) - 1, 0))], v)
-            vals.append(v)
-            known.append(inside | in_history)
-        return np.stack(vals), np.stack(known)
-
-    def frequencies(self, t: int, own: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(active [L], distribution [L, 256] summing to about ONE) for each lane's byte at position t; `own`:
-        the lanes' bytes so far [L, >= t], `history`: the bytes of earlier rounds (uint8)."""
-        if self._kernel is not None:
-            p, active = np.empty((len(self.lanes), 256), dtype=np.int64), np.empty(len(self.lanes), dtype=np.int64)
-            own = np.ascontiguousarray(own, dtype=np.int64)
-            ptr = kernels.pointer
-            kernels.LIB.image_frequencies(ctypes.byref(self._kernel), t, ptr(own), own.shape[1], ptr(history),
-                                          len(history), ptr(p), ptr(active))
-            return active.astype(bool), p
-        lay, L = self.layout, self.lanes
-        C, S = lay.channels, lay.stride
-        pos = self.starts + t - lay.offset
-        active = pos >= 0
-        ch = np.where(active, pos % C, 0)
-        x = np.where(active, (pos // C) % lay.width, 0)
-        (w, n, nw, ne, u, uw, un), known = self._neighbours(
-            t, own, history, [C, S, S + C, S - C, 1, C + 1, S + 1])
-        has_w, has_n = known[0] & (x > 0), known[1]
-        has_ne = known[3] & (x < lay.width - 1) & has_n
-        has_u = known[4] & (ch > 0)
-        w = np.where(has_w, w, np.where(has_n, n, 128))
-        n = np.where(has_n, n, w)
-        nw = np.where(known[2] & has_w & has_n, nw, n)
-        ne = np.where(has_ne, ne, n)
-        grad = np.clip(n + w - nw, 0, 255)
-        med = np.where(nw >= np.maximum(n, w), np.minimum(n, w),
-                       np.where(nw <= np.minimum(n, w), np.maximum(n, w), n + w - nw))
-        uw = np.where(has_u & known[5] & has_w, uw, u)
-        un = np.where(has_u & known[6] & has_n, un, u)
-        preds = 16 * np.stack([w, n, ne, grad, med, (w + ne) // 2,
-                               np.where(has_u, w + u - uw, w), np.where(has_u, n + u - un, n)], 1)
-        preds = np.clip(preds, 0, 16 * 255)
-        act = np.abs(w - nw) + np.abs(n - nw) + np.abs(n - ne) + np.where(has_u, np.abs(u - uw) + np.abs(u - un), 0)
-        activity = np.minimum(np.log2(act + 1).astype(np.int64), N_ACTIVITY - 1)
-        err = self.error[L, ch, activity]                               # [L, N_PREDICTORS] x16
-        err[:, 6:] = np.where(has_u[:, None], err[:, 6:], 1 << 20)       # no channel before: not used
-        inv = (1 << 40) // (err * err + 1)
-        guess = (preds * inv).sum(1) // np.maximum(inv.sum(1), 1)
-        self.preds, self.guess, self.context = preds, guess, np.stack([active, ch, activity], 1)
-        center = np.clip(guess + self.bias[L, ch, activity], 0, 16 * 255)
-        scale = np.maximum(self.scale[L, ch, activity], MIN_SCALE)
-        d = np.abs(16 * np.arange(256)[None, :] - center[:, None])
-        p = EXP[np.minimum(d * 32 // scale[:, None], Q_MAX)]
-        p = p * ONE // p.sum(-1, keepdims=True)
-        return active, p
-
-    def update(self, byte: np.ndarray):
-        """After each lane's byte at the position of the last `frequencies` call is coded: learn from it."""
-        if self._kernel is not None:
-            byte = np.ascontiguousarray(byte, dtype=np.int64)
-            kernels.LIB.image_update(ctypes.byref(self._kernel), kernels.pointer(byte))
-            return
-        active, ch, activity = self.context.T
-        if not active.any():
-            return
-        L = self.lanes[active.astype(bool)]
-        ch, activity = ch[L], activity[L]
-        v = 16 * byte[L].astype(np.int64)
-        e = self.error[L, ch, activity]
-        e += (np.abs(v[:, None] - self.preds[L]) - e) >> ERROR_SHIFT
-        self.error[L, ch, activity] = e
-        miss = v - self.guess[L]
-        self.bias[L, ch, activity] += (miss - self.bias[L, ch, activity]) >> ERROR_SHIFT
-        s = self.scale[L, ch, activity]
-        self.scale[L, ch, activity] = s + ((np.abs(miss - self.bias[L, ch, activity]) - s) >> ERROR_SHIFT)

@@ -1,4 +1,4 @@
-"""The compiled kernels (`_kernels.c`) behind the coding loop, reached through ctypes.
+"""The compiled kernels (`_kernels.c`, over csrc/) behind the coding loop, reached through ctypes.
 
 They compute exactly what the torch and numpy code computes (the same integer and IEEE operations), many times
 faster; where the extension was not built (no C compiler at install), or with BYTEZIP_KERNELS=0, that code
@@ -19,7 +19,7 @@ def _load():
     except ImportError:
         return None
     lib = ctypes.CDLL(_kernels.__file__)
-    lib.mixer_mix.argtypes = lib.mixer_mix_rows.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 5
+    lib.mixer_mix.argtypes = lib.mixer_mix_rows.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 4
     lib.mixer_update.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.mixer_mix.restype = lib.mixer_mix_rows.restype = ctypes.c_int
     lib.mixer_update.restype = None
@@ -43,11 +43,42 @@ def _load():
         [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p]
     lib.attention_forward.restype = ctypes.c_int
     lib.detect_cpu.argtypes, lib.detect_cpu.restype = [ctypes.c_int], ctypes.c_int
+    lib.kernel_layout.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    lib.kernel_layout.restype = ctypes.c_int
+    check_layout(lib, _kernels.__file__)
     lib.detect_cpu(os.environ.get("BYTEZIP_AVX512", "1") != "0")
     return lib
 
 
-LIB = _load()
+def build_layout(lib) -> dict[str, int]:
+    """The constants and structure sizes the loaded C build was compiled with (csrc/layout.c)."""
+    names, values = (ctypes.c_char_p * 64)(), (ctypes.c_int64 * 64)()
+    n = lib.kernel_layout(names, values, 64)
+    return {names[i].decode(): values[i] for i in range(min(n, 64))}
+
+
+def check_layout(lib, path: str, expected: dict[str, int] | None = None):
+    """Refuse a C build whose constants or structures differ from what this Python side passes it (a stale or
+    mismatched build would read the wrong fields, silently): a clear error naming the differences. Checks the
+    structure sizes and this module's bounds, or, given `expected`, those constants (their Python owners,
+    `mixing` and `predictors`, call `check_constants` at import)."""
+    got = build_layout(lib)
+    want = expected if expected is not None else {
+        "MAX_INPUTS": MAX_INPUTS, "MAX_ORDERS": MAX_ORDERS, "MAX_LAYERS": MAX_LAYERS,
+        **{f"sizeof {name}": ctypes.sizeof(struct) for name, struct in STRUCTURES.items()}}
+    wrong = [f"{k}: C {got.get(k)}, Python {v}" for k, v in want.items() if got.get(k) != v]
+    if wrong:
+        raise ImportError(f"bytezip's C kernels ({path}) do not match this Python code ({'; '.join(wrong)}): "
+                          "rebuild them (pip install .), or run without them (BYTEZIP_KERNELS=0)")
+
+
+def check_constants(expected: dict[str, int]):
+    """`check_layout` for constants owned elsewhere (a no-op without the kernels)."""
+    if LIB is not None:
+        check_layout(LIB, LIB._name, expected)
+
+
+MAX_INPUTS, MAX_ORDERS = 32, 8   # the C mixer's bounds (csrc/mixer.h)
 
 
 def available() -> bool:
@@ -70,25 +101,38 @@ def pointer(a: np.ndarray | None) -> int | None:
     return a.ctypes.data
 
 
+def pointers(arrays: list[np.ndarray]) -> ctypes.Array:
+    """A C array of the arrays' addresses (rows of a round, external inputs), for a kernel that reads them."""
+    return (ctypes.c_void_p * max(len(arrays), 1))(*map(pointer, arrays))
+
+
+class InputSpec(ctypes.Structure):
+    """One mixer input as the kernel reads it (mirrors `Input` in csrc/mixer.h; `predictors.Input` declares it)."""
+    _fields_ = [("kind", ctypes.c_int64), ("arg", ctypes.c_int64), ("flat", ctypes.c_int64)]
+
+
 class Source(ctypes.Structure):
-    """A `mixing.History` as the mixer kernel reads it (mirrors `Source` in _kernels.c)."""
+    """A `mixing.History` as the mixer kernel reads it (mirrors `Source` in csrc/mixer.h)."""
     _fields_ = [("data", ctypes.c_void_p), ("n", ctypes.c_int64), ("match_table", ctypes.c_void_p),
-                ("counts", ctypes.c_void_p * 5)]
+                ("counts", ctypes.c_void_p * MAX_ORDERS)]
 
     @classmethod
     def of(cls, history, with_counts: bool = True) -> "Source":
         if history is None:
             return cls()
-        counts = [pointer(c) for c in history.counts] if with_counts else [None] * 5
+        counts = [pointer(c) for c in history.counts] if with_counts else []
         return cls(pointer(history.data), len(history.data), pointer(history.match_table),
-                   (ctypes.c_void_p * 5)(*counts))
+                   (ctypes.c_void_p * MAX_ORDERS)(*counts))
 
 
 class MixerState(ctypes.Structure):
-    """Every array of one `mixing.Mixer` (mirrors `Mixer` in _kernels.c; field order matters)."""
-    _fields_ = ([(n, ctypes.c_int64) for n in ("L", "width", "t", "geometric", "has_priors")]
+    """Every array of one `mixing.Mixer` (mirrors `Mixer` in csrc/mixer.h; field order matters)."""
+    _fields_ = ([(n, ctypes.c_int64) for n in ("L", "width", "t", "geometric", "has_priors", "n_inputs", "n_match",
+                                              "n_own", "n_shared")]
+                + [("spec", ctypes.c_void_p)]
+                + [(n, ctypes.c_int64 * MAX_ORDERS) for n in ("own_orders", "shared_orders")]
                 + [(n, ctypes.c_void_p) for n in ("hist", "sizes", "match_table", "ptr", "len", "hits", "tries")]
-                + [("counts", ctypes.c_void_p * 3)]
+                + [("counts", ctypes.c_void_p * MAX_ORDERS)]
                 + [(n, ctypes.c_void_p) for n in ("weights", "floor", "geo_weights", "blend", "final_geo",
                                                   "final_blend")]
                 + [(n, Source) for n in ("history", "dict_match", "priors")]
@@ -97,7 +141,7 @@ class MixerState(ctypes.Structure):
 
 
 class Linear(ctypes.Structure):
-    """An `exact.ExactLinear` (mirrors `Linear` in _kernels.c)."""
+    """An `exact.ExactLinear` (mirrors `Linear` in csrc/exact.c)."""
     _fields_ = [("wq", ctypes.c_void_p), ("ws", ctypes.c_void_p), ("K", ctypes.c_int64), ("N", ctypes.c_int64),
                 ("norm", ctypes.c_int64), ("w8", ctypes.c_void_p), ("w8_sum", ctypes.c_void_p)]
 
@@ -110,31 +154,31 @@ MAX_LAYERS = 8
 
 
 class Attn(ctypes.Structure):
-    """An `exact.ExactAttention`'s shape and softmax table (mirrors `Attn` in _kernels.c)."""
+    """An `exact.ExactAttention`'s shape and softmax table (mirrors `Attn` in csrc/exact.c)."""
     _fields_ = [("n_heads", ctypes.c_int64), ("n_kv", ctypes.c_int64), ("dh", ctypes.c_int64),
                 ("att_table", ctypes.c_void_p), ("att_len", ctypes.c_int64), ("score_to_index", ctypes.c_double)]
 
 
 class Stack(ctypes.Structure):
-    """A stack of `exact.ExactBlock` (mirrors `Stack` in _kernels.c)."""
+    """A stack of `exact.ExactBlock` (mirrors `Stack` in csrc/exact.c)."""
     _fields_ = [("d", ctypes.c_int64), ("n_layers", ctypes.c_int64), ("blocks", Block * MAX_LAYERS), ("attn", Attn)]
 
 
 class LocalModel(ctypes.Structure):
-    """The exact local model's weights and tables (mirrors `LocalModel` in _kernels.c)."""
+    """The exact local model's weights and tables (mirrors `LocalModel` in csrc/exact.c)."""
     _fields_ = [("stack", Stack), ("P", ctypes.c_int64), ("emb", ctypes.c_void_p), ("pos", ctypes.c_void_p),
                 ("head", Linear), ("out_table", ctypes.c_void_p), ("out_len", ctypes.c_int64),
                 ("out_steps", ctypes.c_float)]
 
 
 class GlobalModel(ctypes.Structure):
-    """The exact global model's weights (mirrors `GlobalModel` in _kernels.c)."""
+    """The exact global model's weights (mirrors `GlobalModel` in csrc/exact.c)."""
     _fields_ = [("stack", Stack), ("P", ctypes.c_int64)] + [(n, ctypes.c_void_p) for n in (
         "emb", "start", "pos", "norm")] + [("to_local", Linear)]
 
 
 class ImageState(ctypes.Structure):
-    """An `image.ImageModel`'s layout and arrays (mirrors `ImageState` in _kernels.c)."""
+    """A `predictors.ImageModel`'s layout and arrays (mirrors `ImageState` in csrc/image.c)."""
     _fields_ = ([(n, ctypes.c_int64) for n in ("L", "channels", "width", "offset", "band_chunks", "chunk_size",
                                               "round_chunks", "q_max")]
                 + [(n, ctypes.c_void_p) for n in ("starts", "error", "scale", "bias", "context", "preds", "guess",
@@ -142,7 +186,14 @@ class ImageState(ctypes.Structure):
 
 
 class PcmState(ctypes.Structure):
-    """A `pcm.PcmModel`'s layout and arrays (mirrors `PcmState` in _kernels.c)."""
+    """A `predictors.PcmModel`'s layout and arrays (mirrors `PcmState` in csrc/pcm.c)."""
     _fields_ = ([(n, ctypes.c_int64) for n in ("L", "channels", "offset", "q_max")]
                 + [(n, ctypes.c_void_p) for n in ("starts", "samples", "error", "guess", "scale", "preds", "steps",
                                                   "lms", "lms_input", "exp")])
+
+
+# each structure by its name in csrc/ (sizes checked at load)
+STRUCTURES = {"Input": InputSpec, "Source": Source, "Mixer": MixerState, "Linear": Linear, "Block": Block,
+              "Attn": Attn, "Stack": Stack, "LocalModel": LocalModel, "GlobalModel": GlobalModel,
+              "ImageState": ImageState, "PcmState": PcmState}
+LIB = _load()

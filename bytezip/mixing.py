@@ -12,8 +12,8 @@ such data by mixing predictors. Here the mixer combines, for every byte:
   each order blended with the one below it as PPM does (the neural distribution below order 1), with an
   escape weight from the number of distinct bytes seen in the context; with a priming dictionary
   (`bytezip.dictionary`), each history order is blended with the dictionary's same order instead;
-- for 16-bit audio (`pcm.PcmLayout` in the archive header), a sample predictor (`pcm.PcmModel`); for 8-bit
-  images (`image.ImageLayout`), a pixel predictor (`image.ImageModel`);
+- for 16-bit audio (`pcm.PcmLayout` in the archive header), a sample predictor (`predictors.PcmModel`); for
+  8-bit images (`image.ImageLayout`), a pixel predictor (`predictors.ImageModel`);
 
 linearly, with weights (one set per match-length bucket, and per kind of byte: audio low/high byte, image
 sample, anything else) learned
@@ -30,6 +30,10 @@ Chunks are coded in rounds of `round_chunks` lanes: all lanes of a round read th
 round decodes as one batch, and the history grows by the whole round once it is done. A file's first round
 sees nothing; later ones see all of the file before them (up to HISTORY_MAX bytes).
 
+Which inputs there are, in which order, with which starting weights, is declared once in
+`bytezip.predictors.INPUTS`; this module is the wiring, and each model's own code is in its file there (and
+its C twin in csrc/).
+
 Everything is integer numpy arithmetic (integer division, shifts), vectorised across lanes, so the encoder and
 the decoder compute identical frequencies on every platform. The encoder drives it byte by byte over a round
 of chunks; the decoder one step per byte for all lanes, right after the model step.
@@ -39,36 +43,27 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-from typing import Callable
 
 import numpy as np
 
 from . import kernels
 from .format import BytezipError
-from .image import ImageLayout, ImageModel
-from .pcm import PcmLayout, PcmModel
+from .image import ImageLayout
+from .pcm import PcmLayout
+from .predictors import INPUTS, WEIGHT_GROUPS, ImageModel, Input, Kind, PcmModel, Predictor, check, of_kind
+from .predictors.base import ONE
+from .predictors.context import OWN_HASH_BITS, SHARED_HASH_BITS, context_rows, ppm_blend
+from .predictors.match import (HISTORY_MATCH_BITS, HISTORY_MATCH_MIN, HIT_HALVE, MATCH_HASH_BITS, MATCH_MIN,
+                               bucket_of, hash_last, match_distribution)
 
-ONE = 1 << 16                 # every predictor's distribution sums to about ONE
-MATCH_MIN = 4                 # bytes of context hashed to find a match inside the chunk
-MATCH_HASH_BITS = 12          # chunk match table entries per lane
-HISTORY_MATCH_MIN = 5         # bytes of context hashed to find a match in the history
-HISTORY_MATCH_BITS = 20       # history match table entries
 HISTORY_MAX = 1 << 26         # history bytes kept for matching; its context counts keep learning beyond
 EXTEND_PIECE = 1 << 18        # the history learns this many bytes at a time (~40 MB of scratch)
-OWN_ORDERS = (1, 2, 3)        # context models over the chunk: order 1 indexed directly, higher orders hashed
-OWN_HASH_BITS = 10            # hashed contexts per lane and order
-SHARED_ORDERS = (1, 2, 3, 4, 6)   # context models over the history
-SHARED_HASH_BITS = 16         # hashed contexts per order (uint16 counts: 32 MB a table)
+SHARED_ORDERS = tuple(i.order for i in of_kind(INPUTS, Kind.HISTORY_ORDER))   # what a History counts
+N_MODELS = len(INPUTS)        # the mixer's inputs (`predictors.INPUTS`)
 N_BUCKETS = 4                 # weight sets: no match, longest match 0-3, 4-15, 16+ ...
-N_SETS = 4 * N_BUCKETS        # ... each for other bytes, low and high bytes of audio samples, image samples
+N_SETS = len(WEIGHT_GROUPS) * N_BUCKETS   # ... each for every weight group (other bytes, audio, image)
 W_MIN = ONE >> 8              # every predictor keeps a little weight so it can come back
 LR_SHIFT = 3                  # weight update rate 1/8 of the Bayesian step
-N_CONTEXT = 2 + len(OWN_ORDERS) + len(SHARED_ORDERS)  # match (chunk, history) and context models
-N_MODELS = 4 + N_CONTEXT      # neural, match and context models, PCM, image, match over the dictionary
-PCM_INPUT, IMAGE_INPUT, DICTIONARY_MATCH = N_MODELS - 3, N_MODELS - 2, N_MODELS - 1
-N_MATCH = 3                   # match models: over the chunk, the history, the dictionary
-ESCAPE = 1                    # a context's weight on the order below: ESCAPE x distinct bytes seen, vs its count
-INITIAL_WEIGHTS = (ONE - N_CONTEXT * (ONE >> 6),) + (ONE >> 6,) * N_CONTEXT + (ONE, ONE, ONE >> 6)
 LOG_SCALE = 256               # geometric mixer: log2 of a probability in 1/256-bit steps
 EXP_RANGE = 16 * LOG_SCALE    # ... a byte's weight is 2^-(d/256) for d up to 16 bits below the likeliest
 GEO_W_MAX = 16 * ONE          # ... its weights (ONE = 1.0) stay within +-16
@@ -92,7 +87,11 @@ N_GEO = 2                     # geometric mixers: weights per match bucket, and 
 GEO_SETS = N_BUCKETS * (1 + int(BYTE_CLASS.max()) + 1)   # the first mixer's sets, then the second's
 BLEND_SHIFT = 4               # the coded distribution, a blend of the linear and geometric mixes, learns its
 BLEND_MIN = ONE >> 5          # ... weights at 1/16 of the Bayesian step and keeps at least 1/32 of each
-_MUL, _MASK = 0x2F0B3, 0xFFFFFF
+kernels.check_constants({"ONE": ONE, "N_BUCKETS": N_BUCKETS, "N_SETS": N_SETS, "N_GEO": N_GEO, "GEO_SETS": GEO_SETS,
+                         "N_KINDS": len(Kind), "MATCH_MIN": MATCH_MIN, "MATCH_HASH_BITS": MATCH_HASH_BITS,
+                         "HISTORY_MATCH_MIN": HISTORY_MATCH_MIN, "HISTORY_MATCH_BITS": HISTORY_MATCH_BITS,
+                         "OWN_HASH_BITS": OWN_HASH_BITS, "SHARED_HASH_BITS": SHARED_HASH_BITS,
+                         "HIT_HALVE": HIT_HALVE})
 
 
 @functools.cache
@@ -107,26 +106,6 @@ def _log_exp_tables() -> tuple[np.ndarray, np.ndarray]:
         raise BytezipError(f"this platform's log2/exp2 tables differ from bytezip's ({got}): "
                            "it cannot code or decode mixed chunks exactly")
     return log2, exp2
-
-
-def hash_last(prev: Callable[[int], np.ndarray], n: int, bits: int) -> np.ndarray:
-    """Hash of the last n bytes into `bits` bits; prev(j) gives the j-th previous byte (1 = the last one) for
-    every lane or position. One function for lanes and for the history, so both index the same entries."""
-    h = 0
-    for j in range(1, n + 1):
-        h = (h * _MUL + prev(j)) & _MASK
-    return (h ^ (h >> bits)) & ((1 << bits) - 1)
-
-
-def context_rows(prev: Callable[[int], np.ndarray], orders: tuple[int, ...], bits: int) -> list[np.ndarray]:
-    """Each context model's row for the next byte: the previous byte (order 1), or a hash of the last k."""
-    out, h = [], 0
-    for j in range(1, max(orders) + 1):
-        p = prev(j)
-        h = (h * _MUL + p + 1) & _MASK
-        if j in orders:
-            out.append(p if j == 1 else (h ^ (h >> bits)) & ((1 << bits) - 1))
-    return out
 
 
 class History:
@@ -204,60 +183,50 @@ def bayes_update(w: np.ndarray, p_x: np.ndarray, floor: np.ndarray | int, shift:
     return w * ONE // w.sum(-1, keepdims=True)
 
 
-def ppm_blend(base: np.ndarray, counts: list[np.ndarray], priors: list[np.ndarray] | None = None
-              ) -> list[np.ndarray]:
-    """Distributions [L, 256] of context models of rising order from their byte counts [L, 256]: each is its
-    counts plus ESCAPE x (distinct bytes seen) times the one below (`base` below the first), normalised;
-    an unseen context gives the one below unchanged. With `priors`, order k falls back on priors[k] instead."""
-    out, p = [], base
-    for k, c in enumerate(counts):
-        below = priors[k] if priors else p
-        c = c.astype(np.int64)
-        escape = ESCAPE * np.maximum((c > 0).sum(-1, keepdims=True), 1)
-        p = (c * ONE + escape * below) // (c.sum(-1, keepdims=True) + escape)
-        out.append(p)
-    return out
-
-
 class Mixer:
     """Mixing state of `lanes` chunks coded in lockstep (position t is the same for every lane)."""
 
-    def __init__(self, sizes: list[int], history: History | None = None, signal: Signal | None = None,
-                 dictionary: History | None = None):
-        """`sizes`: each lane's chunk length; `signal`: the audio or image predictor for these lanes
-        (`signal_model`), if any; `dictionary`: the priming dictionary's statistics (read only), if any."""
+    def __init__(self, sizes: list[int], history: History | None = None,
+                 signal: Predictor | tuple[Predictor, ...] | None = None, dictionary: History | None = None,
+                 *, inputs: tuple[Input, ...] = INPUTS):
+        """`sizes`: each lane's chunk length; `signal`: the predictors of the external inputs for these lanes
+        (the audio or image one, `signal_model`), if any; `dictionary`: the priming dictionary's statistics
+        (read only), if any; `inputs`: the declaration of the mixer's inputs (`predictors.INPUTS`)."""
+        check(inputs)
         L, length = len(sizes), max(sizes)
+        self.inputs = inputs
         self.lanes, self.sizes = np.arange(L), np.asarray(sizes, dtype=np.int64)
         self.history = history or History()
         self.dictionary = dictionary
+        self.own_orders = tuple(i.order for i in of_kind(inputs, Kind.CHUNK_ORDER))
+        shared_orders = tuple(i.order for i in of_kind(inputs, Kind.HISTORY_ORDER))
+        if shared_orders != SHARED_ORDERS:
+            raise ValueError(f"history context orders {shared_orders} are not the History's {SHARED_ORDERS}")
+        present = signal if isinstance(signal, tuple) else (signal,) if signal is not None else ()
+        # each external input's predictor here (None: not for these lanes)
+        self.external = [next((p for p in present if isinstance(p, i.predictor)), None)
+                         for i in of_kind(inputs, Kind.EXTERNAL)]
+        self.n_match = len(of_kind(inputs, Kind.MATCH))
         self.hist = np.zeros((L, length + 1), dtype=np.int64)
         self.t = 0
         self.match_table = np.full((L, 1 << MATCH_HASH_BITS), -1, dtype=np.int64)
-        self.ptr = np.full((N_MATCH, L), -1, dtype=np.int64)   # predicted byte's position: chunk, history, dict
-        self.len = np.zeros((N_MATCH, L), dtype=np.int64)
-        self.hits = np.ones((N_MATCH, L, N_BUCKETS), dtype=np.int64)   # each match model's hit rate per bucket
-        self.tries = np.full((N_MATCH, L, N_BUCKETS), 2, dtype=np.int64)
+        self.ptr = np.full((self.n_match, L), -1, dtype=np.int64)  # predicted byte's position: chunk, history, dict
+        self.len = np.zeros((self.n_match, L), dtype=np.int64)
+        self.hits = np.ones((self.n_match, L, N_BUCKETS), dtype=np.int64)   # each match model's hit rate per bucket
+        self.tries = np.full((self.n_match, L, N_BUCKETS), 2, dtype=np.int64)
         self.counts = [np.zeros((L, 256 if k == 1 else 1 << OWN_HASH_BITS, 256), dtype=np.int16)
-                       for k in OWN_ORDERS]                               # counts < 2^15: chunks <= 32 KB
-        # with no history yet, its predictors (second match model, shared counts) get no weight and no floor
-        used = np.ones(N_MODELS, dtype=bool)
-        if not self.history.size:
-            used[2] = False
-            if not dictionary:
-                used[3 + len(OWN_ORDERS):PCM_INPUT] = False
+                       for k in self.own_orders]                          # counts < 2^15: chunks <= 32 KB
+        # audio and image bytes keep the linear mix alone
+        self.geometric = all(p.geometric for p in present)
         # what the second and third match models read; the dictionary is text, so not for audio or image bytes
-        self.sources = (self.history, dictionary if signal is None else None)
-        used[DICTIONARY_MATCH] = self.sources[1] is not None
-        self.signal = signal
-        used[PCM_INPUT] = isinstance(signal, PcmModel)
-        used[IMAGE_INPUT] = isinstance(signal, ImageModel)
+        self.sources = (self.history, dictionary if self.geometric else None)
+        used = np.array([self._on(i) for i in inputs])
         self.floor = np.where(used, W_MIN, 0)
-        w = np.where(used, INITIAL_WEIGHTS, 0)
+        w = np.where(used, [i.weight for i in inputs], 0)
         self.weights = np.tile(w * ONE // w.sum(), (L, N_SETS, 1))
-        self.geometric = signal is None       # audio and image bytes keep the linear mix alone
         # the geometric mixes start as the neural distribution and the blend as an even one, or all where the
         # last round's mixers ended
-        self.geo_weights = np.zeros((L, GEO_SETS, N_MODELS), dtype=np.int64)
+        self.geo_weights = np.zeros((L, GEO_SETS, len(inputs)), dtype=np.int64)
         self.geo_weights[:, :, 0] = ONE
         self.blend = np.full((L, N_BUCKETS, 1 + N_GEO), ONE // (1 + N_GEO), dtype=np.int64)
         for name, start in self.history.carried.items():
@@ -266,69 +235,73 @@ class Mixer:
         self._kernel = self._kernel_state() if kernels.available() else None
         self._flat_inputs = self._row_lists = self._row_tables = None       # built at the first step that needs them
 
+    def _on(self, i: Input) -> bool:
+        """Whether input i takes part (gets weight) in these lanes: what it reads exists."""
+        if i.kind == Kind.EXTERNAL:
+            return self.external[i.arg] is not None
+        return {"": True, "history": bool(self.history.size),
+                "history or dictionary": bool(self.history.size) or self.dictionary is not None,
+                "dictionary text": self.sources[1] is not None}[i.needs]
+
     def _kernel_state(self) -> kernels.MixerState:
         """This mixer's arrays, and the scratch that a step's mix leaves for its update, for the C kernel."""
-        L, ptr = len(self.lanes), kernels.pointer
+        L, n, ptr = len(self.lanes), len(self.inputs), kernels.pointer
         log2, exp2 = _log_exp_tables() if self.geometric else (None, None)
         # held here: the kernel keeps only their addresses (two threads' first calls of the cached function may
         # each build tables, and only one pair stays cached: the other was freed under a running mixer)
         self._log2_i32 = None if log2 is None else log2.astype(np.int32)      # as the kernel gathers it
         self._exp2 = exp2
-        scratch = {"inputs": (L, N_MODELS, 256), "mixed": (L, 256), "expected": (L, N_GEO, N_MODELS),
-                   "q_sum": (N_GEO, L), "geo": (N_GEO, L, 256), "varies": (L, 1 + N_MODELS),
+        self._spec = np.array([(i.kind, i.arg, i.kind == Kind.EXTERNAL and self.external[i.arg] is None)
+                               for i in self.inputs], dtype=np.int64)          # [n, 3]: csrc/mixer.h's Input
+        scratch = {"inputs": (L, n, 256), "mixed": (L, 256), "expected": (L, N_GEO, n),
+                   "q_sum": (N_GEO, L), "geo": (N_GEO, L, 256), "varies": (L, 1 + n),
                    "bucket": (L,), "wset": (L,), "gset": (N_GEO, L),
-                   "has": (N_MATCH, L), "predicted": (N_MATCH, L), "rows": (len(OWN_ORDERS), L)}
+                   "has": (self.n_match, L), "predicted": (self.n_match, L), "rows": (len(self.own_orders), L)}
         self._scratch = {k: np.zeros(shape, dtype=np.float64 if k in ("inputs", "expected") else np.int64)
                          for k, shape in scratch.items()}
         self._has, self._predicted = self._scratch["has"], self._scratch["predicted"]   # as mix() leaves them
+        orders = lambda o: (ctypes.c_int64 * kernels.MAX_ORDERS)(*o)
         return kernels.MixerState(
-            L, self.hist.shape[1], self.t, self.geometric, self.dictionary is not None,
+            L, self.hist.shape[1], self.t, self.geometric, self.dictionary is not None, n, self.n_match,
+            len(self.own_orders), len(SHARED_ORDERS), ptr(self._spec), orders(self.own_orders), orders(SHARED_ORDERS),
             ptr(self.hist), ptr(self.sizes), ptr(self.match_table), ptr(self.ptr), ptr(self.len), ptr(self.hits),
-            ptr(self.tries), (ctypes.c_void_p * 3)(*map(ptr, self.counts)), ptr(self.weights),
+            ptr(self.tries), (ctypes.c_void_p * kernels.MAX_ORDERS)(*map(ptr, self.counts)), ptr(self.weights),
             ptr(self.floor), ptr(self.geo_weights), ptr(self.blend), ptr(self.final["geo_weights"]),
             ptr(self.final["blend"]), kernels.Source.of(self.sources[0]),
             kernels.Source.of(self.sources[1], with_counts=False), kernels.Source.of(self.dictionary),
             ptr(self._log2_i32), ptr(self._exp2), ptr(BYTE_CLASS), *(ptr(self._scratch[k]) for k in scratch))
 
-    def _prev(self, j: int) -> np.ndarray:
+    def prev(self, j: int) -> np.ndarray:
+        """Each lane's j-th previous byte [L] (1 = the last one; 0 before the chunk's start)."""
         return self.hist[:, self.t - j] if self.t >= j else np.zeros(len(self.lanes), dtype=np.int64)
 
-    def _match_input(self, m: int, predicted: np.ndarray, bucket: np.ndarray) -> np.ndarray:
-        L, has = self.lanes, self.ptr[m] >= 0
-        hit = self.hits[m, L, bucket] * ONE // self.tries[m, L, bucket]
-        hit = np.clip(hit, ONE >> 9, ONE - (ONE >> 9))
-        p = np.broadcast_to(((ONE - hit) // 255)[:, None], (len(L), 256)).copy()
-        p[L, predicted] = hit
-        p[~has] = ONE >> 8
-        return p
-
-    def _signal_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The PCM and image predictors' distributions [L, 256] (flat where inactive) and the offset [L] of
-        the weight set they select."""
-        if self.signal is None and self._flat_inputs is not None:
+    def _external_inputs(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each external input's distribution [L, 256] (flat where its predictor is absent or inactive) and the
+        offset [L] of the weight set the predictors select."""
+        if self._flat_inputs is not None:
             return self._flat_inputs                                  # never written to: the same every step
-        shape = (len(self.lanes), 256)
-        p_pcm, p_image = np.full(shape, ONE >> 8, dtype=np.int64), np.full(shape, ONE >> 8, dtype=np.int64)
-        offset = np.zeros(shape[0], dtype=np.int64)
-        if self.signal is None:
-            self._flat_inputs = p_pcm, p_image, offset
-        if isinstance(self.signal, PcmModel):
-            active, high, p = self.signal.frequencies(self.t, self._prev(1))
-            p_pcm[active] = p[active]
-            offset = N_BUCKETS * np.where(active, 1 + high, 0)
-        elif isinstance(self.signal, ImageModel):
-            active, p = self.signal.frequencies(self.t, self.hist, self.history.data)
-            p_image[active] = p[active]
-            offset = N_BUCKETS * np.where(active, 3, 0)
-        return p_pcm, p_image, offset
+        L = len(self.lanes)
+        rows, group = [], np.zeros(L, dtype=np.int64)
+        for predictor in self.external:
+            p = np.full((L, 256), ONE >> 8, dtype=np.int64)
+            if predictor is not None:
+                active, dist, g = predictor.mixer_input(self)
+                p[active] = dist[active]
+                group = np.where(active, g, group)
+            rows.append(p)
+        if not any(p is not None for p in self.external):
+            self._flat_inputs = rows, group
+        return rows, N_BUCKETS * group
 
     def mix(self, neural: np.ndarray) -> np.ndarray:
         """Neural frequencies [L, 256] (int64) -> mixed frequencies [L, 256] (int64, each >= 1)."""
         if self._kernel is None:
             return self._mix_numpy(neural)
         into = np.empty((len(self.lanes), 256), dtype=np.int64)
-        arrays = (np.ascontiguousarray(neural, dtype=np.int64), *self._signal_inputs(), into)  # held for the call
-        if kernels.LIB.mixer_mix(ctypes.byref(self._kernel), *map(kernels.pointer, arrays)):
+        external, offset = self._external_inputs()
+        arrays = (np.ascontiguousarray(neural, dtype=np.int64), external, offset, into)   # held for the call
+        if kernels.LIB.mixer_mix(ctypes.byref(self._kernel), kernels.pointer(arrays[0]), kernels.pointers(external),
+                                 kernels.pointer(offset), kernels.pointer(into)):
             raise MemoryError("the mixer is out of memory")
         return into
 
@@ -343,41 +316,43 @@ class Mixer:
             return
         if self._row_lists is None or self._row_lists[0] is not neural:  # the lanes' row tables, once a round
             self._row_lists = (neural, out)
-            self._row_tables = [(ctypes.c_void_p * len(a))(*map(kernels.pointer, a)) for a in (neural, out)]
-        tables, arrays = self._row_tables, self._signal_inputs()
-        if kernels.LIB.mixer_mix_rows(ctypes.byref(self._kernel), *tables, *map(kernels.pointer, arrays)):
+            self._row_tables = [kernels.pointers(a) for a in (neural, out)]
+        external, offset = self._external_inputs()
+        if kernels.LIB.mixer_mix_rows(ctypes.byref(self._kernel), *self._row_tables, kernels.pointers(external),
+                                      kernels.pointer(offset)):
             raise MemoryError("the mixer is out of memory")
 
     def _mix_numpy(self, neural: np.ndarray) -> np.ndarray:
         L = self.lanes
         p_nn = neural * ONE // neural.sum(-1, keepdims=True)
-        has = self.ptr >= 0                                                  # [N_MATCH, L]
-        longest = np.where(has, self.len, -1).max(0)
-        bucket = np.where(longest < 0, 0, np.where(longest < 4, 1, np.where(longest < 16, 2, 3)))
+        has = self.ptr >= 0                                                  # [n_match, L]
+        bucket = bucket_of(np.where(has, self.len, -1).max(0))
         predicted = np.stack([self.hist[L, np.maximum(self.ptr[0], 0)]]
                              + [src.data[np.maximum(ptr, 0)] if src is not None and len(src.data)
                                 else np.zeros(len(L), np.int64)
                                 for src, ptr in zip(self.sources, self.ptr[1:])])
-        own_rows = context_rows(self._prev, OWN_ORDERS, OWN_HASH_BITS)
-        shared_rows = context_rows(self._prev, SHARED_ORDERS, SHARED_HASH_BITS)
-        p_pcm, p_image, wset_offset = self._signal_inputs()
+        own_rows = context_rows(self.prev, self.own_orders, OWN_HASH_BITS)
+        shared_rows = context_rows(self.prev, SHARED_ORDERS, SHARED_HASH_BITS)
+        external, wset_offset = self._external_inputs()
         wset = bucket + wset_offset
-        matches = [self._match_input(m, predicted[m], bucket) for m in range(N_MATCH)]
-        inputs = ((p_nn, matches[0], matches[1])
-                  + tuple(ppm_blend(p_nn, [table[L, row] for table, row in zip(self.counts, own_rows)]))
-                  + tuple(ppm_blend(p_nn, [table[row] for table, row in zip(self.history.counts, shared_rows)],
-                                    self._priors(p_nn, shared_rows)))
-                  + (p_pcm, p_image, matches[2]))
-        inputs = np.stack(inputs, 1)                                         # [L, N_MODELS, 256]
+        rows = {Kind.NEURAL: [p_nn],
+                Kind.MATCH: [match_distribution(has[m], self.hits[m, L, bucket], self.tries[m, L, bucket],
+                                                predicted[m]) for m in range(self.n_match)],
+                Kind.CHUNK_ORDER: ppm_blend(p_nn, [table[L, row] for table, row in zip(self.counts, own_rows)]),
+                Kind.HISTORY_ORDER: ppm_blend(p_nn, [table[row] for table, row in zip(self.history.counts,
+                                                                                     shared_rows)],
+                                              self._priors(p_nn, shared_rows)),
+                Kind.EXTERNAL: external}
+        inputs = np.stack([rows[i.kind][i.arg] for i in self.inputs], 1)     # [L, n, 256]
         mixed = np.einsum("lm,lmk->lk", self.weights[L, wset], inputs) >> 16  # [L, 256]
         # what update() learns from: the same predictions, not recomputed
         self._inputs, self._bucket, self._wset, self._mixed = inputs, bucket, wset, mixed
         self._has, self._predicted, self._rows = has, predicted, own_rows
         if not self.geometric:
             return mixed + 1
-        self._gsets = [bucket, N_BUCKETS * (1 + BYTE_CLASS[self._prev(1)]) + bucket]
+        self._gsets = [bucket, N_BUCKETS * (1 + BYTE_CLASS[self.prev(1)]) + bucket]
         log2, _ = _log_exp_tables()
-        self._logp = log2[np.clip(inputs, 1, ONE)]                           # [L, N_MODELS, 256]
+        self._logp = log2[np.clip(inputs, 1, ONE)]                           # [L, n, 256]
         self._qs = [self._geometric_mix(gs) for gs in self._gsets]
         self._geos = [q * ONE // q.sum(-1, keepdims=True) for q in self._qs]
         b = self.blend[L, bucket]                                             # [L, 1 + N_GEO]
@@ -389,7 +364,7 @@ class Mixer:
     def _geometric_mix(self, gset: np.ndarray) -> np.ndarray:
         """q(y) ~ 2^(sum_i w_i log2 p_i(y)) [L, 256], unnormalised."""
         _, exp2 = _log_exp_tables()
-        w = self.geo_weights[self.lanes, gset]                               # [L, N_MODELS]
+        w = self.geo_weights[self.lanes, gset]                               # [L, n]
         z = np.einsum("lm,lmk->lk", w, self._logp)                           # [L, 256], 2^16 x 1/256 bit
         return exp2[np.minimum((z.max(-1, keepdims=True) - z) >> 16, EXP_RANGE)]
 
@@ -401,16 +376,15 @@ class Mixer:
     def update(self, byte: np.ndarray):
         """Learn from the byte [L] each lane just coded (after `mix` for this position), then advance."""
         byte = np.ascontiguousarray(byte, dtype=np.int64)
-        if isinstance(self.signal, PcmModel):
-            self.signal.update(self.t, byte, self._prev(1))
-        elif isinstance(self.signal, ImageModel):
-            self.signal.update(byte)
+        for predictor in self.external:
+            if predictor is not None:
+                predictor.learn(self, byte)
         if self._kernel is not None:
             kernels.LIB.mixer_update(ctypes.byref(self._kernel), kernels.pointer(byte))
             self.t = self._kernel.t
             return
         L, t, b = self.lanes, self.t, self._bucket
-        p_x = self._inputs[L, :, byte]                                       # [L, N_MODELS]
+        p_x = self._inputs[L, :, byte]                                       # [L, n]
         self.weights[L, self._wset] = bayes_update(self.weights[L, self._wset], p_x, self.floor, LR_SHIFT)
         if self.geometric:   # w_i += log2 p_i(x) - E_q[log2 p_i] (1/256 bits; a learning rate of ~0.0056 nats)
             for gs, q in zip(self._gsets, self._qs):
@@ -421,10 +395,10 @@ class Mixer:
             self.blend[L, b] = bayes_update(self.blend[L, b], mixes, BLEND_MIN, BLEND_SHIFT)
         # match models: score the predictions, follow or drop the matches
         good = self._has & (self._predicted == byte)
-        for m in range(N_MATCH):
+        for m in range(self.n_match):
             self.tries[m, L, b] += self._has[m]
             self.hits[m, L, b] += good[m]
-            halve = self.tries[m, L, b] > 1000
+            halve = self.tries[m, L, b] > HIT_HALVE
             self.tries[m, L[halve], b[halve]] >>= 1
             self.hits[m, L[halve], b[halve]] >>= 1
         self.len = np.where(good, self.len + 1, 0)
@@ -444,7 +418,7 @@ class Mixer:
                 final[ended] = getattr(self, name)[ended]
         # index the context that ends here; pick up matches where there are none
         if self.t >= MATCH_MIN:
-            h = hash_last(self._prev, MATCH_MIN, MATCH_HASH_BITS)
+            h = hash_last(self.prev, MATCH_MIN, MATCH_HASH_BITS)
             found = self.match_table[L, h]
             self.ptr[0] = np.where((self.ptr[0] < 0) & (found >= 0), found, self.ptr[0])
             self.match_table[L, h] = self.t
@@ -453,11 +427,11 @@ class Mixer:
             for src, ptr in zip(self.sources, self.ptr[1:]):
                 if src is None or not len(src.data):
                     continue
-                h = hash_last(self._prev, HISTORY_MATCH_MIN, HISTORY_MATCH_BITS) if h is None else h
+                h = hash_last(self.prev, HISTORY_MATCH_MIN, HISTORY_MATCH_BITS) if h is None else h
                 found = src.match_table[h]
                 ok = (found >= 0) & (ptr < 0)
                 for j in range(1, HISTORY_MATCH_MIN + 1):          # a hash collision is no match
-                    ok &= src.data[np.maximum(found - j, 0)] == self._prev(j)
+                    ok &= src.data[np.maximum(found - j, 0)] == self.prev(j)
                 ptr[ok] = found[ok]
 
 
@@ -474,7 +448,8 @@ def signal_model(layout: PcmLayout | ImageLayout | None, starts: np.ndarray, chu
 
 def mix_round(neural: list[np.ndarray], chunks: list[bytes], history: History | None = None,
               signal: Signal | None = None, dictionary: History | None = None,
-              out: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], Mixer]:
+              out: list[np.ndarray] | None = None, *, inputs: tuple[Input, ...] = INPUTS
+              ) -> tuple[list[np.ndarray], Mixer]:
     """Encoder side: run the mixer over a round of chunks (as lanes); each chunk's mixed frequencies (written
     into `out` if given, which may be `neural` itself: a step reads its row before writing it), and the mixer
     (whose final weights the round's mixed chunks hand on, `History.learn_weights`)."""
@@ -488,7 +463,7 @@ def mix_round(neural: list[np.ndarray], chunks: list[bytes], history: History | 
         out = neural
     elif out is None:
         out = [np.empty_like(f) for f in neural]
-    mixer = Mixer([len(c) for c in chunks], history, signal, dictionary)
+    mixer = Mixer([len(c) for c in chunks], history, signal, dictionary, inputs=inputs)
     for t in range(longest):
         mixer.mix_rows(neural, out)
         mixer.update(data[t])

@@ -7,7 +7,8 @@ import pytest
 
 import bytezip
 from bytezip import format as fmt
-from bytezip.pcm import PcmLayout, PcmModel, detect_layout
+from bytezip.pcm import PcmLayout, detect_layout
+from bytezip.predictors import PcmModel
 from conftest import english_text, wav_bytes
 
 

@@ -6,7 +6,8 @@ import pytest
 
 import bytezip
 from bytezip import format as fmt, png
-from bytezip.image import ImageLayout, ImageModel, coded_index, detect_layout, input_index
+from bytezip.image import ImageLayout, coded_index, detect_layout, input_index
+from bytezip.predictors import ImageModel
 from conftest import english_text, image_pixels
 
 

@@ -128,8 +128,9 @@ def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, 
 def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
     """The C sample and pixel predictors against the numpy code, byte by byte, lanes at different phases (their
     Laplace rows with AVX-512 and without)."""
-    from bytezip.image import ImageLayout, ImageModel
-    from bytezip.pcm import PcmLayout, PcmModel
+    from bytezip.image import ImageLayout
+    from bytezip.pcm import PcmLayout
+    from bytezip.predictors import ImageModel, PcmModel
     audio = np.frombuffer(wav_bytes(0.3, seed=3), dtype=np.uint8)[44:].astype(np.int64)
     pixels = photo(h=60).reshape(-1).astype(np.int64)
     n, chunk = 600, 800

@@ -1,0 +1,76 @@
+/* ---- context models (mixing.py's numpy twin: `predictors.context`): byte counts per context of order k (the
+   previous byte for order 1, a hash of the last k bytes above) over the lane's own chunk (int16 counts, one
+   table per lane and order) and over the shared history (uint16 counts, read only); each order blended with
+   the one below it as PPM does (the neural distribution below the first), with an escape weight from the
+   number of distinct bytes seen; with a priming dictionary, each history order with the dictionary's same
+   order instead. ---- */
+
+/* context_rows: order 1 is the previous byte, higher orders a hash of the last k bytes */
+INLINE void context_rows(const Mixer *m, i64 lane, const i64 *orders, i64 n_orders, int bits, i64 *out) {
+    i64 h = 0;
+    int k = 0;
+    if (!n_orders) return;
+    for (int j = 1; j <= orders[n_orders - 1]; j++) {
+        i64 p = prev(m, lane, j);
+        h = (h * MUL + p + 1) & MASK;
+        if (j == orders[k]) out[k++] = j == 1 ? p : ((h ^ (h >> bits)) & ((1 << bits) - 1));
+    }
+}
+
+INLINE i64 own_rows(const Mixer *m, i64 k) { return m->own_orders[k] == 1 ? 256 : 1 << OWN_BITS; }
+
+/* one order of ppm_blend: (c ONE + escape below) // (sum c + escape), escape = max(distinct, 1), over int16
+   (a lane's own) or uint16 (the history's) counts; the distributions are integers held as doubles (below
+   2^33 here: exact) */
+#define PPM_ORDER(name, count_t)                                                                          \
+    INLINE void name(const count_t *c, const double *below, double *out) {                              \
+        i64 sum = 0, distinct = 0;                                                                        \
+        for (int k = 0; k < 256; k++) { sum += c[k]; distinct += c[k] > 0; }                              \
+        if (sum == 0) {                                   /* an unseen context: (0 + 1 below) // 1 */     \
+            memcpy(out, below, 256 * sizeof(double));                                                     \
+            return;                                                                                       \
+        }                                                                                                 \
+        i64 esc = distinct > 0 ? distinct : 1, den = sum + esc;                                           \
+        const double inv = 1.0 / (double)den, dd = (double)den, de = (double)esc;                        \
+        for (int k = 0; k < 256; k++) out[k] = div_pos_f64((double)c[k] * ONE + de * below[k], dd, inv); \
+    }
+PPM_ORDER(ppm_order_i16, int16_t)
+PPM_ORDER(ppm_order_u16, uint16_t)
+
+/* lane l's context rows (own and shared orders), and a start on loading the count rows its mix will read (rows
+   of 512 bytes, mostly far apart in tables of megabytes), so that they arrive while the lane before is mixed */
+INLINE void rows_and_prefetch(const Mixer *m, i64 l, i64 *own, i64 *shared) {
+    context_rows(m, l, m->own_orders, m->n_own, OWN_BITS, own);
+    context_rows(m, l, m->shared_orders, m->n_shared, SHARED_BITS, shared);
+    for (i64 k = 0; k < m->n_own; k++) {
+        const char *row = (const char *)(m->counts[k] + (l * own_rows(m, k) + own[k]) * 256);
+        for (int c = 0; c < 512; c += 64) __builtin_prefetch(row + c);
+    }
+    for (i64 k = 0; k < m->n_shared; k++) {
+        const uint16_t *rows[2] = {m->history.counts[k], m->has_priors ? m->priors.counts[k] : NULL};
+        for (int r = 0; r < 2; r++)
+            if (rows[r])
+                for (int c = 0; c < 512; c += 64) __builtin_prefetch((const char *)(rows[r] + shared[k] * 256) + c);
+    }
+}
+
+/* own order k of lane l at context row `row`, blended on `below` */
+INLINE void chunk_order_input(const Mixer *m, i64 k, i64 l, i64 row, const double *below, double *p) {
+    ppm_order_i16(m->counts[k] + (l * own_rows(m, k) + row) * 256, below, p);
+}
+
+/* history order k at context row `row`, blended on `below` (the order under it) or, with a priming dictionary,
+   on the dictionary's same order, itself blended upwards from `neural` in `prior` (this lane's, order by order) */
+INLINE void history_order_input(const Mixer *m, i64 k, i64 row, const double *below, const double *neural,
+                                double *prior, double *p) {
+    if (m->has_priors) {
+        ppm_order_u16(m->priors.counts[k] + row * 256, k ? prior : neural, prior);
+        below = prior;
+    }
+    ppm_order_u16(m->history.counts[k] + row * 256, below, p);
+}
+
+/* after lane l coded x: count it in its own order k's context */
+INLINE void chunk_order_update(Mixer *m, i64 k, i64 l, i64 x) {
+    m->counts[k][(l * own_rows(m, k) + m->rows[k * m->L + l]) * 256 + x] += 1;
+}

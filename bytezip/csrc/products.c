@@ -1,0 +1,233 @@
+/* ---- integer-valued matrix products of the exact model (matmul_exact, attention dots and sums): sums of
+   integers, exact in any order, so this file alone is compiled with fused multiply-adds allowed (the pragma
+   below holds to the end of the translation unit: _kernels.c includes it last) ---- */
+
+/* y [B, N] = q [B, K] @ wq [K, N] where q and wq hold int8 values, K <= 1040: every partial sum is an integer
+   below 2^24, exact in float32 in any order and with or without fused multiply-adds, which this function alone
+   may use (the pragma; everything above is compiled without contraction). */
+#pragma GCC optimize("fp-contract=fast")
+VECTOR_CLONES_FMA void matmul_exact(const float *q, const float *wq, float *y, i64 B, i64 K, i64 N) {
+    /* sums of int8 products below 2^24: exact in float32 in any order, so they may be blocked at will: each
+       step of k loads a strip of 32 weights once for 4 lanes, whose 4 x 32 sums stay in registers, and the
+       strip [K, 32] serves every block of lanes from L2 before the next is read */
+    const i64 b4 = N % 32 == 0 ? B - B % 4 : 0;       /* lanes in blocks of 4; the strip stays in L2 across them */
+    for (i64 j0 = 0; j0 < N && b4; j0 += 32)
+        for (i64 b0 = 0; b0 < b4; b0 += 4) {
+            v16 acc[4][2] = {{{0}}};
+            for (i64 k = 0; k < K; k++) {
+                v16 w0, w1;
+                memcpy(&w0, wq + k * N + j0, sizeof w0);
+                memcpy(&w1, wq + k * N + j0 + 16, sizeof w1);
+                for (int r = 0; r < 4; r++) {
+                    const float a = q[(b0 + r) * K + k];
+                    acc[r][0] += a * w0;
+                    acc[r][1] += a * w1;
+                }
+            }
+            for (int r = 0; r < 4; r++) {
+                memcpy(y + (b0 + r) * N + j0, &acc[r][0], sizeof acc[r][0]);
+                memcpy(y + (b0 + r) * N + j0 + 16, &acc[r][1], sizeof acc[r][1]);
+            }
+        }
+    for (i64 b = b4; b < B; b++) {                     /* the lanes left over, or any width */
+        float *yb = y + b * N;
+        for (i64 j = 0; j < N; j++) yb[j] = 0.0f;
+        for (i64 k = 0; k < K; k++) {
+            const float a = q[b * K + k], *w = wq + k * N;
+            for (i64 j = 0; j < N; j++) yb[j] += a * w[j];
+        }
+    }
+}
+
+/* out[u] = the sum of a[u]'s lanes, for 8 vectors, by a transposing tree (3 levels of shuffles and
+   adds, not 8 scalar chains); for sums of integers, exact in any order */
+INLINE void hsum8(const v8d a[8], double *out) {
+    v8d b[4], c[2];
+    for (int i = 0; i < 4; i++)     /* b[i]: 4 partial sums of a[2i] (lanes 0-3) and 4 of a[2i+1] (lanes 4-7) */
+        b[i] = __builtin_shufflevector(a[2 * i], a[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11) +
+               __builtin_shufflevector(a[2 * i], a[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15);
+    for (int i = 0; i < 2; i++)     /* c[i]: 2 partials each of a[4i], a[4i+2], a[4i+1], a[4i+3] */
+        c[i] = __builtin_shufflevector(b[2 * i], b[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+               __builtin_shufflevector(b[2 * i], b[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+    const v8d d = __builtin_shufflevector(c[0], c[1], 0, 8, 2, 10, 4, 12, 6, 14) +   /* sums of a[0, 4, 2, 6, 1, */
+                  __builtin_shufflevector(c[0], c[1], 1, 9, 3, 11, 5, 13, 7, 15);    /* 5, 3, 7]: back in order */
+    const v8d sums = __builtin_shufflevector(d, d, 0, 4, 2, 6, 1, 5, 3, 7);
+    memcpy(out, &sums, sizeof sums);
+}
+
+/* acc[r] = lanewise products of query row r0 + r (r < R) and key k over its first dv (a multiple of 8) of dh */
+INLINE void key_products(const double *q, const float *k, i64 dv, i64 dh, i64 r0, i64 R, v8d *acc) {
+    for (i64 r = 0; r < R; r++) acc[r] = (v8d){0};
+    for (i64 e = 0; e < dv; e += 8) {
+        v8f kf;
+        memcpy(&kf, k + e, sizeof kf);
+        const v8d kd = __builtin_convertvector(kf, v8d);
+        for (i64 r = 0; r < R; r++) {
+            v8d qv;
+            memcpy(&qv, q + (r0 + r) * dh + e, sizeof qv);
+            acc[r] += qv * kd;
+        }
+    }
+}
+
+/* rows r0 .. r0 + R of dots [rep, n] over keys j0 .. j0 + 8 (dh a multiple of 8) */
+INLINE void dots_8_keys(const double *q, const float *keys, i64 n, i64 dh, i64 r0, i64 j0, double *dots,
+                        const int R) {
+    v8d part[4][8];
+    for (int u = 0; u < 8; u++) {
+        v8d acc[4];
+        const char *ahead = (const char *)(keys + (j0 + u + 16) * dh);   /* the next blocks' keys, from memory */
+        for (i64 c = 0; c < dh * 4; c += 64) __builtin_prefetch(ahead + c);
+        key_products(q, keys + (j0 + u) * dh, dh, dh, r0, R, acc);
+        for (int r = 0; r < R; r++) part[r][u] = acc[r];
+    }
+    for (int r = 0; r < R; r++) hsum8(part[r], dots + (r0 + r) * n + j0);
+}
+
+/* dots [rep, n] = q [rep, dh] . keys [0 .. n) [dh]: products of integers below 2^35 summed over dh <= 256
+   terms, exact in any order and with fused multiply-adds; the rep query heads share each key's load, and
+   blocks of 8 keys share one horizontal sum */
+VECTOR_CLONES_FMA void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots) {
+    const i64 dv = dh - dh % 8;
+    for (i64 r0 = 0; r0 < rep; r0 += 4) {
+        const i64 nr = rep - r0 < 4 ? rep - r0 : 4;
+        i64 j = 0;
+        for (; dv == dh && j + 8 <= n; j += 8)
+            switch (nr) {
+            case 1: dots_8_keys(q, keys, n, dh, r0, j, dots, 1); break;
+            case 2: dots_8_keys(q, keys, n, dh, r0, j, dots, 2); break;
+            case 3: dots_8_keys(q, keys, n, dh, r0, j, dots, 3); break;
+            default: dots_8_keys(q, keys, n, dh, r0, j, dots, 4);
+            }
+        for (; j < n; j++) {                               /* the keys left over, or any dh */
+            const float *k = keys + j * dh;
+            v8d acc[4];
+            key_products(q, k, dv, dh, r0, nr, acc);
+            for (i64 r = 0; r < nr; r++) {
+                double sum = 0.0;
+                for (int u = 0; u < 8; u++) sum += acc[r][u];
+                for (i64 e = dv; e < dh; e++) sum += q[(r0 + r) * dh + e] * (double)k[e];
+                dots[(r0 + r) * n + j] = sum;
+            }
+        }
+    }
+}
+
+INLINE void dots_tile(const double *q, const double *tile, i64 i, i64 dh, i64 n, i64 j0, i64 nj, double *dots,
+                      const int R) {
+    v8d acc[8][2] = {{{0}}};
+    for (i64 e = 0; e < dh; e++) {
+        v8d k0, k1;
+        memcpy(&k0, tile + e * 16, sizeof k0);
+        memcpy(&k1, tile + e * 16 + 8, sizeof k1);
+        for (int r = 0; r < R; r++) {
+            const double qe = q[(i + r) * dh + e];
+            acc[r][0] += qe * k0;
+            acc[r][1] += qe * k1;
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        double *out = dots + (i + r) * n + j0;
+        for (i64 u = 0; u < nj; u++) out[u] = u < 8 ? acc[r][0][u] : acc[r][1][u - 8];
+    }
+}
+
+/* dots [rows, n] = q [rows, dh] . keys [0 .. n) where query row i (head-major groups of rep rows) needs only
+   keys 0 .. first + i / rep; the keys as doubles in tiles of 16, kt [ceil(n / 16), dh, 16]; 8 rows at a time
+   (integers below 2^42: exact in any order) */
+VECTOR_CLONES_FMA void attention_dots_tiled(const double *q, const double *kt, i64 rows, i64 rep, i64 first, i64 n,
+                                            i64 dh, double *dots) {
+    for (i64 j0 = 0; j0 < n; j0 += 16) {
+        const i64 nj = n - j0 < 16 ? n - j0 : 16;
+        const double *tile = kt + j0 * dh;
+        i64 i = j0 > first ? (j0 - first) * rep : 0;  /* rows whose last key is below j0 skip the tile */
+        for (; i + 8 <= rows; i += 8) dots_tile(q, tile, i, dh, n, j0, nj, dots, 8);
+        for (; i < rows; i++) dots_tile(q, tile, i, dh, n, j0, nj, dots, 1);
+    }
+}
+
+/* rows r0 .. r0 + R of num [rep, dh], columns e0 .. e0 + 32: the sum over keys j < n of w[r, j] vals[j, :],
+   in registers, each value converted once for the R rows */
+INLINE void sum_32_columns(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 r0, i64 e0,
+                           double *num, const int R) {
+    v8d acc[4][4] = {{{0}}};
+    for (i64 j = 0; j < n; j++) {
+        v8d v[4];
+        const char *ahead = (const char *)(vals + (j + 16) * dh + e0);      /* later values, from memory */
+        __builtin_prefetch(ahead);
+        __builtin_prefetch(ahead + 64);
+        for (int c = 0; c < 4; c++) {
+            v8f f;
+            memcpy(&f, vals + j * dh + e0 + 8 * c, sizeof f);
+            v[c] = __builtin_convertvector(f, v8d);
+        }
+        for (int r = 0; r < R; r++) {
+            const double wr = w[(r0 + r) * stride + j];
+            for (int c = 0; c < 4; c++) acc[r][c] += wr * v[c];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < 4; c++) memcpy(num + (r0 + r) * dh + e0 + 8 * c, &acc[r][c], sizeof acc[r][c]);
+}
+
+/* num [rep, dh] = sum over j < n of w[r, j] vals[j, :] (w rows `stride` apart): integers below 2^45, exact
+   in any order; the rep heads share each value's load */
+VECTOR_CLONES_FMA void attention_sum(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 rep,
+                                     double *num) {
+    if (dh % 32 == 0) {                 /* zero weights add exact zeros: the same sums as skipping them below */
+        for (i64 r0 = 0; r0 < rep; r0 += 4)
+            for (i64 e0 = 0; e0 < dh; e0 += 32)
+                switch (rep - r0 < 4 ? rep - r0 : 4) {
+                case 1: sum_32_columns(w, stride, vals, n, dh, r0, e0, num, 1); break;
+                case 2: sum_32_columns(w, stride, vals, n, dh, r0, e0, num, 2); break;
+                case 3: sum_32_columns(w, stride, vals, n, dh, r0, e0, num, 3); break;
+                default: sum_32_columns(w, stride, vals, n, dh, r0, e0, num, 4);
+                }
+        return;
+    }
+    for (i64 e = 0; e < rep * dh; e++) num[e] = 0.0;
+    for (i64 j = 0; j < n; j++) {
+        const float *v = vals + j * dh;
+        for (i64 r = 0; r < rep; r++) {
+            const double wr = w[r * stride + j];
+            if (wr == 0.0) continue;
+            double *nr = num + r * dh;
+            for (i64 e = 0; e < dh; e++) nr[e] += wr * (double)v[e];
+        }
+    }
+}
+
+/* rows r0 .. r0 + R of num [., dh], columns e0 .. e0 + 8 C: the sum over keys j < n of w[r, j] vd[j, :] */
+INLINE void sum_tile(const double *w, i64 stride, const double *vd, i64 dh, i64 r0, i64 e0, i64 n, double *num,
+                     const int R, const int C) {
+    v8d acc[8][2] = {{{0}}};
+    for (i64 j = 0; j < n; j++) {
+        v8d v[2];
+        for (int c = 0; c < C; c++) memcpy(&v[c], vd + j * dh + e0 + 8 * c, sizeof v[c]);
+        for (int r = 0; r < R; r++) {
+            const double wr = w[(r0 + r) * stride + j];
+            for (int c = 0; c < C; c++) acc[r][c] += wr * v[c];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) memcpy(num + (r0 + r) * dh + e0 + 8 * c, &acc[r][c], sizeof acc[r][c]);
+}
+
+/* num [rows, dh] = w [rows, stride] @ vd [stride, dh] (the values as doubles) where row i's weights are zero
+   beyond key first + i / rep (dh a multiple of 8): tiles of 8 rows by 16 columns (8 where 16 do not divide
+   dh), each weight broadcast once for 16 products; integers below 2^45, exact in any order */
+VECTOR_CLONES_FMA void attention_sum_tiled(const double *w, i64 stride, const double *vd, i64 rows, i64 rep,
+                                           i64 first, i64 dh, double *num) {
+    for (i64 r0 = 0; r0 < rows; r0 += 8) {
+        const i64 nr = rows - r0 < 8 ? rows - r0 : 8, n = first + (r0 + nr - 1) / rep + 1;
+        for (i64 e0 = 0; e0 < dh; e0 += e0 + 16 <= dh ? 16 : 8) {
+            const int wide = e0 + 16 <= dh;
+            if (nr == 8 && wide) sum_tile(w, stride, vd, dh, r0, e0, n, num, 8, 2);
+            else if (nr == 8) sum_tile(w, stride, vd, dh, r0, e0, n, num, 8, 1);
+            else
+                for (i64 r = r0; r < r0 + nr; r++)
+                    if (wide) sum_tile(w, stride, vd, dh, r, e0, n, num, 1, 2);
+                    else sum_tile(w, stride, vd, dh, r, e0, n, num, 1, 1);
+        }
+    }
+}

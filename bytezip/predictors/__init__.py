@@ -1,0 +1,63 @@
+"""The mixer's inputs, declared in one place: the wiring of every model into `bytezip.mixing.Mixer`.
+
+Each entry is an `Input` (name, kind, starting weight, what it needs); the mixer's weight arrays, the C
+kernel's descriptor table and every count and offset follow from this tuple's order. A new model is its own
+file here (a `Predictor` for an `EXTERNAL` input, or a kind the C mixer computes in its own csrc/ file) and
+one line below. Changing this tuple changes what the coder writes: that is a new format version
+(`bytezip.format`), and tests/test_golden.py's recorded archives say so.
+"""
+from __future__ import annotations
+
+from .base import ONE, Input, Kind, Predictor
+from .image import ImageModel
+from .pcm import PcmModel
+
+_CONTEXT = ONE >> 6           # the starting weight of each match and context model
+
+INPUTS: tuple[Input, ...] = (
+    Input("neural", Kind.NEURAL, ONE - 10 * _CONTEXT),
+    Input("chunk match", Kind.MATCH, _CONTEXT, arg=0),
+    Input("history match", Kind.MATCH, _CONTEXT, arg=1, needs="history"),
+    Input("chunk order 1", Kind.CHUNK_ORDER, _CONTEXT, arg=0, order=1),
+    Input("chunk order 2", Kind.CHUNK_ORDER, _CONTEXT, arg=1, order=2),
+    Input("chunk order 3", Kind.CHUNK_ORDER, _CONTEXT, arg=2, order=3),
+    Input("history order 1", Kind.HISTORY_ORDER, _CONTEXT, arg=0, order=1, needs="history or dictionary"),
+    Input("history order 2", Kind.HISTORY_ORDER, _CONTEXT, arg=1, order=2, needs="history or dictionary"),
+    Input("history order 3", Kind.HISTORY_ORDER, _CONTEXT, arg=2, order=3, needs="history or dictionary"),
+    Input("history order 4", Kind.HISTORY_ORDER, _CONTEXT, arg=3, order=4, needs="history or dictionary"),
+    Input("history order 6", Kind.HISTORY_ORDER, _CONTEXT, arg=4, order=6, needs="history or dictionary"),
+    Input("audio", Kind.EXTERNAL, ONE, arg=0, predictor=PcmModel),
+    Input("image", Kind.EXTERNAL, ONE, arg=1, predictor=ImageModel),
+    Input("dictionary match", Kind.MATCH, _CONTEXT, arg=2, needs="dictionary text"),
+)
+
+# the linear mix keeps a weight set per (weight group, match bucket); a predictor picks its bytes' group
+WEIGHT_GROUPS = ("other", "audio low byte", "audio high byte", "image")
+
+
+def check(inputs: tuple[Input, ...]) -> None:
+    """Refuse a declaration the mixer cannot run: names unique, one neural input first, each kind's args
+    0, 1, 2 ... in order (the context models blend each order on the one before it)."""
+    names = [i.name for i in inputs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"mixer inputs named twice: {names}")
+    if not inputs or inputs[0].kind != Kind.NEURAL or sum(i.kind == Kind.NEURAL for i in inputs) != 1:
+        raise ValueError("the mixer needs exactly one neural input, first")
+    for kind in Kind:
+        args = [i.arg for i in inputs if i.kind == kind]
+        if args != list(range(len(args))):
+            raise ValueError(f"{kind.name} inputs must have args 0..{len(args) - 1} in order, not {args}")
+    for kind in (Kind.CHUNK_ORDER, Kind.HISTORY_ORDER):
+        orders = [i.order for i in inputs if i.kind == kind]
+        if orders != sorted(set(orders)) or (orders and orders[0] < 1):
+            raise ValueError(f"{kind.name} orders must rise from 1 or more: {orders}")
+    if any(i.kind == Kind.EXTERNAL and i.predictor is None for i in inputs):
+        raise ValueError("an external input needs its predictor class")
+
+
+def of_kind(inputs: tuple[Input, ...], kind: Kind) -> tuple[Input, ...]:
+    return tuple(i for i in inputs if i.kind == kind)
+
+
+check(INPUTS)
+__all__ = ["INPUTS", "WEIGHT_GROUPS", "Input", "Kind", "Predictor", "ImageModel", "PcmModel", "check", "of_kind"]
