@@ -1,0 +1,88 @@
+"""The mixer's inputs as one declaration (`bytezip.predictors`): a new model joins by a line, and a C build
+that disagrees with the Python side is refused."""
+import ctypes
+
+import numpy as np
+import pytest
+
+from bytezip import kernels, mixing
+from bytezip.predictors import INPUTS, Input, Kind, check
+from bytezip.predictors.base import ONE
+from conftest import english_text
+
+
+class OrderZero:
+    """A toy external model, written here and nowhere else: each lane's byte frequencies so far."""
+    geometric = True
+
+    def __init__(self, lanes: int):
+        self.counts = np.ones((lanes, 256), dtype=np.int64)
+
+    def mixer_input(self, mixer):
+        p = self.counts * ONE // self.counts.sum(-1, keepdims=True)
+        return np.ones(len(p), dtype=bool), p, np.zeros(len(p), dtype=np.int64)
+
+    def learn(self, mixer, byte):
+        self.counts[np.arange(len(byte)), byte] += 16
+
+
+WITH_TOY = INPUTS + (Input("order 0", Kind.EXTERNAL, ONE >> 6, arg=2, predictor=OrderZero),)
+
+
+def _rounds(chunks, inputs, signal=None):
+    """Encoder side (mix_round) and decoder side (mix, update step by step) over one round of lanes."""
+    rng = np.random.default_rng(0)
+    neural = [rng.integers(1, 100, (len(c), 256)).astype(np.int64) for c in chunks]
+    enc, mixer = mixing.mix_round([n.copy() for n in neural], chunks, signal=signal(), inputs=inputs)
+    dec_mixer = mixing.Mixer([len(c) for c in chunks], signal=signal(), inputs=inputs)
+    dec = np.zeros((len(chunks), max(map(len, chunks)), 256), dtype=np.int64)
+    data = np.zeros((len(chunks), dec.shape[1]), dtype=np.int64)
+    for i, c in enumerate(chunks):
+        data[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
+    for t in range(dec.shape[1]):
+        rows = np.stack([n[t] if t < len(n) else np.ones(256, dtype=np.int64) for n in neural])
+        dec[:, t] = dec_mixer.mix(rows)
+        dec_mixer.update(data[:, t])
+    return enc, dec, mixer, data
+
+
+def _bits(freqs, data):
+    return sum(-np.log2(f[np.arange(len(f)), d[:len(f)]] / f.sum(-1)).sum() for f, d in zip(freqs, data))
+
+
+@pytest.mark.parametrize("with_kernels", [True, False])
+def test_a_new_model_joins_by_one_declaration(monkeypatch, with_kernels):
+    if not with_kernels:
+        monkeypatch.setattr(kernels, "LIB", None)
+    elif not kernels.available():
+        pytest.skip("C kernels not built")
+    text = english_text()
+    chunks = [text[i:i + 300] for i in range(0, 1200, 300)]
+    toy = lambda: (OrderZero(len(chunks)),)
+    enc, dec, mixer, data = _rounds(chunks, WITH_TOY, toy)
+    for lane, c in enumerate(chunks):                              # the decoder sees what the encoder coded
+        assert np.array_equal(enc[lane], dec[lane, :len(c)])
+    toy_weight = mixer.weights[:, :, -1]                           # it took part, and learnt
+    assert mixer.inputs[-1].name == "order 0" and (toy_weight != toy_weight[0, 0]).any()
+    plain, _, _, _ = _rounds(chunks, INPUTS, lambda: None)
+    assert _bits(enc, data) != _bits(plain, data)
+
+
+def test_the_shipped_declaration_is_what_the_kernel_and_the_weights_assume():
+    assert [i.name for i in INPUTS][:2] == ["neural", "chunk match"] and len(INPUTS) == mixing.N_MODELS
+    assert tuple(i.order for i in INPUTS if i.kind == Kind.HISTORY_ORDER) == mixing.SHARED_ORDERS
+    with pytest.raises(ValueError, match="named twice"):
+        check(INPUTS + (INPUTS[1],))
+    with pytest.raises(ValueError, match="args"):
+        check(INPUTS + (Input("stray", Kind.EXTERNAL, 1, arg=7, predictor=OrderZero),))
+
+
+@pytest.mark.skipif(not kernels.available(), reason="C kernels not built")
+def test_a_mismatched_c_build_is_refused_at_load(monkeypatch):
+    class OldMixer(ctypes.Structure):                               # a Python side one field short of the build
+        _fields_ = kernels.MixerState._fields_[:-1]
+    monkeypatch.setitem(kernels.STRUCTURES, "Mixer", OldMixer)
+    with pytest.raises(ImportError, match=r"do not match this Python code \(sizeof Mixer: C \d+, Python \d+\)"):
+        kernels._load()
+    with pytest.raises(ImportError, match="N_SETS: C 16, Python 20"):
+        kernels.check_constants({"N_SETS": 20})
