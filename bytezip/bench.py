@@ -25,14 +25,11 @@ Entry points: `run_bench(...)` (returns the JSON-able dict) and the click comman
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import gzip
-import inspect
 import io
 import json
 import lzma
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -40,52 +37,22 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import click
 
-MODALITIES = ("text", "other", "image", "audio")
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BENCH = REPO_ROOT.parent / "shared" / "corpus" / "bench"
+from .benchmarking import (DEFAULT_BENCH, BenchError, Info, Item, checked_options, collect_sources,  # noqa: F401
+                           guess_modality, load_items, machine_info, make_wav, md_table, model_size, parse_size,
+                           read_wav)
+
 GROUP_ORDER = ("text", "other", "image", "audio", "image-file", "audio-file", "all")
 MB = 1e6  # throughput in MB/s with MB = 10^6 bytes, as zstd -b reports
 
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm",
-             ".tga", ".qoi"}
-AUDIO_EXT = {".wav", ".wave", ".flac", ".aif", ".aiff", ".ogg"}
-TEXT_EXT = {".txt", ".md", ".rst", ".html", ".htm", ".xml", ".json", ".csv", ".tsv", ".c", ".h", ".cc",
-            ".cpp", ".hpp", ".py", ".js", ".ts", ".java", ".rs", ".go", ".sh", ".lsp", ".lisp", ".tex",
-            ".css", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".log", ".svg", ".sql", ".pl", ".rb"}
-
-
-class BenchError(click.ClickException):
-    """A benchmark that cannot run as asked (bad path, unknown compressor...): one line `bytezip: ...`, as
-    every bytezip error (the `bytezip` command prints it so itself; this is for `python -m bytezip.bench`)."""
-
-    def show(self, file=None) -> None:
-        click.echo(f"bytezip: {' '.join(self.format_message().split())}", file=file, err=file is None)
 
 
 class RoundTripError(BenchError):
     """A compressor's output did not decode to its input. Never reported as a result."""
-
-
-# -- what a compressor sees -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Info:
-    """Side information about an input. representation "raw" is the file's bytes for text/other, RGB
-    pixels (width x height x 3, row-major) for images, interleaved little-endian PCM for audio; "file" is
-    an image or audio file as stored."""
-    modality: str
-    representation: str = "raw"
-    width: int = 0
-    height: int = 0
-    channels: int = 0
-    rate: int = 0
-    sampwidth: int = 0
 
 
 class Codec:
@@ -249,22 +216,6 @@ class JxlCodec(Codec):
 
 
 # -- audio codecs (input: PCM + channels/rate/sample width) -----------------------------------------
-def make_wav(pcm: bytes, channels: int, rate: int, sampwidth: int) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(sampwidth)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-    return buf.getvalue()
-
-
-def read_wav(blob: bytes) -> tuple[bytes, int, int, int]:
-    """WAV bytes -> (pcm, channels, rate, sampwidth); trusts the data actually present over header sizes."""
-    with wave.open(io.BytesIO(blob)) as w:
-        return w.readframes(w.getnframes()), w.getnchannels(), w.getframerate(), w.getsampwidth()
-
-
 class WavPipeCodec(PipeCodec):
     """An audio CLI that takes a WAV on stdin and gives one back when decoding (flac, wavpack)."""
     kind, modalities, raw_only = "audio", ("audio",), True
@@ -280,16 +231,9 @@ class WavPipeCodec(PipeCodec):
 
 
 # -- bytezip ------------------------------------------------------------------------------------------
-def _accepted(cls, options: dict) -> dict:
-    params = inspect.signature(cls).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return dict(options)
-    return {k: v for k, v in options.items() if k in params}
-
-
 class BytezipCodec(Codec):
-    """bytezip through `bytezip.codec.Compressor` / `Decompressor`; options as for those (model, device,
-    chunk_size, lanes, threads...). The model is loaded once, outside the timings."""
+    """bytezip through `bytezip.codec.Compressor` / `Decompressor`; options are `bytezip.options.CodingOptions`
+    fields (model, device, chunk_size, lanes, threads...). The model is loaded once, outside the timings."""
     name, label, kind = "bytezip", "bytezip", "model"
 
     def __init__(self, options: dict | None = None):
@@ -309,15 +253,16 @@ class BytezipCodec(Codec):
         if self._c is not None:
             return
         from bytezip import codec as bc
-        opts = {"solid": True, **self.options}     # what the command line does
+        from bytezip.options import coding_options
+        opts = coding_options(**self.options)     # the command line's defaults: they are the library's
         t0 = time.perf_counter()
-        self.model_info = model_size(opts.get("model"))
-        if hasattr(bc, "coding_model"):   # load/convert the model once, share it with both sides
-            opts["model"] = bc.coding_model(opts.get("model"), opts.get("device", "cpu"))
+        self.model_info = model_size(opts.model)
+        if opts.neural:          # load/convert the model once, share it with both sides
+            opts = coding_options(opts, model=bc.coding_model(opts.model, opts.device))
             if self.model_info is not None:
-                self.model_info.setdefault("id", getattr(opts["model"], "model_id", None))
-        self._c = bc.Compressor(**_accepted(bc.Compressor, opts))
-        self._d = bc.Decompressor(**_accepted(bc.Decompressor, opts))
+                self.model_info.setdefault("id", opts.model.model_id)
+        self._c = bc.Compressor(options=opts)
+        self._d = bc.Decompressor(options=opts)
         self._d.decompress(self._c.compress(b"warm-up, not timed " * 64))   # first-call costs out of the timings
         self.load_s = time.perf_counter() - t0
 
@@ -344,28 +289,6 @@ class BytezipNeuralCodec(BytezipCodec):
 
     def __init__(self, options: dict | None = None):
         super().__init__({**(options or {}), "mixing": False})
-
-
-def model_size(model) -> dict | None:
-    """Bytes of the model as shipped (safetensors + json), LTCB style. A `Megabyte` object counts as its
-    safetensors serialisation plus its config; a name or path prefix resolves as bytezip.codec does."""
-    try:
-        from bytezip.model import Megabyte
-    except Exception:
-        Megabyte = ()
-    if isinstance(model, Megabyte):
-        from bytezip.model import canonical_weights
-        n = len(canonical_weights(model)) + len(model.cfg.to_json().encode())
-        return {"name": "custom (in memory)", "files": [], "bytes": n, "params": model.num_params()}
-    if model is not None and not isinstance(model, (str, os.PathLike)):
-        return None
-    try:
-        from bytezip.codec import resolve_model_path
-        base = resolve_model_path(model)
-    except Exception:
-        return None
-    files = [Path(str(base) + ext) for ext in (".safetensors", ".json")]
-    return {"name": base.name, "files": [str(f) for f in files], "bytes": sum(f.stat().st_size for f in files)}
 
 
 # -- the registry --------------------------------------------------------------------------------------
@@ -488,125 +411,6 @@ def select_codecs(spec: str | Iterable[str] | None, bytezip_options: dict | None
     return codecs, missing
 
 
-# -- inputs -------------------------------------------------------------------------------------------
-@dataclass
-class Source:
-    name: str          # shown and matched by --files: path relative to the argument it came from
-    path: Path
-    modality: str
-
-
-@dataclass
-class Item:
-    source: Source
-    representation: str   # raw | file
-    data: bytes
-    raw_bytes: int        # bits per byte are counted against this
-    info: Info
-
-    @property
-    def group(self) -> str:
-        return self.source.modality if self.representation == "raw" else f"{self.source.modality}-file"
-
-
-def guess_modality(path: Path, folders: Iterable[str] = ()) -> str:
-    """From the nearest of `folders` named text/other/image/audio, else the extension, else the bytes."""
-    for part in reversed(list(folders)):
-        if part in MODALITIES:
-            return part
-    ext = path.suffix.lower()
-    if ext in IMAGE_EXT:
-        return "image"
-    if ext in AUDIO_EXT:
-        return "audio"
-    if ext in TEXT_EXT:
-        return "text"
-    with open(path, "rb") as f:
-        head = f.read(65536)
-    if not head or b"\0" in head:
-        return "other"
-    try:
-        s = head.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if e.start < len(head) - 4:   # not just a character cut at the end of the sample
-            return "other"
-        s = head[:e.start].decode("utf-8")
-    printable = sum(c.isprintable() or c in "\n\r\t\f" for c in s)
-    return "text" if printable >= 0.95 * max(1, len(s)) else "other"
-
-
-def collect_sources(paths: Iterable[str | os.PathLike] | None, files: str | Iterable[str] | None = None) -> list[Source]:
-    if not paths:
-        if not DEFAULT_BENCH.is_dir():
-            raise BenchError(f"no paths given and the bench corpus ({DEFAULT_BENCH}) is not here")
-        paths = [DEFAULT_BENCH]
-    globs = [g.strip() for g in ([files] if isinstance(files, str) else (files or [])) for g in g.split(",") if g.strip()]
-    out: list[Source] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file()
-                           and not any(s.startswith(".") for s in f.relative_to(p).parts))
-            for f in found:
-                rel = f.relative_to(p)
-                out.append(Source(rel.as_posix(), f, guess_modality(f, (p.resolve().name,) + rel.parent.parts)))
-        elif p.is_file():
-            out.append(Source(p.name, p, guess_modality(p, (p.resolve().parent.name,))))
-        else:
-            raise BenchError(f"{p}: no such file or directory")
-    if globs:
-        out = [s for s in out if any(fnmatch.fnmatch(s.name, g) or fnmatch.fnmatch(s.path.name, g) for g in globs)]
-    return out
-
-
-def load_items(src: Source, limit_bytes: int | None = None, warn: Callable[[str], None] = lambda s: None) -> list[Item]:
-    """The representations of one input, each truncated to limit_bytes (pixels to whole rows, PCM to
-    whole frames). A truncated file representation counts bits per byte against its own length."""
-    raw_file = src.path.read_bytes()
-    cut = (lambda b: b[:limit_bytes]) if limit_bytes else (lambda b: b)
-    if src.modality == "image":
-        try:
-            from PIL import Image
-            with Image.open(io.BytesIO(raw_file)) as im:
-                im.load()
-                rgb = im.convert("RGB")
-            w, h = rgb.size
-            pixels = rgb.tobytes()
-            if limit_bytes and len(pixels) > limit_bytes:
-                h = max(1, limit_bytes // (3 * w))
-                pixels = pixels[:3 * w * h]
-            file_data = cut(raw_file)
-            return [Item(src, "raw", pixels, len(pixels), Info("image", "raw", width=w, height=h)),
-                    Item(src, "file", file_data, len(file_data) if len(file_data) < len(raw_file) else len(pixels),
-                         Info("image", "file"))]
-        except Exception as e:
-            warn(f"{src.name}: cannot decode as an image ({e}); measured as other")
-            src.modality = "other"
-    if src.modality == "audio":
-        try:
-            pcm, ch, rate, sw = _read_audio(src.path, raw_file)
-            if limit_bytes and len(pcm) > limit_bytes:
-                frame = ch * sw
-                pcm = pcm[:max(frame, limit_bytes // frame * frame)]
-            file_data = cut(raw_file)
-            return [Item(src, "raw", pcm, len(pcm), Info("audio", "raw", channels=ch, rate=rate, sampwidth=sw)),
-                    Item(src, "file", file_data, len(file_data) if len(file_data) < len(raw_file) else len(pcm),
-                         Info("audio", "file"))]
-        except Exception as e:
-            warn(f"{src.name}: cannot decode as audio ({e}); measured as other")
-            src.modality = "other"
-    data = cut(raw_file)
-    return [Item(src, "raw", data, len(data), Info(src.modality))]
-
-
-def _read_audio(path: Path, blob: bytes) -> tuple[bytes, int, int, int]:
-    try:
-        return read_wav(blob)      # integer PCM WAV: the samples exactly as stored
-    except (wave.Error, EOFError):
-        import soundfile
-        samples, rate = soundfile.read(io.BytesIO(blob), dtype="int16", always_2d=True)
-        return samples.astype("<i2").tobytes(), samples.shape[1], rate, 2
-
-
 def representations(modality: str) -> tuple[str, ...]:
     return ("raw", "file") if modality in ("image", "audio") else ("raw",)
 
@@ -677,37 +481,6 @@ def totals(files: list[dict], names: list[str]) -> dict:
                 entry["compressors"][name] = {**_total(rows), "complete": len(rows) == len(fs)}
         out[g] = entry
     return out
-
-
-def machine_info(device: str | None = None, with_torch: bool = False) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": platform.processor(),
-            "cpu_count": os.cpu_count()}
-    try:
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-        info["loadavg_1m"] = round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["memory_GiB"] = round(int(line.split()[1]) / 2 ** 20, 1)
-    except OSError:
-        pass
-    info["device"] = device or "cpu"
-    if with_torch:
-        try:
-            import torch
-            info["torch"] = torch.__version__
-            info["torch_threads"] = torch.get_num_threads()
-            if str(device or "cpu").startswith(("cuda", "auto")) and torch.cuda.is_available():
-                info["gpu"] = torch.cuda.get_device_name(0)
-        except Exception:
-            pass
-    return info
 
 
 # -- the benchmark ------------------------------------------------------------------------------------
@@ -1003,24 +776,15 @@ def print_tables(res: dict, console) -> None:
         console.print(f"not available here: {', '.join(res['unavailable'])}", highlight=False)
 
 
-def _md_table(header: list[str], rows: list[list[str]], best: list[int] | None = None, left: int = 1) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < left else "---:" for i in range(len(header))) + "|"]
-    for k, r in enumerate(rows):
-        cells = [c.replace("|", "\\|") for c in r]
-        cells = [f"**{c}**" if best and j == best[k] and c else c for j, c in enumerate(cells)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def markdown_tables(res: dict) -> str:
-    parts = ["### Totals: bits per byte of the raw bytes (lower is better)", "", _md_table(*summary_rows(res)), ""]
+    parts = ["### Totals: bits per byte of the raw bytes (lower is better)", "", md_table(*summary_rows(res)), ""]
     line = model_line(res)
     if line:
         parts += [line, ""]
-    parts += ["### Throughput (MB = 10^6 bytes of input per second)", "", _md_table(*speed_rows(res), left=2), ""]
+    parts += ["### Throughput (MB = 10^6 bytes of input per second)", "", md_table(*speed_rows(res), left=2), ""]
     for g in res["totals"]:
         if g != "all":
-            parts += [f"### {GROUP_TITLE.get(g, g)}: bits per byte", "", _md_table(*table_rows(res, g)), ""]
+            parts += [f"### {GROUP_TITLE.get(g, g)}: bits per byte", "", md_table(*table_rows(res, g)), ""]
     return "\n".join(parts)
 
 
@@ -1121,15 +885,6 @@ def plot(res: dict, out: Path) -> list[Path]:
 
 
 # -- the command ----------------------------------------------------------------------------------------
-def _parse_size(value) -> int | None:
-    if value is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*", str(value))
-    if not m:
-        raise click.BadParameter(f"not a size: {value!r} (e.g. 65536, 64K, 1M)")
-    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
-
-
 def _command_string() -> str:
     argv = sys.argv[1:]
     if "bench" in argv:
@@ -1163,10 +918,10 @@ def list_compressors(console=None) -> None:
               help="Comma-separated names/prefixes/aliases (all, classical, general, domain); -NAME removes, "
                    "e.g. --compressors=-bytezip. Default: all available.")
 @click.option("--model", "-m", default=None, help="bytezip model name or path prefix (default: the shipped model).")
-@click.option("--device", default="cpu", show_default=True, help="bytezip device: cpu, cuda, auto.")
-@click.option("--chunk-size", type=int, default=None, help="bytezip chunk size.")
-@click.option("--lanes", type=int, default=None, help="bytezip decode lanes.")
-@click.option("--threads", type=int, default=None, help="bytezip torch threads.")
+@click.option("--device", default=None, help="bytezip device: auto, cpu, cuda (default: bytezip's, auto).")
+@click.option("--chunk-size", type=int, default=None, help="bytezip chunk size (as bytezip --chunk-size).")
+@click.option("--lanes", type=int, default=None, help="bytezip lanes: chunks coded together (as bytezip --lanes).")
+@click.option("--threads", type=int, default=None, help="bytezip torch threads (as bytezip -T).")
 @click.option("--no-mixing", is_flag=True, help="bytezip with the model alone (no match/context mixing).")
 @click.option("--no-solid", is_flag=True, help="bytezip without the whole-input zstd fallback.")
 @click.option("--min-time", type=float, default=0.1, show_default=True,
@@ -1205,20 +960,22 @@ def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors,
         finish(merge_results(parts, _command_string()), json_path, report_dir, markdown=markdown,
                plots=not no_plots)
         return
+    options = {"model": model, "device": device, "chunk_size": chunk_size, "lanes": lanes, "threads": threads,
+               "mixing": False if no_mixing else None, "solid": False if no_solid else None}
+    options = {k: v for k, v in options.items() if v is not None}
+    checked_options(options)
     if speed:
         from .speed import _parse_lanes, run_speed, samples_from_paths
         if report_dir or files or compressors:
             raise BenchError("--speed takes no --report, --files or --compressors")
-        limit = _parse_size(limit_bytes)
+        limit = parse_size(limit_bytes)
         run_speed(samples_from_paths(paths, limit) if paths else None, model=model, device=device, lanes=lanes,
                   chunk_size=chunk_size, threads=threads, limit_bytes=limit, sweep_lanes=_parse_lanes(sweep_lanes),
                   json_path=json_path, markdown=markdown, progress=not quiet, command=_command_string())
         return
-    options = {"model": model, "device": device, "chunk_size": chunk_size, "lanes": lanes, "threads": threads,
-               "mixing": False if no_mixing else None, "solid": False if no_solid else None}
     run_bench(list(paths) or None, json_path=json_path, report_dir=report_dir, files=list(files) or None,
-              limit_bytes=_parse_size(limit_bytes), compressors=compressors, progress=not quiet,
-              bytezip_options={k: v for k, v in options.items() if v is not None}, verbose=verbose,
+              limit_bytes=parse_size(limit_bytes), compressors=compressors, progress=not quiet,
+              bytezip_options=options, verbose=verbose,
               markdown=markdown, command=_command_string(), min_time=min_time, include_files=not no_files,
               include_raw=not no_raw, plots=not no_plots)
 

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import click
@@ -35,6 +35,7 @@ from . import format as fmt
 from . import userdict
 from .codec import Compressor, Decompressor, read_info, resolve_device, resolve_model_path
 from .format import BytezipError
+from .options import CodingOptions, OptionError, all_cores  # noqa: F401  (all_cores: -T0, as before)
 
 SUFFIX = ".bzp"
 STDIO = "-"
@@ -84,14 +85,6 @@ def _display(name: str) -> str:
 def plural(n: int, word: str, many: str | None = None) -> str:
     """`1 byte`, `0 bytes`, `2 files`: every count the command line prints goes through here."""
     return f"{n} {word if n == 1 else many or word + 's'}"
-
-
-def all_cores() -> int:
-    """CPU threads this process may run on (`-T0`): its affinity mask, else the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _binary_stream(name: str) -> BinaryIO:
@@ -311,17 +304,9 @@ class Options:
     remove: bool = False
     force: bool = False
     verbosity: int = 1           # 0 with -q, 2 with -v, 3 with -vv
-    model: str | None = None
-    device: str = "auto"
-    threads: int | None = None
-    chunk_size: int | None = None
-    lanes: int | None = None
-    solid: bool = True
-    history: bool = True
-    audio: bool = True
-    image: bool = True
     recursive: bool = False
-    dictionary: str | None = None    # -D: a user dictionary (bytezip --train-dict)
+    dictionary: str | None = None    # -D: a user dictionary (bytezip --train-dict), loaded once by Session
+    coding: CodingOptions = field(default_factory=CodingOptions)   # --model none: neural=False, model=None
 
 
 @dataclass
@@ -372,27 +357,17 @@ class Session:
         if self._compressor is None:
             o = self.opts
             try:
-                if o.model == "none" and o.dictionary is None:
-                    self._compressor = Compressor(neural=False, chunk_size=o.chunk_size, threads=o.threads,
-                                                  solid=o.solid)
-                else:
-                    self._compressor = Compressor(model=o.model, device=o.device, chunk_size=o.chunk_size,
-                                                  threads=o.threads, solid=o.solid, history=o.history,
-                                                  audio=o.audio, image=o.image, round_chunks=o.lanes,
-                                                  neural=o.model != "none", dictionary=self.dictionary(name))
+                self._compressor = Compressor(options=o.coding, dictionary=self.dictionary(name))
             except BytezipError as e:
                 raise Fatal(name, str(e)) from None
         return self._compressor
 
     def decompressor(self, model=None, name: str = STDIO) -> Decompressor:
         o = self.opts
-        kw = dict(device=o.device, threads=o.threads, dictionary=self.dictionary(name))
-        if o.lanes:
-            kw["lanes"] = o.lanes
         if model is not None:
-            return Decompressor(model=model, **kw)
+            return Decompressor(options=o.coding, model=model, dictionary=self.dictionary(name))
         if self._decompressor is None:
-            self._decompressor = Decompressor(model=None if o.model in (None, "none") else o.model, **kw)
+            self._decompressor = Decompressor(options=o.coding, dictionary=self.dictionary(name))
         return self._decompressor
 
     # inputs and outputs
@@ -716,10 +691,10 @@ def run(mode: str, files: tuple[str, ...], opts: Options) -> int:
     if mode == "compress" and (opts.stdout or (STDIO in files and not opts.output)) and len(files) > 1:
         raise click.UsageError("several archives on stdout could not be told apart; compress one file to stdout")
     try:
-        if opts.model not in (None, "none") and mode != "list":
-            resolve_model_path(opts.model)
+        if opts.coding.model is not None and mode != "list":
+            resolve_model_path(opts.coding.model)
         if mode != "list":
-            resolve_device(opts.device)
+            resolve_device(opts.coding.device)
     except BytezipError as e:
         click.echo(f"bytezip: {e}", err=True)
         return 1
@@ -853,6 +828,7 @@ class BytezipGroup(click.Group):
 
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=100)
+DEFAULTS = CodingOptions()      # the coding options' defaults, shown in --help (the library's own)
 
 
 @click.group(cls=BytezipGroup, context_settings=CONTEXT, invoke_without_command=False,
@@ -892,29 +868,31 @@ def _common(f, *, output=True, compress=False, coder=True):
                               "$BYTEZIP_MODEL or bytezip-v1 to compress, the archive's own to decompress. "
                               "'none' compresses with lzma/zstd/raw only." if compress else
                               "Model name or path prefix (default: the one named in the archive)."),
-            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS.device,
+                         show_default=True,
                          help="Where the model runs (archives decode the same on any device)."),
-            click.option("-T", "--threads", type=click.IntRange(min=0), default=None, metavar="N",
+            click.option("-T", "--threads", type=int, default=DEFAULTS.threads, metavar="N",
                          help="CPU threads for the model and the coding workers (0 = all cores; default: "
                               "torch's, one per physical core)."),
-            click.option("--lanes", type=click.IntRange(min=1, max=fmt.MAX_ROUND_CHUNKS) if compress
-                         else click.IntRange(min=1), metavar="N",
-                         help="Chunks per round: each round decodes as N lanes and reads the rounds before it "
-                              "(default: from the input size, 1-64)." if compress else
-                              "At most N neural chunks decoded together (memory grows with it; default 64)."),
+            click.option("--lanes", type=int, default=DEFAULTS.lanes, metavar="N",
+                         help=f"Chunks coded together, 1-{fmt.MAX_ROUND_CHUNKS}: chunks per round, each round "
+                              f"decoding as N lanes and reading the rounds before it (default: from the input "
+                              f"size, 1-64); with --no-history, chunks coded as one batch (default 64)." if compress
+                         else f"At most N neural chunks decoded together, 1-{fmt.MAX_ROUND_CHUNKS} (memory grows "
+                              f"with it; default 64)."),
         ]
     if compress:
         opts.append(click.option("--chunk-size", type=SizeType(), metavar="SIZE",
                                  help="Bytes per chunk, e.g. 4K (default and maximum: the model's context)."))
-        opts.append(click.option("--solid/--no-solid", default=True, show_default=True,
+        opts.append(click.option("--solid/--no-solid", default=DEFAULTS.solid, show_default=True,
                                  help="Also try one lzma/zstd chunk over a whole input of up to 16 MiB; keep the smaller."))
-        opts.append(click.option("--history/--no-history", default=True, show_default=True,
+        opts.append(click.option("--history/--no-history", default=DEFAULTS.history, show_default=True,
                                  help="Mixed chunks read the rounds before theirs (--no-history: every chunk "
                                       "independent, decodable with any lanes)."))
-        opts.append(click.option("--audio/--no-audio", default=True, show_default=True,
+        opts.append(click.option("--audio/--no-audio", default=DEFAULTS.audio, show_default=True,
                                  help="Mix in a sample predictor when the input is 16-bit PCM (a WAV file or raw "
                                       "samples, detected from its start)."))
-        opts.append(click.option("--image/--no-image", default=True, show_default=True,
+        opts.append(click.option("--image/--no-image", default=DEFAULTS.image, show_default=True,
                                  help="Mix in a pixel predictor when the input is an 8-bit image (a PPM/PGM file, "
                                       "raw pixels detected from its start, or a PNG file, coded as its pixels)."))
     for o in reversed(opts):
@@ -922,19 +900,24 @@ def _common(f, *, output=True, compress=False, coder=True):
     return f
 
 
+FLAGS = {"model": "--model", "device": "--device", "threads": "-T/--threads", "lanes": "--lanes",
+         "chunk_size": "--chunk-size", "workers": "--workers"}     # CodingOptions fields as the command line names them
+
+
 def _options(kw) -> Options:
+    """The command line's options; the coding ones as `CodingOptions` (whose defaults are the library's), an
+    invalid value refused in one line naming its flag (a usage error: exit status 1)."""
+    coding = {k: kw[k] for k in ("model", "device", "threads", "chunk_size", "lanes", "solid", "history", "audio",
+                                 "image") if kw.get(k) is not None}
+    if coding.get("model") == "none":      # --model none: lzma/zstd/raw only
+        coding.update(model=None, neural=False)
+    try:
+        coding = CodingOptions(**coding)
+    except OptionError as e:
+        raise click.UsageError(f"invalid {FLAGS.get(e.field, e.field)}: {e}", click.get_current_context(silent=True))
     return Options(output=kw.get("output"), stdout=kw.get("to_stdout", False), remove=kw.get("remove", False),
                    force=kw.get("force", False), verbosity=1 - kw.get("quiet", 0) + kw.get("verbose", 0),
-                   model=kw.get("model"), device=kw.get("device", "auto"), threads=_threads(kw.get("threads")),
-                   chunk_size=kw.get("chunk_size"), lanes=kw.get("lanes"), solid=kw.get("solid", True),
-                   history=kw.get("history", True), audio=kw.get("audio", True),
-                   image=kw.get("image", True), recursive=kw.get("recursive", False),
-                   dictionary=kw.get("dictionary"))
-
-
-def _threads(n: int | None) -> int | None:
-    """-T N: N threads; -T0: all cores (as zstd's -T0); none: torch's own setting."""
-    return all_cores() if n == 0 else n
+                   recursive=kw.get("recursive", False), dictionary=kw.get("dictionary"), coding=coding)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -980,21 +963,21 @@ def list_(files, **kw):
 @click.option("-v", "--verbose", count=True, help="(accepted for symmetry; one line is printed anyway)")
 @click.option("--model", metavar="NAME|PATH", help="The model the dictionary is for (default: $BYTEZIP_MODEL or "
                                                    "bytezip-v1); archives made with the dictionary use it.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS.device, show_default=True,
               help="Where the model runs while the mixer's start weights are learnt.")
-@click.option("-T", "--threads", type=click.IntRange(min=0), default=None, metavar="N",
-              help="CPU threads (0 = all cores).")
+@click.option("-T", "--threads", type=int, default=DEFAULTS.threads, metavar="N", help="CPU threads (0 = all cores).")
 def train_dict(paths, output, maxdict, force, quiet, verbose, model, device, threads):
     """Build a user dictionary from sample files (directories are walked) for `bytezip -D DICT`, as zstd --train."""
     import torch
-    if threads is not None:
-        torch.set_num_threads(_threads(threads))
+    coding = _options({"device": device, "threads": threads}).coding
+    if coding.torch_threads:
+        torch.set_num_threads(coding.torch_threads)
     if output != STDIO and os.path.exists(output) and not force:
         click.echo(f"bytezip: {output}: already exists; not overwritten (use -f to force)", err=True)
         return 1
     try:
         files = userdict.sample_files(paths)
-        ud = userdict.train_files(files, model=model, device=resolve_device(device), max_size=maxdict)
+        ud = userdict.train_files(files, model=model, device=resolve_device(coding.device), max_size=maxdict)
         blob = ud.to_bytes()
         if output == STDIO:
             _binary_stream("stdout").write(blob)

@@ -1,409 +1,79 @@
-"""Compressor and decompressor: chunks, lanes and the range coder, with a python-zstandard-like API.
+"""The Compressor and Decompressor: what is coded in which chunk and round, with a python-zstandard-like API.
 
 The input is cut into chunks of `chunk_size` bytes. Each chunk is stored with the cheapest of mixed (the
 model mixed with match and context models) / neural / lzma / zstd / raw, so no input grows beyond the fixed
-header and a few bytes per chunk. A neural chunk is one range-coder stream of its bytes under the exact
-model's distributions: the encoder gets them all from one parallel forward; the decoder advances many chunks
-together as lanes of one batch, one incremental model step per byte for all lanes.
+header and a few bytes per chunk.
 
-Chunks are coded in rounds of `round_chunks` (the lanes of one decode batch): a mixed chunk's mixer also
+Chunks are coded in rounds of `lanes` chunks (the lanes of one decode batch): a mixed chunk's mixer also
 reads every byte of the rounds before its own (`mixing.History`), which is how whole-file repeats and
 statistics reach a model with a 4 KB window. Fewer chunks per round means more history for more chunks
 but fewer lanes to decode in parallel; `round_chunks_for` picks it from the input size. An image of known
 size is coded band by band (`image.coded_index`), so the rows above each chunk are in an earlier round,
 and a PNG file as its pixels (`png.split`), the archive carrying what rebuilds the exact file.
+
+This module is the facade only; the parts live where their concerns do: the options and their one set of
+defaults in `bytezip.options`, loading the model in `bytezip.loading`, the raw/zstd/lzma chunks in
+`bytezip.plain`, the coding loop (model, mixer, range coder, lanes on worker threads) in `bytezip.neural`.
+The names they held here before the split are imported here still.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import io
-import json
-import lzma
 import math
-import os
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+import sys
+import types
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, Callable
 
-import constriction
 import numpy as np
 import torch
-import zstandard
 
-from . import dictionary as priming
 from . import format as fmt
-from .exact import ExactMegabyte
-from . import image, pcm, png, userdict
-from .image import ImageLayout
-from .mixing import History, Mixer, Signal, mix_round, signal_model
-from .pcm import PcmLayout
+from . import image, loading, pcm, png, userdict
 from .format import BytezipError, ChecksumError, FormatError, ModelError
-from .model import Megabyte, canonical_weights, load_model
-from . import registry
+from .image import ImageLayout
+# (the names marked F401 were defined here before the split; tests, bytezip.open and callers import them here)
+from .loading import CodingModel, archive_model, coding_model, dictionary_model, resolve_device  # noqa: F401
+from .loading import resolve_model_path  # noqa: F401
+from .mixing import History, signal_model
+from .neural import Laps, default_workers, encode_lanes, neural_decode, run_split
+from .neural import neural_encode, neural_frequencies  # noqa: F401
+from .options import DEFAULT_LANES, CodingOptions, coding_options
+from .pcm import PcmLayout
+from .plain import plain_decode, smallest
+from .plain import lzma_compress as _lzma_compress, zstd_compress as _zstd_compress  # noqa: F401
 
-MODELS_DIR = registry.package_models_dir()   # the package's models (bytezip.models); see bytezip/registry.py
-DEFAULT_MODEL = registry.DEFAULT_MODEL
-DEFAULT_LANES = 64           # at most this many chunks decoded together (memory ~ lanes x (KV cache + mixer)):
-                             # with 64, 600 MB bound the decoder whatever an archive declares
-INFO_CAP_BITS = 24           # a byte costs at most this much in the range coder (its precision)
-ENCODER_SLACK_BITS = 32      # the encoder keeps model payloads this far inside the format's information limit
-ENCODE_BATCH = 64            # chunks coded together when encoding without history (the mixer's lanes)
 ROUNDS = 8                   # an input known to be n chunks is coded in about this many rounds ...
 MIN_ROUND_CHUNKS = 1         # ... of at least this many chunks (lanes) ...
 MAX_ROUND_CHUNKS = 64        # ... and at most this many (also the round of an input of unknown size)
-FORWARD_BATCH = 16           # chunks per parallel forward on a GPU (memory ~ batch x T^2); on the CPU one at a
-                             # time: the C kernels gain nothing from a batch, and one chunk's intermediates stay
-                             # in cache (14.6 against 16.9 us a byte for 16 at once, 2-core Xeon, 2026-12-04)
-ZSTD_LEVEL = 19
 SOLID_MAX = 1 << 24          # inputs up to this size are also tried as one zstd chunk (= format's chunk limit)
-PROGRESS_STEPS = 64         # decoding reports progress every this many steps
 PENDING_BYTES = 1 << 25      # lzma/zstd/raw payload bytes (+ PENDING_OVERHEAD per chunk) held while neural ones wait
 PENDING_OVERHEAD = 256
+NO_MODEL_CHUNK = 1 << 16     # the chunk size without a model
 
-_CODER_MODEL = constriction.stream.model.Categorical(perfect=False)
 
-
-# -- the model an archive is coded with -------------------------------------------------------------
-@dataclass
-class CodingModel:
-    """An exact model plus the identity recorded in archives (name and digest of its weights), and the
-    priming dictionary shipped with it (statistics and digest), if any."""
-    exact: ExactMegabyte
-    model_id: str
-    digest: bytes
-    dictionary: History | None = None
-    dictionary_digest: bytes = b""
+class _Module(types.ModuleType):
+    """`codec.MODELS_DIR` reads and sets `loading.MODELS_DIR`, the one place it is kept (it was here before
+    the split, and code and tests patch it here)."""
 
     @property
-    def context(self) -> int:
-        return self.exact.cfg.patch_size * self.exact.cfg.max_patches
+    def MODELS_DIR(self):
+        return loading.MODELS_DIR
+
+    @MODELS_DIR.setter
+    def MODELS_DIR(self, value):
+        loading.MODELS_DIR = value
 
 
-def weights_digest(model: Megabyte) -> bytes:
-    """SHA-256 prefix of the canonical weights: the model identity archives record."""
-    return hashlib.sha256(canonical_weights(model)).digest()[:fmt.DIGEST_BYTES]
+sys.modules[__name__].__class__ = _Module
 
 
-def resolve_model_path(name: str | os.PathLike | None) -> Path:
-    """A model is `<prefix>.safetensors` + `<prefix>.json`: a user-given path prefix, directory or installed
-    name (`registry.resolve`). Never pass an archive's name here: that is `registry.resolve_for_archive`."""
-    return registry.resolve(name, MODELS_DIR)
-
-
-_loaded: dict[tuple[str, str], CodingModel] = {}
-
-
-def coding_model(model=None, device="cpu") -> CodingModel:
-    """Accepts None (the shipped model), a name or path prefix, a `Megabyte`, or a `CodingModel`."""
-    if isinstance(model, CodingModel):
-        return model
-    device = resolve_device(device)
-    if isinstance(model, Megabyte):
-        return CodingModel(ExactMegabyte(model, device), "custom", weights_digest(model))
-    base = resolve_model_path(model)
-    key = (str(base.resolve()), str(device))
-    if key not in _loaded:
-        try:
-            net = load_model(str(base))
-            meta = json.loads(Path(str(base) + ".json").read_text())
-        except Exception as e:  # a damaged model file is the user's problem to see, in one line
-            raise ModelError(f"cannot load model {base}: {e}") from None
-        model_id = str(meta.get("name") or base.name)[:255]   # never empty: that means "no model"
-        if not model_id.isascii() or not model_id.isprintable():
-            raise ModelError(f"model {base}: its name {model_id!r} is not printable ASCII (archives record it)")
-        dictionary, dictionary_digest, dictionary_path = None, b"", Path(str(base) + priming.SUFFIX)
-        if dictionary_path.is_file():
-            try:
-                dictionary, dictionary_digest = priming.load(dictionary_path)
-            except (OSError, lzma.LZMAError) as e:
-                raise ModelError(f"cannot load the dictionary of model {base}: {e}") from None
-        _loaded[key] = CodingModel(ExactMegabyte(net, device), model_id, weights_digest(net),
-                                   dictionary, dictionary_digest)
-    return _loaded[key]
-
-
-def dictionary_model(ud: userdict.UserDictionary, model=None, device="cpu") -> CodingModel:
-    """The model a user dictionary was made for: `model` if given (its weights must be the ones the dictionary
-    names), else the installed model of that name."""
-    if model is None or (isinstance(model, (str, os.PathLike)) and Path(model).is_dir()):
-        model = registry.resolve_for_archive(ud.model_id, model, MODELS_DIR)
-    m = coding_model(model, device)
-    if m.digest != ud.model_digest:
-        raise ModelError(f"the dictionary was made for model '{ud.model_id}' ({ud.model_digest.hex()}), but the "
-                         f"model here is '{m.model_id}' ({m.digest.hex()})")
-    if m.dictionary_digest != ud.priming_digest:
-        raise ModelError(f"the dictionary was made for model '{ud.model_id}' with priming dictionary "
-                         f"{ud.priming_digest.hex() or 'none'}, but the model here has "
-                         f"{m.dictionary_digest.hex() or 'none'}")
-    return m
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BytezipError("--device cuda asked for, but no CUDA device is available")
-    return device
-
-
-# -- one function per coding step, shared by both directions ------------------------------------------
-def probabilities(freqs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Integer frequencies [..., 256] -> float64 probabilities for the coder (elementwise IEEE, exact), written
-    into `out` (of freqs' shape) when given."""
-    out = np.empty(freqs.shape) if out is None else out
-    np.copyto(out, freqs)
-    out /= out.sum(-1, keepdims=True)
-    return out
-
-
-def _words_to_bytes(words: np.ndarray) -> bytes:
-    return words.astype("<u4").tobytes().rstrip(b"\0")
-
-
-def _bytes_to_words(payload: bytes) -> np.ndarray:
-    payload += b"\0" * (-len(payload) % 4)
-    return np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-
-
-@functools.lru_cache(maxsize=8)
-def _zstd_compressor(chunk_size: int, thread: int) -> zstandard.ZstdCompressor:
-    """Level 19 with its tables sized for one chunk (building them for the default 8 MB window is slow); one
-    per thread, as a ZstdCompressor is not thread-safe."""
-    params = zstandard.ZstdCompressionParameters.from_level(
-        ZSTD_LEVEL, source_size=chunk_size, format=zstandard.FORMAT_ZSTD1_MAGICLESS,
-        write_content_size=0, write_checksum=0, write_dict_id=0)
-    return zstandard.ZstdCompressor(compression_params=params)
-
-
-def lzma_filters(raw_size: int) -> list[dict]:
-    """xz -9e's LZMA2 settings, the dictionary cut to the chunk (the decoder derives the same from raw_size)."""
-    return [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
-             "dict_size": max(4096, min(raw_size, 1 << 26))}]
-
-
-def _lzma_compress(chunk: bytes) -> bytes:
-    return lzma.compress(chunk, format=lzma.FORMAT_RAW, filters=lzma_filters(len(chunk)))
-
-
-def _lzma_decompress(payload: bytes, raw_size: int, name: str = "lzma chunk") -> bytes:
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=lzma_filters(raw_size))
-    try:
-        out = d.decompress(payload, max_length=raw_size)
-    except lzma.LZMAError as e:
-        raise FormatError(f"corrupted archive ({name}: {e})") from None
-    if len(out) != raw_size or not d.eof or d.unused_data:
-        raise FormatError(f"corrupted archive ({name} has the wrong size)")
-    return out
-
-
-def _zstd_compress(chunk: bytes) -> bytes:
-    return _zstd_compressor(len(chunk), threading.get_ident()).compress(chunk)
-
-
-def _zstd_decompress(payload: bytes, raw_size: int, name: str = "zstd chunk") -> bytes:
-    try:
-        # our frames declare no content size; one that does must say raw_size, since zstandard allocates
-        # whatever a frame declares (up to exabytes), whatever max_output_size says
-        declared = zstandard.get_frame_parameters(payload, format=zstandard.FORMAT_ZSTD1_MAGICLESS).content_size
-        if declared not in (zstandard.CONTENTSIZE_UNKNOWN, raw_size):
-            raise FormatError(f"corrupted archive ({name} declares {declared} bytes, not {raw_size})")
-        out = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS).decompress(
-            payload, max_output_size=raw_size)
-    except zstandard.ZstdError as e:
-        raise FormatError(f"corrupted archive ({name}: {e})") from None
-    if len(out) != raw_size:
-        raise FormatError(f"corrupted archive ({name} has the wrong size)")
-    return out
-
-
-def neural_frequencies(m: CodingModel, chunks: list[bytes]) -> list[np.ndarray]:
-    """Parallel forward over a batch of chunks -> per chunk int64 frequencies [len, 256]."""
-    P = m.exact.cfg.patch_size
-    width = -(-max(map(len, chunks)) // P) * P
-    x = np.zeros((len(chunks), width), dtype=np.int64)
-    for i, c in enumerate(chunks):
-        x[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
-    out, batch = [], FORWARD_BATCH if m.exact.device.type == "cuda" else 1
-    for a in range(0, len(chunks), batch):
-        f = m.exact.frequencies(torch.from_numpy(x[a:a + batch])).cpu().numpy()
-        out += [f[i, :len(c)] for i, c in enumerate(chunks[a:a + batch])]
-    return out
-
-
-def _smallest(chunk: bytes, neural: bytes | None, mixed: bytes | None) -> tuple[int, bytes]:
-    """(codec, payload) of the smallest of zstd, lzma, neural and mixed (their payloads, if any, a model payload
-    only within the format's MAX_MODEL_RATIO), else raw."""
-    best = (fmt.RAW, chunk)
-    candidates = [(fmt.ZSTD, _zstd_compress(chunk)), (fmt.LZMA, _lzma_compress(chunk)), (fmt.NEURAL, neural),
-                  (fmt.MIXED, mixed)]
-    for codec, payload in candidates:
-        if (payload is not None and 0 < len(payload) < len(best[1])
-                and (codec not in fmt.MODEL_CODECS or fmt.model_payload_fits(len(chunk), len(payload)))):
-            best = (codec, payload)
-    return best
-
-
-def information_bits(probs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
-    """Bits of each symbol under its row of `probs` [..., 256], at most INFO_CAP_BITS: the least a range coder
-    spends on it, so what a model payload of n bytes decodes to sums to at most 8 n + fmt.INFO_SLACK_BITS."""
-    p = np.take_along_axis(probs, np.asarray(symbols, dtype=np.int64)[..., None], -1)[..., 0]
-    with np.errstate(divide="ignore"):
-        return np.minimum(-np.log2(p), INFO_CAP_BITS)
-
-
-_coder_rows = threading.local()   # each encoding thread's float64 rows, reused: fresh memory is slow to fault in
-
-
-def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes | None:
-    """The range coder's payload for `chunk` under `freqs`, or None when its size in bits is not within the
-    format's INFO_SLACK_BITS of the information it decodes to (`information_bits`; a coder's final words can
-    end in zeros that are dropped, and rounding is never that far off): the decoder rejects such payloads, so
-    another codec must take the chunk."""
-    rows = getattr(_coder_rows, "rows", None)
-    if rows is None or len(rows) < len(freqs):
-        rows = _coder_rows.rows = np.empty((len(freqs), 256))
-    symbols = np.frombuffer(chunk, dtype=np.uint8).astype(np.int32)
-    probs = probabilities(freqs, rows[:len(freqs)])
-    enc = constriction.stream.queue.RangeEncoder()
-    enc.encode(symbols, _CODER_MODEL, probs)
-    payload = _words_to_bytes(enc.get_compressed())
-    if abs(information_bits(probs, symbols).sum() - 8 * len(payload)) > fmt.INFO_SLACK_BITS - ENCODER_SLACK_BITS:
-        return None
-    return payload
-
-
-@contextmanager
-def torch_threads(n: int):
-    """torch's intra-op threads set to n for a while (workers that each hold a core run torch on one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def default_workers(device) -> int:
-    """Threads that code a round's chunks in as many batches: one per CPU thread torch would use; one on a GPU."""
-    return 1 if resolve_device(device).type == "cuda" else torch.get_num_threads()
-
-
-def run_split(n: int, workers: int, work: Callable[[np.ndarray], object]) -> tuple[list[np.ndarray], list]:
-    """work(lanes) for n lanes split into at most `workers` runs of neighbours, on as many threads (the C kernels
-    and torch release the GIL; torch runs on one core each): the groups, and their results in order."""
-    groups = np.array_split(np.arange(n), max(1, min(workers, n)))
-    if len(groups) == 1:
-        return groups, [work(groups[0])]
-    with torch_threads(max(1, torch.get_num_threads() // len(groups))), ThreadPoolExecutor(len(groups)) as pool:
-        return groups, list(pool.map(work, groups))
-
-
-def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
-                  progress: Callable[[int], None] | None = None,
-                  timings: dict[str, float] | None = None, history: History | None = None,
-                  signal_of: Callable[[np.ndarray], Signal | None] = lambda lanes: None,
-                  dictionary: History | None = None, workers: int = 1, lanes: int = DEFAULT_LANES,
-                  names: list[str] | None = None, whole: bool = True) -> list[bytes]:
-    """Decode several neural/mixed chunks as lanes (one model step per byte for all lanes of a batch);
-    mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio or
-    images, the predictor `signal_of(lanes)` gives for those lanes. At most `lanes` chunks are decoded at a
-    time (memory follows that, not what the archive declares), each batch split into `workers` parts decoded
-    on as many threads (each lane is independent, so any split decodes the same bytes); the weights they hand
-    on are the mean over all mixed lanes, as one batch's. `names` (e.g. "mixed chunk 5") name the chunks in
-    errors; `whole=False` decodes only the first `sizes` bytes of each payload's chunk. `timings`, when given
-    (one worker), accumulates seconds per part of the loop (what `bytezip.speed` reports)."""
-    lock = threading.Lock()
-    names = names or [f"{'mixed' if x else 'neural'} chunk" for x in mixed]
-
-    def report(n: int):
-        with lock:
-            progress(n)
-
-    def decode(lanes: np.ndarray):
-        return _decode_lanes(m, [payloads[i] for i in lanes], [sizes[i] for i in lanes], [mixed[i] for i in lanes],
-                             report if progress else None, timings, history, signal_of(lanes), dictionary,
-                             [names[i] for i in lanes], whole)
-    outs, parts = [], []
-    for first in range(0, len(sizes), max(1, lanes)):
-        batch = np.arange(first, min(len(sizes), first + max(1, lanes)))
-        groups, results = run_split(len(batch), workers, lambda part: decode(batch[part]))
-        outs += [out for decoded, _ in results for out in decoded]
-        parts += [(mixer, np.array(mixed)[batch[part]]) for (_, mixer), part in zip(results, groups)]
-    if history is not None:
-        history.learn_weights(parts)
-    return outs
-
-
-def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
-                  progress: Callable[[int], None] | None, timings: dict[str, float] | None,
-                  history: History | None, signal: Signal | None, dictionary: History | None,
-                  names: list[str], whole: bool = True) -> tuple[list[bytes], Mixer | None]:
-    """One batch of `neural_decode`: the decoded chunks, and the mixer (None if no lane is mixed). A lane whose
-    bytes so far hold more information than its payload can code (`information_bits`) is rejected at once, so
-    garbage costs a few steps, not the whole chunk; one whose payload is longer than what its chunk holds (zero
-    words padding a payload that decodes a long run, which anyone can write) is rejected at its end."""
-    lap = _Laps(timings) if timings is not None else (lambda part: None)
-    P = m.exact.cfg.patch_size
-    decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
-    payload_sizes = np.array([len(p) for p in payloads])
-    limits = 8 * payload_sizes + fmt.INFO_SLACK_BITS
-    lengths = np.array(sizes)
-    bits = np.zeros(len(sizes))
-    longest = max(sizes)
-    out = np.zeros((len(sizes), longest), dtype=np.uint8)
-    stepper = m.exact.stepper(len(sizes), -(-longest // P))
-    mixer = None
-    if any(mixed):
-        mixer = Mixer(sizes, history, signal, dictionary)
-    use_mixed = np.array(mixed)[:, None]
-    active = np.arange(len(sizes))
-    symbols = np.zeros(len(sizes), dtype=np.int64)
-    reported = 0
-    lap("setup")
-    for t in range(longest):
-        freqs = stepper.next_frequencies().cpu().numpy()
-        lap("model_patch_steps" if t % P == 0 else "model_byte_steps")
-        if mixer:
-            freqs = np.where(use_mixed, mixer.mix(freqs), freqs)
-        lap("mixer_mix")
-        probs = probabilities(freqs)
-        lap("coder_probs")
-        active = active[lengths[active] > t]
-        for i in active:
-            try:
-                symbols[i] = decoders[i].decode(_CODER_MODEL, probs[i:i + 1])[0]
-            except AssertionError:  # constriction: "compressed data that is invalid for the employed entropy model"
-                raise FormatError(f"corrupted archive ({names[i]} is not a valid range-coder stream)") from None
-        bits[active] += information_bits(probs[active], symbols[active])
-        if (bits[active] > limits[active]).any():
-            i = active[np.argmax(bits[active] > limits[active])]
-            raise FormatError(f"corrupted archive ({names[i]} decodes to more than its {len(payloads[i])} "
-                              f"bytes can hold)")
-        if whole and (ending := active[lengths[active] == t + 1]).size:
-            longer = ending[8 * payload_sizes[ending] > bits[ending] + fmt.INFO_SLACK_BITS]
-            if longer.size:
-                raise FormatError(f"corrupted archive ({names[longer[0]]} is longer than what it decodes to)")
-        out[:, t] = symbols
-        lap("coder_decode")
-        stepper.push(torch.from_numpy(symbols))
-        lap("model_push")
-        if mixer:
-            mixer.update(symbols)
-        lap("mixer_update")
-        if progress and t % PROGRESS_STEPS == PROGRESS_STEPS - 1:
-            done = sum(min(n, t + 1) for n in sizes)
-            progress(done - reported)
-            reported = done
-    if progress:
-        progress(sum(sizes) - reported)
-    return [out[i, :n].tobytes() for i, n in enumerate(sizes)], mixer
+def _set_threads(options: CodingOptions):
+    n = options.torch_threads
+    if n:
+        torch.set_num_threads(n)
 
 
 def input_chunks(layout: PcmLayout | ImageLayout | None, round_chunks: int, first: int, n: int) -> np.ndarray:
@@ -412,61 +82,47 @@ def input_chunks(layout: PcmLayout | ImageLayout | None, round_chunks: int, firs
     return image.input_index(k, round_chunks, layout.band_chunks) if isinstance(layout, ImageLayout) else k
 
 
-class _Laps:
-    """Adds the time since the previous call to `into[part]`."""
-
-    def __init__(self, into: dict[str, float]):
-        self.into, self.last = into, time.perf_counter()
-
-    def __call__(self, part: str):
-        now = time.perf_counter()
-        self.into[part] = self.into.get(part, 0.0) + now - self.last
-        self.last = now
-
 
 # -- the public objects -------------------------------------------------------------------------
-class Compressor:
-    """Configured once, reused for many inputs. `neural=False` codes with lzma/zstd/raw only (no model needed);
-    `mixing=False` keeps to the model alone; `history=False` keeps every chunk independent (no shared
-    history; decodable with any number of lanes); `round_chunks` fixes the chunks per round (default: from
-    the input size); `audio=False` never mixes in the sample predictor (by default it is used when the
-    input's start is 16-bit PCM: a WAV header or raw samples, `pcm.detect_layout`), `image=False` never the
-    pixel predictor (used for a PPM/PGM header, raw pixels or a PNG's pixels); `solid=True` (the
-    command line's default) also tries the whole input as one lzma/zstd chunk and keeps the smaller archive;
-    `workers` threads code each round's chunks in as many batches (`default_workers`; the same archive for
-    any number). `dictionary`: a user dictionary (`bytezip.userdict`: a path or a loaded `UserDictionary`) that the
-    shared history reads before the first round, as `bytezip -D`; it names the model (`model`, if given, must
-    be that one), needs the mixer and a shared history, and decoding needs the same dictionary."""
+@dataclass
+class Candidates:
+    """A chunk's model payloads (None: none fits) and the (codec, payload) the archive takes."""
+    neural: bytes | None
+    mixed: bytes | None
+    best: tuple[int, bytes]
 
-    def __init__(self, *, model=None, device="cpu", chunk_size: int | None = None,
-                 batch: int = ENCODE_BATCH, threads: int | None = None, neural: bool = True,
-                 mixing: bool = True, history: bool = True, round_chunks: int | None = None,
-                 audio: bool = True, image: bool = True, solid: bool = False, workers: int | None = None,
-                 dictionary=None):
-        if threads:
-            torch.set_num_threads(threads)
-        self.user_dict = userdict.resolve(dictionary)
-        if self.user_dict is not None and not (neural and mixing and history):
+
+class Compressor:
+    """Configured once, reused for many inputs: `Compressor(model=..., lanes=...)`, or
+    `Compressor(options=CodingOptions(...))`, keyword-only; each option is a field of
+    `bytezip.options.CodingOptions` (whose defaults are the command line's), given fields replacing those of
+    `options`. With a shared history each round holds `lanes` chunks (default: from the input size,
+    `round_chunks_for`); without one, `lanes` chunks are coded together. `workers` threads code each batch's
+    chunks in as many parts (`default_workers`; the same archive for any number). A user `dictionary` is read
+    by the shared history before the first round, as `bytezip -D`; it names the model (`model`, if given,
+    must be that one), needs the mixer and a shared history, and decoding needs the same dictionary.
+    `round_chunks=` is the older name of `lanes=`."""
+
+    def __init__(self, *, options: CodingOptions | None = None, **fields):
+        self.options = o = coding_options(options, **fields)
+        _set_threads(o)
+        self.user_dict = userdict.resolve(o.dictionary)
+        if self.user_dict is not None and not (o.neural and o.mixing and o.history):
             raise BytezipError("a dictionary (-D) needs the model's mixer and shared history "
                                "(not --model none, mixing=False or --no-history)")
         if self.user_dict is not None:
-            self.model = dictionary_model(self.user_dict, model, device)
+            self.model = dictionary_model(self.user_dict, o.model, o.device)
         else:
-            self.model = coding_model(model, device) if neural else None
-        self.workers = workers or default_workers(device)
-        self.mixing, self.solid = mixing, solid
-        self.audio = bool(self.model and mixing and audio)
-        self.image = bool(self.model and mixing and image)
-        self.history = bool(self.model and mixing and history)
-        if round_chunks is not None and not 1 <= round_chunks <= fmt.MAX_ROUND_CHUNKS:
-            raise BytezipError(f"chunks per round must be between 1 and {fmt.MAX_ROUND_CHUNKS}")
-        self.round_chunks = round_chunks
-        self.chunk_size = chunk_size or (self.model.context if self.model else 1 << 16)
-        if not 1 <= self.chunk_size <= fmt.MAX_CHUNK_SIZE:
-            raise BytezipError(f"chunk size must be between 1 and {fmt.MAX_CHUNK_SIZE}")
+            self.model = coding_model(o.model, o.device) if o.neural else None
+        self.workers = o.workers or default_workers(o.device)
+        self.mixing, self.solid = o.mixing, o.solid
+        self.audio = bool(self.model and o.mixing and o.audio)
+        self.image = bool(self.model and o.mixing and o.image)
+        self.history = bool(self.model and o.mixing and o.history)
+        self.lanes = o.lanes
+        self.chunk_size = o.chunk_size or (self.model.context if self.model else NO_MODEL_CHUNK)
         if self.model and self.chunk_size > self.model.context:
             raise BytezipError(f"chunk size {self.chunk_size} exceeds the model's context of {self.model.context}")
-        self.batch = batch
 
     def header(self, round_chunks: int = 0, signal: PcmLayout | ImageLayout | None = None,
                envelope: png.Envelope | None = None) -> fmt.Header:
@@ -488,34 +144,49 @@ class Compressor:
         """Chunks per round for an input of `size` bytes (None: unknown); 0 = no shared history."""
         if not self.history:
             return 0
-        if self.round_chunks:
-            return self.round_chunks
+        if self.lanes:
+            return self.lanes
         if size is None:
             return MAX_ROUND_CHUNKS
         return min(MAX_ROUND_CHUNKS, max(MIN_ROUND_CHUNKS, math.ceil(size / self.chunk_size / ROUNDS)))
 
     def code_chunks(self, chunks: list[bytes], history: History | None = None,
                     layout: PcmLayout | ImageLayout | None = None, starts: np.ndarray | None = None,
-                    round_chunks: int = 0) -> list[tuple[int, bytes]]:
+                    round_chunks: int = 0, timings: dict[str, float] | None = None) -> list[tuple[int, bytes]]:
         """(codec, payload) for each chunk (chunk i at byte starts[i] of the input): the smallest of mixed
-        (reading `history`, and the predictor of the sample or pixel `layout`), neural, lzma, zstd, raw."""
-        starts = self.chunk_size * np.arange(len(chunks)) if starts is None else starts
+        (reading `history`, and the predictor of the sample or pixel `layout`), neural, lzma, zstd, raw.
+        `timings`: as for `code_candidates`."""
+        return [c.best for c in self.code_candidates(chunks, history, layout, starts, round_chunks, timings)]
 
-        def code(lanes: np.ndarray) -> tuple[list[tuple[int, bytes]], Mixer | None]:
+    def code_candidates(self, chunks: list[bytes], history: History | None = None,
+                        layout: PcmLayout | ImageLayout | None = None, starts: np.ndarray | None = None,
+                        round_chunks: int = 0, timings: dict[str, float] | None = None) -> list[Candidates]:
+        """`code_chunks` with every candidate kept: each chunk's model payloads (neural, mixed) and the one the
+        archive takes. `timings`, when given, accumulates seconds per part: "model" (the parallel forward),
+        "mixer", "coder" (the range coder, both model candidates), "zstd", "lzma", summed over the workers
+        (what `bytezip.speed` reports)."""
+        starts = self.chunk_size * np.arange(len(chunks)) if starts is None else starts
+        laps: list[dict[str, float]] = []
+
+        def code(lanes: np.ndarray):
             part = [chunks[i] for i in lanes]                    # a worker's chunks, coded as one batch
+            lap = lambda part: None
+            if timings is not None:
+                laps.append({})
+                lap = Laps(laps[-1])
             neural, mixed, mixer = [None] * len(part), [None] * len(part), None
             if self.model:
-                freqs = neural_frequencies(self.model, part)
-                neural = [neural_encode(f, c) for f, c in zip(freqs, part)]
-                if self.mixing:          # mixed in place of the neural frequencies, now coded (no fresh memory)
-                    signal = signal_model(layout, starts[lanes], self.chunk_size, round_chunks)
-                    freqs, mixer = mix_round(freqs, part, history, signal, self.model.dictionary, out=freqs)
-                    mixed = [neural_encode(f, c) for f, c in zip(freqs, part)]
-            return [_smallest(chunk, n, m) for chunk, n, m in zip(part, neural, mixed)], mixer
+                signal = signal_model(layout, starts[lanes], self.chunk_size, round_chunks) if self.mixing else None
+                neural, mixed, mixer = encode_lanes(self.model, part, self.mixing, history, signal,
+                                                    self.model.dictionary, lap)
+            return [Candidates(n, m, smallest(chunk, n, m, lap)) for chunk, n, m in zip(part, neural, mixed)], mixer
         _, results = run_split(len(chunks), self.workers, code)
         if history is not None:
-            history.learn_weights([(mixer, np.array([codec == fmt.MIXED for codec, _ in coded]))
+            history.learn_weights([(mixer, np.array([c.best[0] == fmt.MIXED for c in coded]))
                                    for coded, mixer in results])
+        for lapped in laps:
+            for part, seconds in lapped.items():
+                timings[part] = timings.get(part, 0.0) + seconds
         return [c for coded, _ in results for c in coded]
 
     def copy_stream(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
@@ -541,9 +212,9 @@ class Compressor:
         self._copy_chunks(io.BytesIO(coded), chunked, progress, round_chunks, layout, envelope, ordered)
         candidates = [chunked.getvalue()]
         if envelope:   # a PNG's pixels may cost more than its (incompressible) file bytes: keep the smaller
-            candidates.append(Compressor(neural=False, chunk_size=self.chunk_size).compress(head))
+            candidates.append(Compressor(neural=False, solid=False, chunk_size=self.chunk_size).compress(head))
         if self.solid:   # the whole input as one chunk, lzma, zstd or raw, in an archive that needs no model
-            candidates.append(Compressor(neural=False, chunk_size=max(1, len(head))).compress(head))
+            candidates.append(Compressor(neural=False, solid=False, chunk_size=max(1, len(head))).compress(head))
         return len(head), ofh.write(min(candidates, key=len))
 
     def banded(self, data: bytes, layout, round_chunks: int) -> tuple[PcmLayout | ImageLayout | None, bytes]:
@@ -572,7 +243,7 @@ class Compressor:
         history = self._history() if round_chunks else None
         while True:
             chunks = []
-            for _ in range(round_chunks or self.batch):
+            for _ in range(round_chunks or self.lanes or DEFAULT_LANES):
                 c = _read_exact(ifh, self.chunk_size)
                 if c:
                     chunks.append(c)
@@ -610,30 +281,20 @@ class Compressor:
 class Decompressor:
     """Decodes archives; loads the model only when a neural chunk needs it, and checks it is the right one."""
 
-    def __init__(self, *, model=None, device="cpu", lanes: int = DEFAULT_LANES, threads: int | None = None,
-                 workers: int | None = None, dictionary=None):
-        """`workers`: threads that decode a round's lanes in as many batches (default: one per CPU thread
-        torch would use; one on a GPU). `dictionary`: the user dictionary (`bytezip.userdict`: a path or a loaded
-        `UserDictionary`) for archives made with one (others decode without it)."""
-        if threads:
-            torch.set_num_threads(threads)
-        self.user_dict = userdict.resolve(dictionary)
-        self._model_arg, self.device, self.lanes = model, device, max(1, lanes)
-        self.workers = workers or default_workers(device)
+    def __init__(self, *, options: CodingOptions | None = None, **fields):
+        """Options as for `Compressor` (the same `CodingOptions`; those an archive records are not read here):
+        `model` (default: the one the archive names), `device`, `threads`, `lanes` (the most neural chunks
+        decoded together, default DEFAULT_LANES), `workers` (threads that decode a batch's lanes in as many
+        parts; default: one per CPU thread torch would use, one on a GPU), `dictionary` (the user dictionary,
+        a path or a loaded `UserDictionary`, for archives made with one; others decode without it)."""
+        self.options = o = coding_options(options, **fields)
+        _set_threads(o)
+        self.user_dict = userdict.resolve(o.dictionary)
+        self._model_arg, self.device, self.lanes = o.model, o.device, o.lanes or DEFAULT_LANES
+        self.workers = o.workers or default_workers(o.device)
 
     def _model_for(self, header: fmt.Header) -> CodingModel:
-        if isinstance(self._model_arg, (CodingModel, Megabyte)):
-            m = coding_model(self._model_arg, self.device)
-        else:
-            wanted = self._model_arg or header.model_id
-            try:       # the archive's name only among installed models, never as a path (registry.py)
-                base = registry.resolve_for_archive(header.model_id, self._model_arg, MODELS_DIR)
-            except ModelError:
-                if not registry.is_plain_name(header.model_id):
-                    raise
-                raise ModelError(f"archive needs model '{header.model_id}', and model '{wanted}' is not available "
-                                 f"(see --model)") from None
-            m = coding_model(base, self.device)
+        m = archive_model(header.model_id, self._model_arg, self.device)
         if m.digest != header.model_digest:
             raise ModelError(f"archive was made with model '{header.model_id}' "
                              f"({header.model_digest.hex()}), but the model here is '{m.model_id}' ({m.digest.hex()})")
@@ -709,7 +370,7 @@ class Decompressor:
                 if r.codec in fmt.MODEL_CODECS:
                     data = decoded[id(r)]
                 else:
-                    data = _plain_decode(r.codec, p, r.raw_size, k)
+                    data = plain_decode(r.codec, p, r.raw_size, k)
                     if progress:
                         progress(len(data))
                 if checks and checks.add(data) != r.check:
@@ -765,14 +426,6 @@ def _rebuilt_png(envelope: png.Envelope, pixels: bytes) -> bytes:
         raise ChecksumError("checksum mismatch: the rebuilt PNG is not the original (corrupted archive, "
                             "or a zlib here that deflates differently)")
     return data
-
-
-def _plain_decode(codec: int, payload: bytes, raw_size: int, index: int) -> bytes:
-    """Chunk `index` when it needs no model: raw, zstd or lzma."""
-    if codec == fmt.RAW:
-        return payload
-    decompress = _zstd_decompress if codec == fmt.ZSTD else _lzma_decompress
-    return decompress(payload, raw_size, f"{fmt.CODEC_NAMES[codec]} chunk {index}")
 
 
 class _Prefixed:

@@ -7,10 +7,10 @@
    (10^6 bytes) each of text, image pixels and audio PCM, every round trip checked;
 2. the model's FLOPs per byte (analytic, below) and the machine's measured fp32 matmul rate (torch, at the
    shapes decoding and encoding use and one large square), hence the fraction of that limit reached;
-3. where decode time goes: a copy of the codec's decode loop (`codec.neural_decode`) with
-   `time.perf_counter` around each piece (global model step, local model step, mixer, coder, the rest),
-   plus the top torch operators from `torch.profiler` over a few steps; and where encode time goes, the
-   same way on a copy of `Compressor.code_chunks` (model forward, mixer, range coder, zstd);
+3. where decode time goes: the codec's own decode loop (`neural.neural_decode`) with its stopwatch on
+   (`timings`: global model step, local model step, mixer, coder, the rest), plus the top torch operators
+   from `torch.profiler` over a few steps; and where encode time goes, the same way from the encoder's own
+   timings (`Compressor.code_candidates`: model forward, mixer, range coder, zstd, lzma);
 4. decode bytes/s at lanes 1, 16, 64, 256 on the text sample (its first `lanes` chunks, coded as mixed chunks
    whichever codec would have won, so that the model's path is measured; the breakdown decodes those too).
 
@@ -66,7 +66,8 @@ from typing import Iterable
 import click
 
 from . import kernels
-from .bench import BenchError, REPO_ROOT, _parse_size, collect_sources, load_items, machine_info
+from .benchmarking import (REPO_ROOT, BenchError, checked_options, collect_sources, load_items, machine_info,
+                           md_table, model_size, parse_size)
 
 MB = 1_000_000
 DEFAULT_BYTES = MB
@@ -254,50 +255,34 @@ BREAKDOWN_PARTS = (
 )
 
 
-ENCODE_PARTS = (
+ENCODE_PARTS = (            # the parts `Compressor.code_candidates` times (its `timings`), and the rest
     ("model", "model: parallel forward (neural_frequencies)"),
-    ("mixer", "mixer: mixed_frequencies (byte loop over the batch)"),
+    ("mixer", "mixer: mix_round (byte loop over the batch)"),
     ("coder", "coder: range-encode the neural and the mixed candidates"),
     ("zstd", "zstd -19 candidate"),
+    ("lzma", "lzma (xz -9e) candidate"),
     ("rest", "rest: batching, picking the smallest"),
 )
 
 
-def forced_model_chunks(m, data: bytes, chunk_size: int, count: int, mixing: bool = True,
-                        batch: int | None = None) -> tuple[list, list, list, list, dict]:
-    """The first `count` chunks of data coded as mixed (or neural) chunks whatever would have won, by a
-    copy of `Compressor.code_chunks` (every candidate computed, as it does) with a stopwatch on each piece:
-    (chunks, payloads, sizes, mixed flags, {part: seconds, ...})."""
-    from .codec import ENCODE_BATCH, _zstd_compress, neural_encode, neural_frequencies
-    from .mixing import mixed_frequencies
-    pc = time.perf_counter
-    tm = {k: 0.0 for k, _ in ENCODE_PARTS}
-    t_begin = pc()
-    chunks = [data[i:i + chunk_size] for i in range(0, min(len(data), count * chunk_size), chunk_size)]
+def forced_model_chunks(comp, data: bytes, count: int) -> tuple[list, list, list, list, dict]:
+    """The first `count` chunks of data coded by `comp.code_candidates` (no shared history, `comp.lanes` or
+    DEFAULT_LANES chunks a batch) with the codec's own timings, each kept as its mixed (or, without mixing,
+    neural) payload whatever would have won: (chunks, payloads, sizes, mixed flags, {part: seconds, ...})."""
+    from .options import DEFAULT_LANES
+    C = comp.chunk_size
+    chunks = [data[i:i + C] for i in range(0, min(len(data), count * C), C)]
+    batch = comp.lanes or DEFAULT_LANES
+    tm: dict[str, float] = {k: 0.0 for k, _ in ENCODE_PARTS}
     payloads = []
-    batch = batch or ENCODE_BATCH
+    t_begin = time.perf_counter()
     for a in range(0, len(chunks), batch):
-        part = chunks[a:a + batch]
-        t0 = pc()
-        freqs = neural_frequencies(m, part)
-        t1 = pc()
-        mixed = mixed_frequencies(freqs, part, dictionary=m.dictionary) if mixing else None   # as the archive says
-        t2 = pc()
-        neural = [neural_encode(f, c) for f, c in zip(freqs, part)]
-        coded = [neural_encode(f, c) for f, c in zip(mixed, part)] if mixing else neural
-        t3 = pc()
-        for c in part:
-            _zstd_compress(c)
-        t4 = pc()
-        tm["model"] += t1 - t0
-        tm["mixer"] += t2 - t1
-        tm["coder"] += t3 - t2
-        tm["zstd"] += t4 - t3
-        payloads += coded
-    total = pc() - t_begin
+        payloads += [c.mixed if comp.mixing else c.neural
+                     for c in comp.code_candidates(chunks[a:a + batch], timings=tm)]
+    total = time.perf_counter() - t_begin
     tm["rest"] = max(0.0, total - sum(tm.values()))
     tm["total"] = total
-    return chunks, payloads, [len(c) for c in chunks], [mixing] * len(chunks), tm
+    return chunks, payloads, [len(c) for c in chunks], [comp.mixing] * len(chunks), tm
 
 
 def model_archive(comp, chunks: list[bytes], payloads: list[bytes]) -> bytes:
@@ -314,7 +299,7 @@ def decode_breakdown(m, payloads: list[bytes], sizes: list[int], mixed: list[boo
                      steps: int | None = None) -> tuple[list[bytes], dict]:
     """`codec.neural_decode` with its stopwatch on; decodes the first `steps` bytes per lane (None: all).
     Returns (decoded prefixes, {part: seconds, ...})."""
-    from .codec import neural_decode
+    from .neural import neural_decode
 
     n_steps = max(sizes) if steps is None else min(steps, max(sizes))
     laps: dict[str, float] = {}
@@ -387,7 +372,7 @@ def _command_string() -> str:
     return shlex.join(["python", "-m", "bytezip.speed"] + argv)
 
 
-def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = "cpu", lanes: int | None = None,
+def run_speed(samples: list[Sample] | None = None, *, model=None, device=None, lanes: int | None = None,
               chunk_size: int | None = None, threads: int | None = None, limit_bytes: int | None = None,
               corpus=None, sweep_lanes: Iterable[int] | None = SWEEP_LANES, breakdown_steps: int | None = None,
               profile_steps: int = TORCH_PROFILE_STEPS, matmul_min_time: float = 0.25,
@@ -396,8 +381,9 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
               console=None) -> dict:
     """Run the speed benchmark; returns every number as a JSON-able dict (also written to json_path).
 
-    samples: default `default_samples(corpus, limit_bytes)`. model/device/lanes/chunk_size/threads: as for
-    `Compressor`/`Decompressor`. sweep_lanes: decode bytes/s at these lanes on the text (first) sample's first
+    samples: default `default_samples(corpus, limit_bytes)`. model/device/chunk_size/threads: coding options
+    (`bytezip.options.CodingOptions`; None: its defaults, those of `bytezip FILE`); lanes: the decoder's (the
+    encoder's rounds follow the input size, as by default). sweep_lanes: decode bytes/s at these lanes on the text (first) sample's first
     `lanes` chunks (so that every run fills its lanes), coded as model chunks whichever codec would have won
     (so that the model path is what is measured), through `Decompressor` (empty: no sweep).
     breakdown_steps: bytes per lane of the timed decode loop (None: whole chunks). profile_steps: decode
@@ -406,12 +392,13 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
     import torch
     from rich.console import Console
     from . import codec as bc
-    from .bench import model_size
+    from .options import DEFAULT_LANES, coding_options
 
     err = Console(stderr=True)
     say = (lambda msg: err.print(f"[dim]{msg}[/]", highlight=False)) if progress else (lambda msg: None)
-    if threads:
-        torch.set_num_threads(threads)
+    given = dict(model=model, device=device, chunk_size=chunk_size, threads=threads)
+    opts = coding_options(**{k: v for k, v in given.items() if v is not None})
+    device = bc.resolve_device(opts.device)
     started = datetime.datetime.now(datetime.timezone.utc)
     t_start = time.perf_counter()
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -419,11 +406,11 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
     say("loading the model")
     t0 = time.perf_counter()
     m = bc.coding_model(model, device)
+    opts = coding_options(opts, model=m)
     load_s = time.perf_counter() - t0
     cfg = m.exact.cfg
-    comp = bc.Compressor(model=m, device=device, chunk_size=chunk_size, threads=threads)
-    dec_opts = {"lanes": lanes} if lanes else {}
-    decomp = bc.Decompressor(model=m, device=device, threads=threads, **dec_opts)
+    comp = bc.Compressor(options=opts)
+    decomp = bc.Decompressor(options=opts, lanes=lanes)
     lanes = decomp.lanes
     chunk_size = comp.chunk_size
     decomp.decompress(comp.compress(b"warm-up, not timed " * 64))
@@ -438,7 +425,8 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
     model_entry = {"name": (info or {}).get("name", m.model_id), "id": m.model_id, "digest": m.digest.hex(),
                    "bytes": (info or {}).get("bytes"), "config": json.loads(cfg.to_json()),
                    "load_s": load_s}
-    model_entry["params"] = bc.Megabyte(cfg).num_params()
+    from .model import Megabyte
+    model_entry["params"] = Megabyte(cfg).num_params()
     flops = flops_per_byte(cfg, chunk_size)
 
     results = []
@@ -469,10 +457,10 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
     text = samples[0]
     n_forced = max([lanes, *(sweep_lanes or ())])
     say(f"{text.name}: coding up to {n_forced} chunks as {'mixed' if comp.mixing else 'neural'} chunks")
-    chunks, payloads, sizes, mixed, etm = forced_model_chunks(m, text.data, chunk_size, n_forced, comp.mixing,
-                                                              comp.batch)
+    timed = bc.Compressor(options=opts, workers=1)      # one worker: the parts add up to the wall time
+    chunks, payloads, sizes, mixed, etm = forced_model_chunks(timed, text.data, n_forced)
     e_bytes = sum(sizes)
-    encode_breakdown = {"sample": text.name, "chunks": len(chunks), "batch": comp.batch, "bytes": e_bytes,
+    encode_breakdown = {"sample": text.name, "chunks": len(chunks), "batch": timed.lanes or DEFAULT_LANES, "bytes": e_bytes,
                         "total_s": etm["total"], "encode_Bps": e_bytes / etm["total"],
                         "parts": {k: etm[k] for k, _ in ENCODE_PARTS}, "labels": dict(ENCODE_PARTS)}
     b_lanes = min(lanes, len(chunks))
@@ -498,7 +486,7 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
         blob = model_archive(comp, chunks[:n], payloads[:n])
         data = b"".join(chunks[:n])
         say(f"lanes {L}: decode {len(data):,} bytes")
-        d = bc.Decompressor(model=m, device=device, lanes=L, threads=threads)
+        d = bc.Decompressor(options=opts, lanes=L)
         t0 = time.perf_counter()
         back = d.decompress(blob)
         dt = time.perf_counter() - t0
@@ -526,7 +514,7 @@ def run_speed(samples: list[Sample] | None = None, *, model=None, device: str = 
         "machine": machine,
         "device": str(device),
         "settings": {"lanes": lanes, "chunk_size": chunk_size, "threads": torch.get_num_threads(),
-                     "limit_bytes": limit_bytes, "mixing": comp.mixing, "encode_batch": comp.batch,
+                     "limit_bytes": limit_bytes, "mixing": comp.mixing, "encode_batch": timed.lanes or DEFAULT_LANES,
                      "workers": decomp.workers, "kernels": kernels.available()},
         "model": model_entry,
         "flops": flops,
@@ -687,10 +675,9 @@ def print_report(res: dict, console) -> None:
 
 
 def markdown_report(res: dict) -> str:
-    from .bench import _md_table
     parts = ["# bytezip speed", ""] + [f"- {line}" for line in header_lines(res)] + [""]
     for title, header, rows, after in _tables(res):
-        parts += [f"### {title}", "", _md_table(header, rows), ""] + [f"{line}" for line in after] + ([""] if after else [])
+        parts += [f"### {title}", "", md_table(header, rows), ""] + [f"{line}" for line in after] + ([""] if after else [])
     return "\n".join(parts)
 
 
@@ -710,10 +697,10 @@ def _parse_lanes(value) -> tuple[int, ...]:
 @click.command("speed", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--model", "-m", default=None, help="Model name or path prefix (default: the shipped model).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, auto.")
-@click.option("--lanes", type=click.IntRange(min=1), default=None, help="Decode lanes (default: the codec's).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Chunk size (default: the model's context).")
-@click.option("--threads", "-T", type=click.IntRange(min=1), default=None, help="torch threads (default: torch's).")
+@click.option("--device", default=None, help="auto, cpu, cuda (default: bytezip's, auto).")
+@click.option("--lanes", type=int, default=None, help="Decode lanes (default: the codec's, 64).")
+@click.option("--chunk-size", type=int, default=None, help="Chunk size (default: the model's context).")
+@click.option("--threads", "-T", type=int, default=None, help="torch threads (default: torch's; 0: all cores).")
 @click.option("--limit-bytes", metavar="N", default=None, help="Bytes per sample (default 10^6; 64K, 1M...).")
 @click.option("--corpus", type=click.Path(file_okay=False, path_type=Path), default=None,
               help=f"Where the default samples come from (default: {DEFAULT_CORPUS}).")
@@ -731,7 +718,9 @@ def speed_command(paths, model, device, lanes, chunk_size, threads, limit_bytes,
     """Encode/decode bytes/s of bytezip on 1 MB each of held-out text, image pixels and audio PCM (or on
     PATHS), the model's FLOPs per byte against the measured fp32 matmul rate, where decode time goes, and
     decode speed against lanes."""
-    limit = _parse_size(limit_bytes)
+    checked_options({k: v for k, v in dict(device=device, lanes=lanes, chunk_size=chunk_size,
+                                           threads=threads).items() if v is not None})
+    limit = parse_size(limit_bytes)
     samples = samples_from_paths(paths, limit or DEFAULT_BYTES) if paths else None
     run_speed(samples, model=model, device=device, lanes=lanes, chunk_size=chunk_size, threads=threads,
               limit_bytes=limit, corpus=corpus, sweep_lanes=_parse_lanes(sweep_lanes), breakdown_steps=breakdown_steps,

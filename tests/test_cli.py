@@ -593,8 +593,10 @@ def test_recursive(work, models):
 def test_threads_zero_is_all_cores(work, models):
     before = torch.get_num_threads()
     try:
-        assert cli_mod._options({"threads": 0}).threads == cli_mod.all_cores() == len(os.sched_getaffinity(0))
-        assert cli_mod._options({"threads": 3}).threads == 3 and cli_mod._options({}).threads is None
+        zero = cli_mod._options({"threads": 0}).coding
+        assert zero.threads == 0 and zero.torch_threads == cli_mod.all_cores() == len(os.sched_getaffinity(0))
+        assert cli_mod._options({"threads": 3}).coding.torch_threads == 3
+        assert cli_mod._options({}).coding.torch_threads is None
         r = bz("-T0", "--model", models.random, "a.txt")
         assert r.exit_code == 0 and torch.get_num_threads() == cli_mod.all_cores()
         r = bz("-dcT", "1", "a.txt.bzp")

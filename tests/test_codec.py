@@ -48,7 +48,7 @@ def test_text_uses_neural_chunks(trained_model):
 def test_random_megabyte_stays_near_raw(random_model):
     data = np.random.default_rng(1).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
     cm = bytezip.coding_model(random_model)
-    comp = bytezip.Compressor(model=cm, batch=64)
+    comp = bytezip.Compressor(model=cm, solid=False)
     blob = comp.compress(data)
     n_chunks = -(-len(data) // comp.chunk_size)
     assert len(blob) <= len(data) + 64 + 6 * n_chunks
@@ -71,12 +71,15 @@ def test_parallel_encode_incremental_decode_identical(trained_model, lanes, thre
     cm = bytezip.coding_model(trained_model)
     old = torch.get_num_threads()
     try:
-        blob = bytezip.Compressor(model=cm, batch=64).compress(data)
+        blob = bytezip.Compressor(model=cm, solid=False).compress(data)
         assert sum(c in fmt.MODEL_CODECS for c in codecs_used(blob)) >= 4
         torch.set_num_threads(threads)
         assert bytezip.Decompressor(model=cm, lanes=lanes).decompress(blob) == data
-        # and the archive does not depend on the encoder's batch or threads either
-        assert bytezip.Compressor(model=cm, batch=1).compress(data) == blob
+        # and the archive does not depend on the encoder's workers or threads either, nor (without a shared
+        # history) on how many chunks are coded together
+        assert bytezip.Compressor(model=cm, solid=False, workers=1).compress(data) == blob
+        independent = bytezip.Compressor(model=cm, solid=False, history=False, lanes=64).compress(data)
+        assert bytezip.Compressor(model=cm, solid=False, history=False, lanes=1).compress(data) == independent
     finally:
         torch.set_num_threads(old)
 
@@ -116,8 +119,8 @@ def test_solid_fallback_keeps_repeats_longer_than_a_chunk(trained_model):
     """A block repeated far beyond the chunk size: the whole-input zstd archive wins and needs no model."""
     data = np.random.default_rng(5).integers(0, 256, 1024, dtype=np.uint8).tobytes() * 40
     cm = bytezip.coding_model(trained_model)
-    solid = bytezip.Compressor(model=cm, solid=True).compress(data)
-    chunked = bytezip.Compressor(model=cm).compress(data)
+    solid = bytezip.Compressor(model=cm).compress(data)              # solid is the default
+    chunked = bytezip.Compressor(model=cm, solid=False).compress(data)
     assert len(solid) < 2000 < len(chunked)
     info = bytezip.read_info(io.BytesIO(solid))
     assert info.header.model_id == "" and [c.codec for c in info.chunks] == [fmt.ZSTD]

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import bytezip
-from bytezip import codec, registry
+from bytezip import codec, loading, registry
 from bytezip import format as fmt
 from bytezip.cli import cli
 from bytezip.format import FormatError, ModelError
@@ -65,7 +65,7 @@ def env(tmp_path, monkeypatch):
     installed.mkdir()
     monkeypatch.setattr(codec, "MODELS_DIR", installed)
     loaded, probed = [], []
-    real_load, real_is_file = codec.load_model, pathlib.Path.is_file
+    real_load, real_is_file = loading.load_model, pathlib.Path.is_file
 
     def spy_load(prefix):
         loaded.append(pathlib.Path(prefix).resolve())

@@ -1,0 +1,262 @@
+"""Neural and mixed chunks: the model's frequencies, the range coder, and the lanes that code chunks in
+lockstep, split among worker threads.
+
+Why a module of its own: this is the coding loop, the one part that runs the model step by step (decoding) or
+in one parallel forward (encoding), mixes its distributions (`bytezip.mixing`) and drives the range coder,
+with its own scheduling (`run_split`: a batch's lanes in parts on as many threads; torch's threads set per
+worker). The facade (`bytezip.codec`) decides what is coded in which round; this module codes it. Timings,
+when asked for (`timings` dicts, filled by `Laps`), are taken here, in the loop itself, for `bytezip.speed`.
+A neural chunk is one range-coder stream of its bytes under the exact model's distributions: the encoder gets
+them all from one parallel forward; the decoder advances many chunks together as lanes of one batch, one
+incremental model step per byte for all lanes.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable
+
+import constriction
+import numpy as np
+import torch
+
+from . import format as fmt
+from .format import FormatError
+from .loading import CodingModel, resolve_device
+from .mixing import History, Mixer, mix_round
+from .options import DEFAULT_LANES
+
+INFO_CAP_BITS = 24           # a byte costs at most this much in the range coder (its precision)
+ENCODER_SLACK_BITS = 32      # the encoder keeps model payloads this far inside the format's information limit
+FORWARD_BATCH = 16           # chunks per parallel forward on a GPU (memory ~ batch x T^2); on the CPU one at a
+                             # time: the C kernels gain nothing from a batch, and one chunk's intermediates stay
+                             # in cache (14.6 against 16.9 us a byte for 16 at once, 2-core Xeon, 2026-12-04)
+PROGRESS_STEPS = 64          # decoding reports progress every this many steps
+
+_CODER_MODEL = constriction.stream.model.Categorical(perfect=False)
+
+
+# -- one function per coding step, shared by both directions ------------------------------------------
+def probabilities(freqs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Integer frequencies [..., 256] -> float64 probabilities for the coder (elementwise IEEE, exact), written
+    into `out` (of freqs' shape) when given."""
+    out = np.empty(freqs.shape) if out is None else out
+    np.copyto(out, freqs)
+    out /= out.sum(-1, keepdims=True)
+    return out
+
+
+def _words_to_bytes(words: np.ndarray) -> bytes:
+    return words.astype("<u4").tobytes().rstrip(b"\0")
+
+
+def _bytes_to_words(payload: bytes) -> np.ndarray:
+    payload += b"\0" * (-len(payload) % 4)
+    return np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+
+
+def neural_frequencies(m: CodingModel, chunks: list[bytes]) -> list[np.ndarray]:
+    """Parallel forward over a batch of chunks -> per chunk int64 frequencies [len, 256]."""
+    P = m.exact.cfg.patch_size
+    width = -(-max(map(len, chunks)) // P) * P
+    x = np.zeros((len(chunks), width), dtype=np.int64)
+    for i, c in enumerate(chunks):
+        x[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
+    out, batch = [], FORWARD_BATCH if m.exact.device.type == "cuda" else 1
+    for a in range(0, len(chunks), batch):
+        f = m.exact.frequencies(torch.from_numpy(x[a:a + batch])).cpu().numpy()
+        out += [f[i, :len(c)] for i, c in enumerate(chunks[a:a + batch])]
+    return out
+
+
+def information_bits(probs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """Bits of each symbol under its row of `probs` [..., 256], at most INFO_CAP_BITS: the least a range coder
+    spends on it, so what a model payload of n bytes decodes to sums to at most 8 n + fmt.INFO_SLACK_BITS."""
+    p = np.take_along_axis(probs, np.asarray(symbols, dtype=np.int64)[..., None], -1)[..., 0]
+    with np.errstate(divide="ignore"):
+        return np.minimum(-np.log2(p), INFO_CAP_BITS)
+
+
+_coder_rows = threading.local()   # each encoding thread's float64 rows, reused: fresh memory is slow to fault in
+
+
+def neural_encode(freqs: np.ndarray, chunk: bytes) -> bytes | None:
+    """The range coder's payload for `chunk` under `freqs`, or None when its size in bits is not within the
+    format's INFO_SLACK_BITS of the information it decodes to (`information_bits`; a coder's final words can
+    end in zeros that are dropped, and rounding is never that far off): the decoder rejects such payloads, so
+    another codec must take the chunk."""
+    rows = getattr(_coder_rows, "rows", None)
+    if rows is None or len(rows) < len(freqs):
+        rows = _coder_rows.rows = np.empty((len(freqs), 256))
+    symbols = np.frombuffer(chunk, dtype=np.uint8).astype(np.int32)
+    probs = probabilities(freqs, rows[:len(freqs)])
+    enc = constriction.stream.queue.RangeEncoder()
+    enc.encode(symbols, _CODER_MODEL, probs)
+    payload = _words_to_bytes(enc.get_compressed())
+    if abs(information_bits(probs, symbols).sum() - 8 * len(payload)) > fmt.INFO_SLACK_BITS - ENCODER_SLACK_BITS:
+        return None
+    return payload
+
+
+def encode_lanes(m: CodingModel, chunks: list[bytes], mixing: bool, history: History | None = None,
+                 signal: object | None = None, dictionary: History | None = None,
+                 lap: Callable[[str], None] = lambda part: None
+                 ) -> tuple[list[bytes | None], list[bytes | None], Mixer | None]:
+    """One batch of chunks coded by the model: (neural payloads, mixed payloads, the mixer), a payload None
+    where `neural_encode` gives none and the mixed ones all None without `mixing`. The mixed chunks read
+    `history`, the sample or pixel predictor `signal` (`mixing.signal_model`) and the priming `dictionary`.
+    `lap(part)` is called after each part: "model" (the parallel forward), "coder", "mixer"."""
+    freqs = neural_frequencies(m, chunks)
+    lap("model")
+    neural = [neural_encode(f, c) for f, c in zip(freqs, chunks)]
+    lap("coder")
+    mixed, mixer = [None] * len(chunks), None
+    if mixing:                  # mixed in place of the neural frequencies, now coded (no fresh memory)
+        freqs, mixer = mix_round(freqs, chunks, history, signal, dictionary, out=freqs)
+        lap("mixer")
+        mixed = [neural_encode(f, c) for f, c in zip(freqs, chunks)]
+        lap("coder")
+    return neural, mixed, mixer
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to n for a while (workers that each hold a core run torch on one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def default_workers(device) -> int:
+    """Threads that code a round's chunks in as many batches: one per CPU thread torch would use; one on a GPU."""
+    return 1 if resolve_device(device).type == "cuda" else torch.get_num_threads()
+
+
+def run_split(n: int, workers: int, work: Callable[[np.ndarray], object]) -> tuple[list[np.ndarray], list]:
+    """work(lanes) for n lanes split into at most `workers` runs of neighbours, on as many threads (the C kernels
+    and torch release the GIL; torch runs on one core each): the groups, and their results in order."""
+    groups = np.array_split(np.arange(n), max(1, min(workers, n)))
+    if len(groups) == 1:
+        return groups, [work(groups[0])]
+    with torch_threads(max(1, torch.get_num_threads() // len(groups))), ThreadPoolExecutor(len(groups)) as pool:
+        return groups, list(pool.map(work, groups))
+
+
+def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
+                  progress: Callable[[int], None] | None = None,
+                  timings: dict[str, float] | None = None, history: History | None = None,
+                  signal_of: Callable[[np.ndarray], object | None] = lambda lanes: None,
+                  dictionary: History | None = None, workers: int = 1, lanes: int = DEFAULT_LANES,
+                  names: list[str] | None = None, whole: bool = True) -> list[bytes]:
+    """Decode several neural/mixed chunks as lanes (one model step per byte for all lanes of a batch);
+    mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio or
+    images, the predictor `signal_of(lanes)` gives for those lanes. At most `lanes` chunks are decoded at a
+    time (memory follows that, not what the archive declares), each batch split into `workers` parts decoded
+    on as many threads (each lane is independent, so any split decodes the same bytes); the weights they hand
+    on are the mean over all mixed lanes, as one batch's. `names` (e.g. "mixed chunk 5") name the chunks in
+    errors; `whole=False` decodes only the first `sizes` bytes of each payload's chunk. `timings`, when given
+    (one worker), accumulates seconds per part of the loop (what `bytezip.speed` reports)."""
+    lock = threading.Lock()
+    names = names or [f"{'mixed' if x else 'neural'} chunk" for x in mixed]
+
+    def report(n: int):
+        with lock:
+            progress(n)
+
+    def decode(lanes: np.ndarray):
+        return _decode_lanes(m, [payloads[i] for i in lanes], [sizes[i] for i in lanes], [mixed[i] for i in lanes],
+                             report if progress else None, timings, history, signal_of(lanes), dictionary,
+                             [names[i] for i in lanes], whole)
+    outs, parts = [], []
+    for first in range(0, len(sizes), max(1, lanes)):
+        batch = np.arange(first, min(len(sizes), first + max(1, lanes)))
+        groups, results = run_split(len(batch), workers, lambda part: decode(batch[part]))
+        outs += [out for decoded, _ in results for out in decoded]
+        parts += [(mixer, np.array(mixed)[batch[part]]) for (_, mixer), part in zip(results, groups)]
+    if history is not None:
+        history.learn_weights(parts)
+    return outs
+
+
+def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
+                  progress: Callable[[int], None] | None, timings: dict[str, float] | None,
+                  history: History | None, signal: object | None, dictionary: History | None,
+                  names: list[str], whole: bool = True) -> tuple[list[bytes], Mixer | None]:
+    """One batch of `neural_decode`: the decoded chunks, and the mixer (None if no lane is mixed). A lane whose
+    bytes so far hold more information than its payload can code (`information_bits`) is rejected at once, so
+    garbage costs a few steps, not the whole chunk; one whose payload is longer than what its chunk holds (zero
+    words padding a payload that decodes a long run, which anyone can write) is rejected at its end."""
+    lap = Laps(timings) if timings is not None else (lambda part: None)
+    P = m.exact.cfg.patch_size
+    decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
+    payload_sizes = np.array([len(p) for p in payloads])
+    limits = 8 * payload_sizes + fmt.INFO_SLACK_BITS
+    lengths = np.array(sizes)
+    bits = np.zeros(len(sizes))
+    longest = max(sizes)
+    out = np.zeros((len(sizes), longest), dtype=np.uint8)
+    stepper = m.exact.stepper(len(sizes), -(-longest // P))
+    mixer = None
+    if any(mixed):
+        mixer = Mixer(sizes, history, signal, dictionary)
+    use_mixed = np.array(mixed)[:, None]
+    active = np.arange(len(sizes))
+    symbols = np.zeros(len(sizes), dtype=np.int64)
+    reported = 0
+    lap("setup")
+    for t in range(longest):
+        freqs = stepper.next_frequencies().cpu().numpy()
+        lap("model_patch_steps" if t % P == 0 else "model_byte_steps")
+        if mixer:
+            freqs = np.where(use_mixed, mixer.mix(freqs), freqs)
+        lap("mixer_mix")
+        probs = probabilities(freqs)
+        lap("coder_probs")
+        active = active[lengths[active] > t]
+        for i in active:
+            try:
+                symbols[i] = decoders[i].decode(_CODER_MODEL, probs[i:i + 1])[0]
+            except AssertionError:  # constriction: "compressed data that is invalid for the employed entropy model"
+                raise FormatError(f"corrupted archive ({names[i]} is not a valid range-coder stream)") from None
+        bits[active] += information_bits(probs[active], symbols[active])
+        if (bits[active] > limits[active]).any():
+            i = active[np.argmax(bits[active] > limits[active])]
+            raise FormatError(f"corrupted archive ({names[i]} decodes to more than its {len(payloads[i])} "
+                              f"bytes can hold)")
+        if whole and (ending := active[lengths[active] == t + 1]).size:
+            longer = ending[8 * payload_sizes[ending] > bits[ending] + fmt.INFO_SLACK_BITS]
+            if longer.size:
+                raise FormatError(f"corrupted archive ({names[longer[0]]} is longer than what it decodes to)")
+        out[:, t] = symbols
+        lap("coder_decode")
+        stepper.push(torch.from_numpy(symbols))
+        lap("model_push")
+        if mixer:
+            mixer.update(symbols)
+        lap("mixer_update")
+        if progress and t % PROGRESS_STEPS == PROGRESS_STEPS - 1:
+            done = sum(min(n, t + 1) for n in sizes)
+            progress(done - reported)
+            reported = done
+    if progress:
+        progress(sum(sizes) - reported)
+    return [out[i, :n].tobytes() for i, n in enumerate(sizes)], mixer
+
+
+class Laps:
+    """A stopwatch: each call adds the time since the previous one (or since it was made) to `into[part]`."""
+
+    def __init__(self, into: dict[str, float]):
+        self.into, self.last = into, time.perf_counter()
+
+    def __call__(self, part: str):
+        now = time.perf_counter()
+        self.into[part] = self.into.get(part, 0.0) + now - self.last
+        self.last = now
+
+

@@ -1,0 +1,116 @@
+"""Coding options: one frozen, keyword-only dataclass shared by the library (`Compressor`, `Decompressor`,
+`compress`, `decompress`, `bytezip.open`), the command line and the benchmarks.
+
+Why a module of its own: its field defaults are the only defaults there are, so `bytezip.compress(data)` and
+`bytezip FILE` write the same archive, and every value is checked once, here, whoever gives it (a chunk size
+of 0 is refused, not silently replaced by the default). It loads neither torch nor the model, so the command
+line can check its options before anything heavy is imported.
+
+One word per idea:
+
+- `lanes`: chunks coded in lockstep, as the lanes of one batch. Compressing with a shared history, the
+  chunks per round (each round decodes as that many lanes; default: from the input size, about 8 rounds of
+  1 to 64 chunks); compressing without one, the chunks coded together (default 64); decompressing, the most
+  neural chunks decoded together (default 64; memory follows it, whatever an archive declares).
+- `workers`: threads that code a batch's lanes in as many parts (default: one per torch thread, one on a GPU).
+- `threads`: torch's CPU threads (default: torch's own setting; 0: every core this process may use).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import format as fmt
+from .format import BytezipError
+
+DEFAULT_LANES = 64        # lanes when not set and not taken from the input size (see the module's docstring)
+DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
+LEGACY_NAMES = {"round_chunks": "lanes"}     # older keyword names still accepted by `coding_options`
+
+
+class OptionError(BytezipError, ValueError):
+    """An invalid option value; `field` names the option (the command line shows its flag)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodingOptions:
+    """How to code. Compressing reads every field; decompressing reads model, device, threads, workers, lanes
+    and dictionary (an archive records the rest).
+
+    model: None ($BYTEZIP_MODEL, else the shipped model, to compress; the model the archive names, to
+    decompress), an installed name or path prefix, a `Megabyte` or a `CodingModel`. neural=False: lzma, zstd
+    and raw chunks only, no model (`bytezip --model none`). mixing=False: the model alone, without match and
+    context models. history=False: every chunk independent (decodable with any lanes). audio / image=False:
+    never mix in the sample / pixel predictor (by default used when the input is 16-bit PCM / an 8-bit
+    image). solid: also code a whole input of up to 16 MiB as one lzma/zstd chunk and keep the smaller
+    archive. chunk_size: bytes per chunk (default: the model's context; 64 KiB without a model).
+    dictionary: a user dictionary (`bytezip.userdict`: a path or a loaded `UserDictionary`)."""
+    model: Any = None
+    device: Any = "auto"
+    threads: int | None = None
+    workers: int | None = None
+    lanes: int | None = None
+    chunk_size: int | None = None
+    neural: bool = True
+    mixing: bool = True
+    history: bool = True
+    audio: bool = True
+    image: bool = True
+    solid: bool = True
+    dictionary: Any = None
+
+    def __post_init__(self):
+        _check_int("chunk_size", self.chunk_size, 1, fmt.MAX_CHUNK_SIZE, "chunk size")
+        _check_int("lanes", self.lanes, 1, fmt.MAX_ROUND_CHUNKS, "lanes (chunks coded together)")
+        _check_int("threads", self.threads, 0, None, "threads")
+        _check_int("workers", self.workers, 1, None, "workers")
+        if isinstance(self.device, str):
+            if not DEVICES.fullmatch(self.device):
+                raise OptionError("device", f"device must be auto, cpu or cuda, not {self.device!r}")
+        elif not hasattr(self.device, "type"):        # a torch.device
+            raise OptionError("device", f"device must be auto, cpu, cuda or a torch.device, not {self.device!r}")
+
+    @property
+    def torch_threads(self) -> int | None:
+        """The torch thread count to set, or None to keep torch's own (threads=0: every core we may use)."""
+        return all_cores() if self.threads == 0 else self.threads
+
+
+def _check_int(field: str, value, low: int, high: int | None, what: str):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(field, f"{what} must be a whole number, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise OptionError(field, f"{what} must be {bounds}, not {value}")
+
+
+def coding_options(options: CodingOptions | None = None, **fields) -> CodingOptions:
+    """`options` (default: the defaults) with `fields` replaced; the older names in LEGACY_NAMES are accepted
+    (`round_chunks=4` is `lanes=4`). An unknown name is a TypeError, as for any function."""
+    for old, new in LEGACY_NAMES.items():
+        if old in fields:
+            if new in fields:
+                raise TypeError(f"{old} is the old name of {new}; give one of them")
+            fields[new] = fields.pop(old)
+    known = {f.name for f in dataclasses.fields(CodingOptions)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(f"unknown coding option {unknown[0]!r} (options: {', '.join(sorted(known))})")
+    return dataclasses.replace(options, **fields) if options is not None else CodingOptions(**fields)
+
+
+def all_cores() -> int:
+    """CPU threads this process may run on (`threads=0`, `-T0`): its affinity mask, else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
