@@ -75,7 +75,7 @@ def env(tmp_path, monkeypatch):
         probed.append(self.resolve())
         return real_is_file(self)
 
-    monkeypatch.setattr(codec, "load_model", spy_load)
+    monkeypatch.setattr(loading, "load_model", spy_load)
     monkeypatch.setattr(pathlib.Path, "is_file", spy_is_file)
     return dataclasses.make_dataclass("Env", ["root", "installed", "loaded", "probed"])(
         tmp_path, installed, loaded, probed)
