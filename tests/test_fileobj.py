@@ -15,7 +15,7 @@ TEXT = english_text()[:12_000]
 def test_binary_round_trip_with_a_model(tmp_path, random_model):
     data = TEXT[:6000]                                      # the model codes slowly: less of it
     path = tmp_path / "t.bzp"
-    with bytezip.open(path, "wb", model=random_model) as f:
+    with bytezip.open(path, "wb", model=random_model, solid=False) as f:    # the model's chunks, not zstd's
         assert f.writable() and not f.readable() and not f.seekable()
         assert f.write(data[:100]) == 100
         f.write(bytearray(data[100:5000]))
@@ -190,7 +190,7 @@ def test_model_by_path_prefix(tmp_path, random_model):
     from bytezip.model import save_model
     save_model(random_model, str(tmp_path / "r"), {"name": "r"})
     path = tmp_path / "p.bzp"
-    with bytezip.open(path, "wt", model=str(tmp_path / "r"), encoding="utf-8") as f:
+    with bytezip.open(path, "wt", model=str(tmp_path / "r"), solid=False, encoding="utf-8") as f:
         f.write("ünïcode text\n" * 40)
     assert bytezip.read_info(open(path, "rb")).header.model_id == "r"
     with bytezip.open(path, "rt", model=str(tmp_path / "r"), encoding="utf-8") as f:
