@@ -75,8 +75,8 @@ def test_the_predictor_codes_a_photo_far_below_eight_bits_per_byte():
 def test_image_archives_record_the_layout_and_round_trip(trained_model, make):
     cm = bytezip.coding_model(trained_model)
     data = make(photo(h=48))
-    with_image = bytezip.Compressor(model=cm, chunk_size=256).compress(data)
-    without = bytezip.Compressor(model=cm, chunk_size=256, image=False).compress(data)
+    with_image = bytezip.Compressor(model=cm, chunk_size=256, solid=False).compress(data)
+    without = bytezip.Compressor(model=cm, chunk_size=256, image=False, solid=False).compress(data)
     info = bytezip.read_info(io.BytesIO(with_image))
     layout = info.header.signal
     assert isinstance(layout, ImageLayout) and (layout.width, layout.channels) == (80, 3)

@@ -19,8 +19,8 @@ def test_mixing_wins_on_repeats_and_round_trips(trained_model):
     data = (b"id,name,score\n" + b"".join(b"%d,user%d,%d\n" % (i, i % 7, i % 3) for i in range(400)))[:4000]
     data += english_text()[:2000]
     cm = bytezip.coding_model(trained_model)
-    with_mix = bytezip.Compressor(model=cm).compress(data)
-    without = bytezip.Compressor(model=cm, mixing=False).compress(data)
+    with_mix = bytezip.Compressor(model=cm, solid=False).compress(data)
+    without = bytezip.Compressor(model=cm, mixing=False, solid=False).compress(data)
     used = [r.codec for r in bytezip.read_info(io.BytesIO(with_mix)).chunks]
     assert fmt.MIXED in used and len(with_mix) < len(without)
     assert fmt.MIXED not in [r.codec for r in bytezip.read_info(io.BytesIO(without)).chunks]
@@ -64,8 +64,8 @@ def test_history_rounds_round_trip_at_any_lanes(trained_model):
     whatever lanes the decoder was given, and the history makes the repeats cheap."""
     cm = bytezip.coding_model(trained_model)
     data = english_text()[:700] * 3
-    with_history = bytezip.Compressor(model=cm, round_chunks=2).compress(data)
-    without = bytezip.Compressor(model=cm, history=False).compress(data)
+    with_history = bytezip.Compressor(model=cm, lanes=2, solid=False).compress(data)
+    without = bytezip.Compressor(model=cm, history=False, solid=False).compress(data)
     info = bytezip.read_info(io.BytesIO(with_history))
     assert info.header.round_chunks == 2 and bytezip.read_info(io.BytesIO(without)).header.round_chunks == 0
     assert fmt.MIXED in [r.codec for r in info.chunks] and len(with_history) < 0.7 * len(without)
