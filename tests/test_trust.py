@@ -28,7 +28,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import bytezip
-from bytezip import codec, format as fmt
+from bytezip import codec, format as fmt, loading
 from bytezip.format import LZMA, NEURAL, RAW, ZSTD, BytezipError, ChecksumError, FormatError, ModelError
 from bytezip.model import save_model
 from conftest import ARCHIVE_START, english_text, image_pixels, wav_bytes
@@ -235,7 +235,7 @@ def larger(tiny):
     data = (t[2000:4000] + image_pixels()[:1000] + np.random.default_rng(1).bytes(600) + b"xyz" * 200
             + wav_bytes()[:1000] + t[9000:10000])
     # the model alone (no mixing) so that zstd still wins some chunks: every codec is in the archive
-    blob = bytezip.Compressor(model=tiny.cm, chunk_size=CHUNK, mixing=False).compress(data)
+    blob = bytezip.Compressor(model=tiny.cm, chunk_size=CHUNK, mixing=False, solid=False).compress(data)
     info = bytezip.read_info(io.BytesIO(blob))
     codecs = {c.codec for c in info.chunks}
     assert {ZSTD, RAW} <= codecs and codecs & set(MODEL_CODECS)
@@ -283,7 +283,7 @@ def test_random_damage_in_a_zstd_archive():
     may leave the output intact only in a byte no decoder reads, or in a zstd payload's unused bits (rare)."""
     g = np.random.default_rng(5)
     data = b"".join(english_text()[i:i + 3000] + g.bytes(1000) for i in range(0, 100_000, 3000))[:128_000]
-    blob = bytezip.Compressor(neural=False, chunk_size=2048).compress(data)
+    blob = bytezip.Compressor(neural=False, chunk_size=2048, solid=False).compress(data)
     info = bytezip.read_info(io.BytesIO(blob))
     assert {ZSTD, LZMA, RAW} <= {c.codec for c in info.chunks}
     in_zstd = {p for c in info.chunks if c.codec == ZSTD for p in range(c.offset, c.offset + c.coded_size)}
@@ -460,7 +460,7 @@ def test_models_and_archives_are_never_unpickled(tiny, small, memo_neural, monke
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(torch, "load", refuse)
-    monkeypatch.setattr(codec, "_loaded", {})            # load the model from its files again
+    monkeypatch.setattr(loading, "_loaded", {})          # load the model from its files again
     assert bytezip.Decompressor().decompress(small.blob) == small.data
     assert bytezip.decompress(bytezip.compress(small.data, model=tiny.prefix, chunk_size=CHUNK)) == small.data
 
@@ -533,7 +533,7 @@ def test_inputs_of_every_kind_cost_at_most_a_few_bytes_per_chunk(kind, tiny):
     header of each chunk (<= 5 bytes at the tiny model's 256-byte chunks), a 4-byte check per group of chunks and
     the fixed header and end."""
     data = KINDS[kind]()
-    comp = bytezip.Compressor(model=tiny.cm)
+    comp = bytezip.Compressor(model=tiny.cm, solid=False)    # the chunks (the default may keep a smaller archive)
     blob = comp.compress(data)
     info = bytezip.read_info(io.BytesIO(blob))
     chunks = [data[i:i + comp.chunk_size] for i in range(0, len(data), comp.chunk_size)]
@@ -577,14 +577,14 @@ PIECES = st.one_of(
        reencode=st.tuples(st.sampled_from([1, 2, 64]), st.sampled_from(THREADS)),
        decode=st.tuples(st.sampled_from([1, 2, 5, 256]), st.sampled_from(THREADS)))
 def test_any_configuration_decodes_any_other(tiny, parts, chunk_size, encode, reencode, decode):
-    """Encode under one (batch, threads), again under another: the same archive; decode under a third
+    """Encode under one (workers, threads), again under another: the same archive; decode under a third
     (lanes, threads): the input. The chunk size is recorded in the archive, so the decoder needs no option."""
     data = b"".join(parts)[:256]
     old = torch.get_num_threads()
     try:
-        blob = bytezip.Compressor(model=tiny.cm, chunk_size=chunk_size, batch=encode[0], threads=encode[1]
+        blob = bytezip.Compressor(model=tiny.cm, chunk_size=chunk_size, workers=encode[0], threads=encode[1]
                                   ).compress(data)
-        again = bytezip.Compressor(model=tiny.cm, chunk_size=chunk_size, batch=reencode[0], threads=reencode[1]
+        again = bytezip.Compressor(model=tiny.cm, chunk_size=chunk_size, workers=reencode[0], threads=reencode[1]
                                    ).compress(data)
         assert again == blob
         assert bytezip.Decompressor(model=tiny.cm, lanes=decode[0], threads=decode[1]).decompress(blob) == data
