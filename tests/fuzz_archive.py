@@ -151,7 +151,7 @@ def seeds(plain: codec.CodingModel, primed: codec.CodingModel, user=None) -> lis
     out: list[tuple[str, bytes, bytes | None]] = []
 
     def add(name: str, data: bytes, **options):
-        out.append((name, codec.Compressor(**options).compress(data), data))
+        out.append((name, codec.Compressor(**{"solid": False, **options}).compress(data), data))
 
     # every codec in one archive, each chunk coded as asked (not as the encoder would choose)
     raw = np.random.default_rng(0).bytes(32)

@@ -68,10 +68,10 @@ def seeds(model):
     mixed = [(NEURAL, text[:32]), (ZSTD, b"ab" * 16), (LZMA, (b"abc" * 11)[:32]), (RAW, rnd[:32]), (NEURAL, text[32:52])]
     out = [(build(model, mixed, 32, True), b"".join(r for _, r in mixed))]
     rounds = text[:48] * 3
-    out.append((bytezip.Compressor(model=model, chunk_size=32, round_chunks=2).compress(rounds), rounds))
+    out.append((bytezip.Compressor(model=model, chunk_size=32, round_chunks=2, solid=False).compress(rounds), rounds))
     assert MIXED in [c.codec for c in bytezip.read_info(io.BytesIO(out[-1][0])).chunks]
     plain = b"ab" * 24 + rnd[:48] + b"xyz" * 10
-    out.append((bytezip.Compressor(neural=False, chunk_size=48).compress(plain), plain))
+    out.append((bytezip.Compressor(neural=False, chunk_size=48, solid=False).compress(plain), plain))
     out.append((bytezip.Compressor(neural=False).compress(b""), b""))
     assert [c.codec for c in bytezip.read_info(io.BytesIO(out[2][0])).chunks] == [ZSTD, RAW, ZSTD]
     for blob, original in out:
