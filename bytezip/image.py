@@ -1,15 +1,8 @@
 """8-bit raster images: where the pixels lie (the predictor of their bytes is `bytezip.predictors.image`).
 
-The byte-level model codes raw RGB pixels at about 5.8 bits per byte, above PNG (5.1): it reads the row
-above only inside its 4 KB window, and a row is 1.5-3 KB. Lossless image coders (LOCO-I, CALIC, WebP)
-predict each sample from its causal neighbours, W, N, NW, NE, and from the channels of the same pixel coded
-before it. `ImageModel` does that for the mixer: several fixed predictors, blended with weights from their
-running error in the local activity context, a bias correction per context (as LOCO-I), and a Laplace
-distribution of the remaining error whose scale is learned per context.
-
 The row above must be decodable when a byte is: the codec codes an image's chunks band by band
 (`coded_index`: lane i of round r holds chunk r of band i), so the chunk above a chunk is in an earlier round,
-in the shared history. Integer arithmetic only, so the encoder and the decoder agree on every platform.
+in the shared history.
 
 Where the pixels are (`ImageLayout`) is decided once per input by the encoder (`detect_layout`: a binary
 PPM/PGM header, or raw pixels recognised by their row-to-row correlation) and recorded in the archive header.

@@ -1,14 +1,5 @@
 """16-bit PCM audio: where the samples lie (the predictor of their bytes is `bytezip.predictors.pcm`).
 
-The byte-level model codes audio at about 4.7 bits per byte, above xz; FLAC and WavPack reach 2.7 by
-predicting each sample from the ones before and coding the small residual. `PcmModel` does the same for
-the mixer: a few fixed linear predictors per channel (FLAC's orders 1-3, plus, for the second channel of a
-stereo pair, ones that follow the first channel's step) and an adaptive one (NLMS over the last 16 sample
-differences, and the first channel's), the one with the smallest running error chosen,
-and a Laplace distribution of that error turned into byte distributions: the low byte first (summed over
-the likely high bytes), then the high byte given the low one. Integer arithmetic only (an exponential table
-built by an integer recurrence), so the encoder and the decoder agree on every platform.
-
 Where the samples are (`PcmLayout`) is decided once per input by the encoder (`detect_layout`: a WAV
 header, or raw samples recognised by how well they predict) and recorded in the archive header.
 """
