@@ -4,10 +4,11 @@ The input is cut into chunks of `chunk_size` bytes. Each chunk is stored with th
 model mixed with match and context models) / neural / lzma / zstd / raw, so no input grows beyond the fixed
 header and a few bytes per chunk.
 
-Chunks are coded in rounds of `lanes` chunks (the lanes of one decode batch): a mixed chunk's mixer also
+Chunks are coded in rounds of up to `lanes` chunks (the lanes of one decode batch): a mixed chunk's mixer also
 reads every byte of the rounds before its own (`mixing.History`), which is how whole-file repeats and
 statistics reach a model with a 4 KB window. Fewer chunks per round means more history for more chunks
-but fewer lanes to decode in parallel; `round_chunks_for` picks it from the input size. An image of known
+but fewer lanes to decode in parallel; `round_chunks_for` picks the largest round from the input size, and
+rounds grow up to it (1, 1, 2, 4, ...: `format.round_sizes`), so only the first chunk codes blind. An image of known
 size is coded band by band (`image.coded_index`), so the rows above each chunk are in an earlier round,
 and a PNG file as its pixels (`png.split`), the archive carrying what rebuilds the exact file.
 
@@ -231,19 +232,22 @@ class Compressor:
     def _copy_chunks(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None,
                      round_chunks: int, layout: PcmLayout | ImageLayout | None = None,
                      envelope: png.Envelope | None = None, ordered: bytes | None = None):
-        """Code ifh's bytes (in record order) as chunk records, `round_chunks` per round, each group followed by
-        its check. `ordered`: the input in input order, when the records hold it in another (a banded image),
-        for the end record's checksum (over the header and the output as the user gets it)."""
-        head = self.header(round_chunks, layout, envelope).to_bytes()
+        """Code ifh's bytes (in record order) as chunk records in rounds (`fmt.round_sizes`: growing up to
+        `round_chunks`), each group followed by its check. `ordered`: the input in input order, when the records
+        hold it in another (a banded image), for the end record's checksum (over the header and the output as the
+        user gets it)."""
+        header = self.header(round_chunks, layout, envelope)
+        head = header.to_bytes()
         written = ofh.write(head)
         digest, total, count = hashlib.sha256(head), 0, 0
         if ordered is not None:
             digest.update(ordered)
-        checks = fmt.GroupChecks(round_chunks)
+        checks = fmt.GroupChecks(round_chunks, fmt.growing(header))
+        rounds = fmt.round_sizes(round_chunks, fmt.growing(header)) if round_chunks else None
         history = self._history() if round_chunks else None
         while True:
             chunks = []
-            for _ in range(round_chunks or self.lanes or DEFAULT_LANES):
+            for _ in range(next(rounds) if rounds else self.lanes or DEFAULT_LANES):
                 c = _read_exact(ifh, self.chunk_size)
                 if c:
                     chunks.append(c)
@@ -343,7 +347,10 @@ class Decompressor:
         model = self._model_for(header) if header.round_chunks else None
         v9 = reader.version >= 9
         digest = hashlib.sha256(reader.header_bytes if v9 else b"")   # version 8: the bytes in record order only
-        checks = fmt.GroupChecks(header.round_chunks) if v9 else None
+        grows = fmt.growing(header, reader.version)
+        checks = fmt.GroupChecks(header.round_chunks, grows) if v9 else None
+        rounds = fmt.round_sizes(header.round_chunks, grows) if header.round_chunks else None
+        round_size = next(rounds) if rounds else 0
         written = records = 0
         pending: list[tuple[fmt.ChunkRecord, bytes]] = []
         held_back: dict[int, bytes] = {}          # a banded image's chunks, written in input order at the end
@@ -373,8 +380,9 @@ class Decompressor:
                     data = plain_decode(r.codec, p, r.raw_size, k)
                     if progress:
                         progress(len(data))
+                first = checks.first if checks else 0
                 if checks and checks.add(data) != r.check:
-                    raise ChecksumError(f"checksum mismatch in chunks {k + 1 - checks.size}-{k}: the decoded data "
+                    raise ChecksumError(f"checksum mismatch in chunks {first}-{k}: the decoded data "
                                         f"is not the original (corrupted archive)")
                 if not (banded and v9):      # version 9 checks a banded image's bytes in input order, at the end
                     digest.update(data)
@@ -397,10 +405,10 @@ class Decompressor:
             else:
                 held += len(payload) + PENDING_OVERHEAD
             # with a shared history the rounds are the archive's; without, any grouping decodes the same
-            if (len(pending) == header.round_chunks if header.round_chunks
-                    else n_neural >= self.lanes or held >= PENDING_BYTES):
+            if (len(pending) == round_size if rounds else n_neural >= self.lanes or held >= PENDING_BYTES):
                 flush()
                 n_neural = held = 0
+                round_size = next(rounds) if rounds else 0
         flush()
         if v9:
             for j in sorted(held_back):

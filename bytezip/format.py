@@ -1,10 +1,10 @@
-"""The .bzp archive format (version 9): a header, one record per chunk with a check after each group, an end record.
+"""The .bzp archive format (version 10): a header, one record per chunk with a check after each group, an end record.
 
 All integers are unsigned LEB128 varints unless a width is given. The layout is written so that an
 archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
 before anything is allocated for it.
 
-    header   magic b"\\x89BZP" | version u8 = 9 | flags u8 | chunk_size | round_chunks | signal
+    header   magic b"\\x89BZP" | version u8 = 10 | flags u8 | chunk_size | round_chunks | signal
              | signal fields (see below) | model fields | png_size | png envelope (png_size bytes; only with flag 0x01)
     model    without flag 0x02: model_id_len u8 | model_id (ASCII) | model_digest 8 bytes (SHA-256 prefix of the
              canonical weights) | dictionary u8 (0 none, 1 one follows) | dictionary_digest 8 bytes (SHA-256 prefix
@@ -16,7 +16,7 @@ before anything is allocated for it.
              by the original bytes in the order the user gets them)
 
 Groups (new in version 9): the records are taken in groups of the fewest whole rounds that hold at least
-CHECK_GROUP = 64 chunks (64 chunks when round_chunks is 0) in record order; after the last record of each
+CHECK_GROUP = 64 chunks (groups of 64 chunks when round_chunks is 0) in record order; after the last record of each
 complete group comes group_check, the first 4 bytes of the SHA-256 of that group's decoded bytes in record
 order, so damage is reported when its group is decoded, not after the whole archive. The end record's checksum covers the header (every field that decides
 what is decoded and in which order) and the output as written, so no change to either passes unnoticed
@@ -24,8 +24,12 @@ what is decoded and in which order) and the output as written, so no change to e
 chunks went unseen).
 
 round_chunks: 0, or the number of chunks per round (<= 1024) when mixed chunks read a shared history: the
-chunks are grouped in rounds of that many in file order, and a mixed chunk's mixer also reads every byte of
-the rounds before its own (`bytezip.mixing.History`); 0 keeps every chunk independent of the others.
+chunks are grouped in rounds in record order, and a mixed chunk's mixer also reads every byte of the rounds
+before its own (`bytezip.mixing.History`); 0 keeps every chunk independent of the others. Rounds grow (new in
+version 10, `round_sizes`): unless the records are an image's bands, round k holds min(round_chunks, 2^(k-1))
+chunks (round 0 one chunk): 1, 1, 2, 4, ... up to round_chunks, then round_chunks each, so that only the first
+chunk codes with no history (versions 8 and 9: every round holds round_chunks; an eighth of an input coded
+blind; `benchmarks/ROUNDS.md`). An image's bands keep rounds of round_chunks (a round's lanes are its bands).
 
 signal: 0 (none, no fields); 1 / 2 (that many channels) | pcm_offset when the input holds interleaved 16-bit
 little-endian samples from byte pcm_offset on (`bytezip.pcm.PcmLayout`): mixed chunks then also mix a sample
@@ -53,7 +57,7 @@ fields of `bytezip.png.Envelope` (varints; the bytes before and after the IDAT c
 each row, the zlib settings, the file's size and an 8-byte SHA-256 prefix), rebuilds the file from them.
 
 Rules a decoder checks: varints are minimal (no overlong encodings); flags has no bits but 0x01 and 0x02 (0x02
-only in version 9, with round_chunks > 0, and it counts as naming a model in the rules below), 0x01 only with an
+only from version 9 on, with round_chunks > 0, and it counts as naming a model in the rules below), 0x01 only with an
 image signal whose layout is the envelope's, the envelope parses and the pixels fill it, the rebuilt file has its digest; the model id is printable
 ASCII, a plain name ([A-Za-z0-9][A-Za-z0-9._-]*) that decoders look up among installed models, never as a
 path; chunk_size <= MAX_MODEL_CHUNK (2^16) when a model is named (no model has a longer context); round_chunks
@@ -65,7 +69,7 @@ trailing zero bytes dropped (its distributions: the exact model's, or for "mixed
 the dictionary match model, the learnt blend and the weights carried from round to round in 6, a second
 geometric mix (weights per class of the previous byte) in 7, and in 8 every square root of the exact model
 correctly rounded, where 7 took torch's CPU one); chunk_count and original_size match the records; the checksum matches the
-decoded bytes; nothing follows. A model-coded chunk (version 9) has raw_size <= MAX_MODEL_RATIO x coded_size
+decoded bytes; nothing follows. A model-coded chunk (version 9 on) has raw_size <= MAX_MODEL_RATIO x coded_size
 (64: a chunk the model would code in fewer bits, 1/8 bit a byte, is stored with zstd or lzma instead), so
 model decoding work is bounded by the archive's size: at most 64 model steps per lane per archive byte. Its size
 in bits is within INFO_SLACK_BITS of the information it decodes to (any version), the information under its
@@ -74,8 +78,9 @@ more and need no more than that, so a decoder rejects a payload as soon as the b
 (garbage, after a few steps rather than at the end), and at the chunk's end one that held less (zero words
 padding a payload that decodes a long run).
 
-Decoders read versions 8 and 9 (`READ_VERSIONS`); version 8 is version 9 without the group checks and the
-model ratio limit, its checksum over the decoded bytes in record order. A sample archive of each version, with its
+Decoders read versions 8, 9 and 10 (`READ_VERSIONS`); version 9 is version 10 with rounds that do not grow;
+version 8 is version 9 without the group checks and the model ratio limit, its checksum over the decoded bytes
+in record order. A sample archive of each version, with its
 original, is kept in tests/archives/vN and decoded by the tests.
 """
 from __future__ import annotations
@@ -93,12 +98,12 @@ from .pcm import PcmLayout
 from .png import CHANNELS, DIGEST_BYTES as PNG_DIGEST_BYTES, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
 
 MAGIC = b"\x89BZP"
-VERSION = 9
-READ_VERSIONS = (8, 9)    # every version that has shipped since the format was frozen keeps decoding
+VERSION = 10
+READ_VERSIONS = (8, 9, 10)    # every version that has shipped since the format was frozen keeps decoding
 CHECK_GROUP = 64          # records per group check: at least this many, in whole rounds
 GROUP_CHECK_BYTES = 4
 MAX_MODEL_CHUNK = 1 << 16  # chunk size limit of an archive that names a model
-MAX_MODEL_RATIO = 64      # a model payload codes at most this many bytes a byte (version 9)
+MAX_MODEL_RATIO = 64      # a model payload codes at most this many bytes a byte (version 9 on)
 INFO_SLACK_BITS = 128     # the range coder's final words and float rounding (the encoder keeps 32 bits inside)
 MAX_PCM_OFFSET = 1 << 40
 MAX_IMAGE_WIDTH = 1 << 24
@@ -106,7 +111,7 @@ IMAGE_SIGNAL = 3
 MAX_CHUNK_SIZE = 1 << 24
 MAX_ROUND_CHUNKS = 1024
 FLAG_PNG = 0x01
-FLAG_USER_DICT = 0x02     # version 9: a user dictionary's digest follows the model fields
+FLAG_USER_DICT = 0x02     # version 9 on: a user dictionary's digest follows the model fields
 RAW, ZSTD, NEURAL, MIXED, LZMA = 0, 1, 2, 3, 4
 CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural", MIXED: "mixed", LZMA: "lzma"}
 MODEL_CODECS = (NEURAL, MIXED)
@@ -232,7 +237,7 @@ class ChunkRecord:
     raw_size: int
     coded_size: int
     offset: int = 0           # where the payload starts in the archive (for listing)
-    check: bytes = b""        # the group check that follows this record, if it ends a group (version 9)
+    check: bytes = b""        # the group check that follows this record, if it ends a group (version 9 on)
 
 
 @dataclass
@@ -254,7 +259,7 @@ def archive_bytes(header: Header, chunks: list[tuple[int, bytes, bytes]]) -> byt
     themselves (the speed report, tests); the compressor writes the same records as it streams."""
     head = header.to_bytes()
     assert not (isinstance(header.signal, ImageLayout) and header.signal.band_chunks)   # records in input order
-    digest, groups = hashlib.sha256(head), GroupChecks(header.round_chunks)
+    digest, groups = hashlib.sha256(head), GroupChecks(header.round_chunks, growing(header))
     records = []
     for codec, raw, payload in chunks:
         records.append(chunk_record_bytes(codec, len(raw), payload) + groups.add(raw))
@@ -264,29 +269,53 @@ def archive_bytes(header: Header, chunks: list[tuple[int, bytes, bytes]]) -> byt
 
 
 def model_payload_fits(raw_size: int, coded_size: int) -> bool:
-    """Whether a model payload of coded_size bytes may code raw_size bytes (version 9): shorter than the chunk,
+    """Whether a model payload of coded_size bytes may code raw_size bytes (version 9 on): shorter than the chunk,
     and at most MAX_MODEL_RATIO bytes a byte -- the rule the reader checks and the encoder keeps."""
     return 0 < coded_size < raw_size <= MAX_MODEL_RATIO * coded_size
 
 
-def group_size(round_chunks: int) -> int:
-    """Records per group check: the fewest whole rounds that hold CHECK_GROUP chunks (CHECK_GROUP without a
-    shared history), so a check costs at most 4 bytes per 64 chunks and a small file none."""
-    return -(-CHECK_GROUP // round_chunks) * round_chunks if round_chunks else CHECK_GROUP
+def growing(header: Header, version: int = VERSION) -> bool:
+    """Whether the header's rounds grow (`round_sizes`): version 10 on, with a shared history, records not banded."""
+    bands = header.signal.band_chunks if isinstance(header.signal, ImageLayout) else 0
+    return version >= 10 and header.round_chunks > 0 and not bands
+
+
+def round_sizes(round_chunks: int, grows: bool) -> Iterator[int]:
+    """Chunks in each round, in record order (round_chunks > 0): 1, 1, 2, 4, ... up to round_chunks, then
+    round_chunks, where rounds grow (version 10); round_chunks each otherwise."""
+    k = 0
+    while True:
+        yield min(round_chunks, 1 << max(k - 1, 0)) if grows and k <= 11 else round_chunks
+        k += 1
 
 
 class GroupChecks:
-    """The running check of the current group: `add` takes each record's decoded bytes in record order and
-    returns the group check to store after it (b"" unless it ends a group). The encoder writes what it returns;
-    the decoder compares it with what it read."""
+    """Where the groups end (the fewest whole rounds that hold CHECK_GROUP records, or CHECK_GROUP records
+    without a shared history: a check costs at most 4 bytes per 64 chunks and a small file none), and the
+    running check of the current one. The encoder stores what `add` returns after each record; the decoder
+    compares it with what it read; the reader only asks `ends_group` to know where a check follows."""
 
-    def __init__(self, round_chunks: int):
-        self.size, self.count, self.digest = group_size(round_chunks), 0, hashlib.sha256()
+    def __init__(self, round_chunks: int, grows: bool = False):
+        self._rounds = round_sizes(round_chunks, grows) if round_chunks else None
+        self._round_end = next(self._rounds) if self._rounds else CHECK_GROUP   # records up to the round's end
+        self.count = self.first = 0            # records so far; the first record of the current group
+        self.digest = hashlib.sha256()
+
+    def ends_group(self) -> bool:
+        """Whether the next record (record `count`) ends a group; then moves on to the record after it."""
+        self.count += 1
+        if self.count < self._round_end:
+            return False
+        self._round_end += next(self._rounds) if self._rounds else CHECK_GROUP
+        if self.count - self.first < CHECK_GROUP:
+            return False
+        self.first = self.count
+        return True
 
     def add(self, data: bytes) -> bytes:
+        """The next record's decoded bytes in: its group check if it ends a group, else b""."""
         self.digest.update(data)
-        self.count += 1
-        if self.count % self.size:
+        if not self.ends_group():
             return b""
         check, self.digest = self.digest.digest()[:GROUP_CHECK_BYTES], hashlib.sha256()
         return check
@@ -418,11 +447,11 @@ class Reader:
         return None
 
     def records(self, header: Header) -> Iterator[tuple[ChunkRecord, bytes | None]]:
-        """Yields (record, payload) per chunk, a record that ends a group (version 9) with its group check;
+        """Yields (record, payload) per chunk, a record that ends a group (version 9 on) with its group check;
         after the loop `self.trailer` holds the checked end record."""
         count = total = 0
         last_short = False
-        group = group_size(header.round_chunks) if self.version >= 9 else 0
+        groups = GroupChecks(header.round_chunks, growing(header, self.version)) if self.version >= 9 else None
         bands = header.signal.band_chunks if isinstance(header.signal, ImageLayout) else 0
         banded_limit = header.round_chunks * (bands + 1) if bands else 1 << 62   # the band rule's size bound
         while True:
@@ -448,7 +477,7 @@ class Reader:
             last_short = raw < header.chunk_size
             rec = ChunkRecord(codec, raw, coded, self.pos)
             payload = self.read(coded, f"chunk {count}")
-            if group and (count + 1) % group == 0:
+            if groups and groups.ends_group():
                 rec.check = self.read(GROUP_CHECK_BYTES, f"group check after chunk {count}")
             yield rec, payload
             count += 1
