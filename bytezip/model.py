@@ -10,33 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-@dataclass
-class ModelConfig:
-    patch_size: int = 4        # P: bytes per patch (global step once per patch)
-    max_patches: int = 1024    # global positions; chunk_size <= patch_size * max_patches
-    d_global: int = 256        # global width = P byte embeddings of d_global // P, concatenated
-    n_global_layers: int = 4   # global transformer depth
-    n_global_heads: int = 4    # global query heads (head dim d_global // n_global_heads)
-    d_local: int = 128         # local width
-    n_local_layers: int = 2    # local transformer depth
-    n_local_heads: int = 2     # local query heads
-    n_kv_heads: int = 1        # key/value heads shared by query heads (1 = multi-query attention)
-    mlp_ratio: int = 4         # MLP hidden width = mlp_ratio * width
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+from .weights import ModelConfig  # noqa: F401  (defined here before; configs are read without torch)
 
 
 def fake_quant_rows(x: torch.Tensor) -> torch.Tensor:
@@ -180,6 +159,11 @@ def canonical_weights(model: Megabyte) -> bytes:
     """The float32 weights as safetensors bytes: the shipped file, and what archives' model digests hash."""
     from safetensors.torch import save
     return save({k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()})
+
+
+def numpy_weights(model: Megabyte) -> dict[str, "np.ndarray"]:
+    """The model's state dict as float32 numpy arrays (what `weights.read_weights` gives for its file)."""
+    return {k: v.detach().float().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
 
 
 def save_model(model: Megabyte, path_prefix: str, extra: dict | None = None) -> None:
