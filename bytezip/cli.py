@@ -26,14 +26,13 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
 from . import __version__
 from . import format as fmt
 from . import userdict
-from .codec import Compressor, Decompressor, read_info, resolve_device, resolve_model_path
 from .format import BytezipError
 from .options import CodingOptions, OptionError, all_cores  # noqa: F401  (all_cores: -T0, as before)
 
@@ -42,6 +41,26 @@ STDIO = "-"
 PROGRESS_DELAY = 1.0    # seconds of work before a progress bar appears
 EXIT_INTERRUPTED = 130     # 128 + SIGINT, as a shell reports it
 EXIT_TERMINATED = 143      # 128 + SIGTERM
+
+if TYPE_CHECKING:
+    from .codec import Compressor, Decompressor
+# The codec (the model, the kernels, the mixer) is imported by the commands that code, when they first need it,
+# so that `bytezip --version`, `--help` and usage errors answer at once (issue 27).
+
+
+def read_info(fh: BinaryIO):
+    from .codec import read_info
+    return read_info(fh)
+
+
+def resolve_model_path(name):
+    from .loading import resolve_model_path
+    return resolve_model_path(name)
+
+
+def resolve_device(device):
+    from .loading import resolve_device
+    return resolve_device(device)
 
 
 # -- small helpers (module level so that tests can stand in for a terminal or a failing disk) -------------
@@ -356,6 +375,7 @@ class Session:
     def compressor(self, name: str) -> Compressor:
         if self._compressor is None:
             o = self.opts
+            from .codec import Compressor
             try:
                 self._compressor = Compressor(options=o.coding, dictionary=self.dictionary(name))
             except BytezipError as e:
@@ -363,6 +383,7 @@ class Session:
         return self._compressor
 
     def decompressor(self, model=None, name: str = STDIO) -> Decompressor:
+        from .codec import Decompressor
         o = self.opts
         if model is not None:
             return Decompressor(options=o.coding, model=model, dictionary=self.dictionary(name))

@@ -4,7 +4,8 @@ lockstep, split among worker threads.
 Why a module of its own: this is the coding loop, the one part that runs the model step by step (decoding) or
 in one parallel forward (encoding), mixes its distributions (`bytezip.mixing`) and drives the range coder,
 with its own scheduling (`run_split`: a batch's lanes in parts on as many threads; torch's threads set per
-worker). The facade (`bytezip.codec`) decides what is coded in which round; this module codes it. Timings,
+worker, where torch runs at all: with the C kernels built, coding on the CPU never imports it). The facade
+(`bytezip.codec`) decides what is coded in which round; this module codes it. Timings,
 when asked for (`timings` dicts, filled by `Laps`), are taken here, in the loop itself, for `bytezip.speed`.
 A neural chunk is one range-coder stream of its bytes under the exact model's distributions: the encoder gets
 them all from one parallel forward; the decoder advances many chunks together as lanes of one batch, one
@@ -12,6 +13,7 @@ incremental model step per byte for all lanes.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +22,10 @@ from typing import Callable
 
 import constriction
 import numpy as np
-import torch
 
 from . import format as fmt
 from .format import FormatError
-from .loading import CodingModel, resolve_device
+from .loading import CodingModel, cpu_threads, resolve_device, set_threads  # noqa: F401  (set_threads: codec's)
 from .mixing import History, Mixer, mix_round
 from .options import DEFAULT_LANES
 
@@ -66,7 +67,7 @@ def neural_frequencies(m: CodingModel, chunks: list[bytes]) -> list[np.ndarray]:
         x[i, :len(c)] = np.frombuffer(c, dtype=np.uint8)
     out, batch = [], FORWARD_BATCH if m.exact.device.type == "cuda" else 1
     for a in range(0, len(chunks), batch):
-        f = m.exact.frequencies(torch.from_numpy(x[a:a + batch])).cpu().numpy()
+        f = as_numpy(m.exact.frequencies(x[a:a + batch]))
         out += [f[i, :len(c)] for i, c in enumerate(chunks[a:a + batch])]
     return out
 
@@ -121,9 +122,19 @@ def encode_lanes(m: CodingModel, chunks: list[bytes], mixing: bool, history: His
     return neural, mixed, mixer
 
 
+def as_numpy(a) -> np.ndarray:
+    """A numpy array, or a torch tensor (on any device) as one."""
+    return a if isinstance(a, np.ndarray) else a.cpu().numpy()
+
+
 @contextmanager
 def torch_threads(n: int):
-    """torch's intra-op threads set to n for a while (workers that each hold a core run torch on one)."""
+    """torch's intra-op threads set to n for a while (workers that each hold a core run torch on one); nothing
+    where torch is not loaded (the C kernels run one thread each)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -134,7 +145,7 @@ def torch_threads(n: int):
 
 def default_workers(device) -> int:
     """Threads that code a round's chunks in as many batches: one per CPU thread torch would use; one on a GPU."""
-    return 1 if resolve_device(device).type == "cuda" else torch.get_num_threads()
+    return 1 if resolve_device(device).type == "cuda" else cpu_threads()
 
 
 def run_split(n: int, workers: int, work: Callable[[np.ndarray], object]) -> tuple[list[np.ndarray], list]:
@@ -143,7 +154,7 @@ def run_split(n: int, workers: int, work: Callable[[np.ndarray], object]) -> tup
     groups = np.array_split(np.arange(n), max(1, min(workers, n)))
     if len(groups) == 1:
         return groups, [work(groups[0])]
-    with torch_threads(max(1, torch.get_num_threads() // len(groups))), ThreadPoolExecutor(len(groups)) as pool:
+    with torch_threads(max(1, cpu_threads() // len(groups))), ThreadPoolExecutor(len(groups)) as pool:
         return groups, list(pool.map(work, groups))
 
 
@@ -210,7 +221,7 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     reported = 0
     lap("setup")
     for t in range(longest):
-        freqs = stepper.next_frequencies().cpu().numpy()
+        freqs = as_numpy(stepper.next_frequencies())
         lap("model_patch_steps" if t % P == 0 else "model_byte_steps")
         if mixer:
             freqs = np.where(use_mixed, mixer.mix(freqs), freqs)
@@ -234,7 +245,7 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
                 raise FormatError(f"corrupted archive ({names[longer[0]]} is longer than what it decodes to)")
         out[:, t] = symbols
         lap("coder_decode")
-        stepper.push(torch.from_numpy(symbols))
+        stepper.push(symbols)
         lap("model_push")
         if mixer:
             mixer.update(symbols)
