@@ -32,8 +32,9 @@ import numpy as np
 import torch
 
 from . import format as fmt
-from . import image, loading, pcm, png, userdict
+from . import frames, image, loading, pcm, png, userdict
 from .format import BytezipError, ChecksumError, FormatError, ModelError
+from .frames import worker_count
 from .image import ImageLayout
 # (the names marked F401 were defined here before the split; tests, bytezip.open and callers import them here)
 from .loading import CodingModel, archive_model, coding_model, dictionary_model, resolve_device  # noqa: F401
@@ -197,7 +198,19 @@ class Compressor:
         sets the chunks per round) and, with `solid`, is also coded as one lzma/zstd chunk over the whole input
         (long repeats span chunks); the smaller archive is written. A longer input streams, holding one round
         (or `batch` chunks) in memory, plus the shared history (`mixing.HISTORY_MAX`). An image of known
-        size is coded band by band (`banded`), a PNG file as its pixels."""
+        size is coded band by band (`banded`), a PNG file as its pixels. With a `frame_size`, the input is coded
+        as frames of that many bytes, each a whole archive (`bytezip.frames`, in `processes` at once)."""
+        if self.options.frame_size:
+            return frames.compress(self, ifh, ofh, progress)
+        return self._copy_frame(ifh, ofh, progress)
+
+    def compress_frame(self, data: bytes) -> bytes:
+        """One frame: `data` as a whole archive, whatever `frame_size` says."""
+        out = io.BytesIO()
+        self._copy_frame(io.BytesIO(data), out)
+        return out.getvalue()
+
+    def _copy_frame(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
         head = _read_exact(ifh, SOLID_MAX + 1)
         if len(head) > SOLID_MAX:
             return self._copy_chunks(_Prefixed(head, ifh), ofh, progress, self.round_chunks_for(None),
@@ -311,15 +324,23 @@ class Decompressor:
         return m
 
     def copy_stream(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
-        """Decompress ifh to ofh, `lanes` neural chunks at a time; raises unless every check passes.
-        Returns (bytes read, bytes written). Output written before a failure must be discarded by the caller."""
-        reader = fmt.Reader(ifh)
-        header = self._with_dictionary(reader.header())
-        if header.png:        # the records are the pixels; the file is rebuilt from them at the end
-            pixels = io.BytesIO()
-            read, _ = self._copy_records(reader, header, pixels, progress)
-            return read, ofh.write(_rebuilt_png(header.png, pixels.getvalue()))
-        return self._copy_records(reader, header, ofh, progress)
+        """Decompress ifh to ofh, frame after frame (`format`: concatenated archives decode to the concatenated
+        inputs), `lanes` neural chunks at a time; raises unless every check passes. Returns (bytes read, bytes
+        written). Output written before a failure must be discarded by the caller."""
+        if worker_count(self.options) > 1:
+            return frames.decompress(self, ifh, ofh, progress)
+        reader, read, written = fmt.Reader(ifh), 0, 0
+        while reader is not None:
+            header = self._with_dictionary(reader.header())
+            if header.png:        # the records are the pixels; the file is rebuilt from them at the end
+                pixels = io.BytesIO()
+                self._copy_records(reader, header, pixels, progress)
+                written += ofh.write(_rebuilt_png(header.png, pixels.getvalue()))
+            else:
+                written += self._copy_records(reader, header, ofh, progress)[1]
+            read += reader.pos
+            reader = reader.next_frame()
+        return read, written
 
     def _with_dictionary(self, header: fmt.Header) -> fmt.Header:
         """An archive made with a user dictionary decodes only with that one (ModelError, one line); its header
@@ -463,23 +484,41 @@ def _read_exact(fh: BinaryIO, n: int) -> bytes:
 
 @dataclass
 class ArchiveInfo:
+    """An archive's structure: its first frame's header, every frame's chunk records in order, the end
+    record (of a single frame; for several, their chunk counts and sizes summed, the first one's checksum)."""
     header: fmt.Header
     chunks: list[fmt.ChunkRecord]
     trailer: fmt.Trailer
     archive_size: int
+    frame_sizes: list[int] = dataclasses.field(default_factory=list)   # bytes each frame decodes to
+
+    @property
+    def frames(self) -> int:
+        return len(self.frame_sizes)
 
     @property
     def original_size(self) -> int:
         """Bytes the archive decodes to (a PNG coded as pixels: the file's, not the pixels')."""
-        return self.header.png.size if self.header.png else self.trailer.original_size
+        return sum(self.frame_sizes)
 
 
 def read_info(fh: BinaryIO) -> ArchiveInfo:
-    """Parse an archive's structure without decoding (what `bytezip list` shows)."""
-    reader = fmt.Reader(fh)
-    header = reader.header()
-    chunks = [rec for rec, _ in reader.records(header)]
-    return ArchiveInfo(header, chunks, reader.trailer, reader.pos)
+    """Parse an archive's structure, every frame, without decoding (what `bytezip list` shows)."""
+    reader, info = fmt.Reader(fh), None
+    while reader is not None:
+        header = reader.header()
+        chunks = [rec for rec, _ in reader.records(header)]
+        t = reader.trailer
+        if info is None:
+            info = ArchiveInfo(header, chunks, t, reader.pos)
+        else:
+            info.chunks += chunks
+            info.trailer = fmt.Trailer(info.trailer.chunk_count + t.chunk_count,
+                                       info.trailer.original_size + t.original_size, info.trailer.checksum)
+            info.archive_size += reader.pos
+        info.frame_sizes.append(header.png.size if header.png else t.original_size)
+        reader = reader.next_frame()
+    return info
 
 
 def compress(data: bytes, **options) -> bytes:

@@ -1,4 +1,5 @@
-"""The .bzp archive format (version 10): a header, one record per chunk with a check after each group, an end record.
+"""The .bzp archive format (version 10): frames, each a header, one record per chunk with a check after each group,
+and an end record.
 
 All integers are unsigned LEB128 varints unless a width is given. The layout is written so that an
 archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
@@ -77,6 +78,12 @@ distributions with each byte counted at most 24 bits (the coder's precision): a 
 more and need no more than that, so a decoder rejects a payload as soon as the bytes it decoded hold more
 (garbage, after a few steps rather than at the end), and at the chunk's end one that held less (zero words
 padding a payload that decodes a long run).
+
+Frames (new in version 10): a .bzp stream is one or more frames, each a complete archive as above (header,
+records, end record) of its part of the output; a decoder decodes them in order and writes their outputs one
+after another, so two archives concatenated (`cat a.bzp b.bzp`) are an archive of the two inputs concatenated,
+as with gzip members and zstd frames. After an end record comes the next frame's magic or the end of the
+stream; anything else is corruption. A frame may be of any version a decoder reads.
 
 Decoders read versions 8, 9 and 10 (`READ_VERSIONS`); version 9 is version 10 with rounds that do not grow;
 version 8 is version 9 without the group checks and the model ratio limit, its checksum over the decoded bytes
@@ -329,9 +336,11 @@ def _article(what: str) -> str:
 class Reader:
     """Parses an archive from a binary stream, checking every field as it goes."""
 
-    def __init__(self, fh: BinaryIO):
+    def __init__(self, fh: BinaryIO, magic: bytes = b""):
+        """`magic`: the frame's first bytes, already read from fh (`next_frame`)."""
         self.fh = fh
         self.pos = 0
+        self._magic = magic
         self.version = VERSION
         self.header_bytes = b""   # the header as read: version 9's checksum covers it
         self._kept: list[bytes] | None = None
@@ -375,7 +384,7 @@ class Reader:
         return header
 
     def _header(self) -> Header:
-        magic = self.fh.read(4)
+        magic = self._magic or self.fh.read(4)
         self.pos += len(magic)
         self._kept.append(magic)
         if not magic:
@@ -490,9 +499,18 @@ class Reader:
                               f"found {count} / {total})")
         if isinstance(header.signal, ImageLayout) and header.round_chunks:
             self._check_bands(header.signal.band_chunks, size, header)
-        if self.fh.read(1):
-            raise FormatError("corrupted archive (data after the end record)")
         self.trailer = Trailer(n, size, checksum)
+
+    def next_frame(self) -> "Reader | None":
+        """After the end record: a Reader for the frame that follows (another archive, concatenated), or None
+        at the end of the stream; anything else after an end record is corruption."""
+        magic = self.fh.read(len(MAGIC))
+        if not magic:
+            return None
+        if magic != MAGIC:
+            raise FormatError("corrupted archive (data after the end record)" if MAGIC[:len(magic)] != magic
+                              else "truncated archive (ends inside the next frame's header)")
+        return Reader(self.fh, magic)
 
     def _check_bands(self, bands: int, size: int, header: Header):
         """An image's band count is the one the encoder derives from the size (version 8's checksum does not

@@ -14,6 +14,8 @@ One word per idea:
   neural chunks decoded together (default 64; memory follows it, whatever an archive declares).
 - `workers`: threads that code a batch's lanes in as many parts (default: one per torch thread, one on a GPU).
 - `threads`: torch's CPU threads (default: torch's own setting; 0: every core this process may use).
+- `frame_size`: input bytes per frame, an independent archive (`bytezip.frames`; default: one frame);
+  `processes`: frames coded at once, each in a worker process (compress and decompress; 0: one per core).
 """
 from __future__ import annotations
 
@@ -51,7 +53,9 @@ class CodingOptions:
     never mix in the sample / pixel predictor (by default used when the input is 16-bit PCM / an 8-bit
     image). solid: also code a whole input of up to 16 MiB as one lzma/zstd chunk and keep the smaller
     archive. chunk_size: bytes per chunk (default: the model's context; 64 KiB without a model).
-    dictionary: a user dictionary (`bytezip.userdict`: a path or a loaded `UserDictionary`)."""
+    dictionary: a user dictionary (`bytezip.userdict`: a path or a loaded `UserDictionary`). frame_size:
+    code the input as independent archives (frames) of this many bytes each, concatenated; processes: frames
+    coded (or decoded) at once in worker processes, the same archive for any number."""
     model: Any = None
     device: Any = "auto"
     threads: int | None = None
@@ -65,12 +69,16 @@ class CodingOptions:
     image: bool = True
     solid: bool = True
     dictionary: Any = None
+    frame_size: int | None = None
+    processes: int = 1
 
     def __post_init__(self):
         _check_int("chunk_size", self.chunk_size, 1, fmt.MAX_CHUNK_SIZE, "chunk size")
         _check_int("lanes", self.lanes, 1, fmt.MAX_ROUND_CHUNKS, "lanes (chunks coded together)")
         _check_int("threads", self.threads, 0, None, "threads")
         _check_int("workers", self.workers, 1, None, "workers")
+        _check_int("frame_size", self.frame_size, 1, 1 << 40, "frame size")
+        _check_int("processes", self.processes, 0, 1024, "processes")
         if isinstance(self.device, str):
             if not DEVICES.fullmatch(self.device):
                 raise OptionError("device", f"device must be auto, cpu or cuda, not {self.device!r}")

@@ -1,0 +1,51 @@
+"""Frames: archives concatenate (`cat a.bzp b.bzp` decodes to both inputs), an input in frames coded by worker
+processes gives the same archive for any number of them, and what follows an end record is checked."""
+import io
+import subprocess
+import sys
+
+import pytest
+
+import bytezip
+from bytezip.frames import split
+from conftest import english_text
+
+TEXT = english_text()[:6000]
+
+
+def test_concatenated_archives_decode_to_the_concatenated_inputs(tmp_path, model_files):
+    a = bytezip.compress(TEXT[:2500], model=model_files)
+    b = bytezip.compress(b"\x00\x01" * 900, neural=False)
+    (tmp_path / "ab.bzp").write_bytes(a + b)
+    out = subprocess.run([sys.executable, "-m", "bytezip", "-d", "-c", "--model", model_files,
+                          str(tmp_path / "ab.bzp")], capture_output=True, check=True).stdout
+    assert out == TEXT[:2500] + b"\x00\x01" * 900
+    info = bytezip.read_info(io.BytesIO(a + b))
+    assert info.frames == 2 and info.original_size == len(out) and info.archive_size == len(a + b)
+    assert list(split(io.BytesIO(a + b))) == [a, b]
+
+
+@pytest.mark.parametrize("after, message", [(b"x", "data after the end record"),
+                                            (b"\x89BZ", "ends inside the next frame's header"),
+                                            (None, "truncated archive")])
+def test_what_follows_an_end_record_is_a_whole_frame(after, message):
+    a = bytezip.compress(TEXT[:300], neural=False)
+    blob = a + (after if after is not None else a[:len(a) // 2])
+    with pytest.raises(bytezip.FormatError, match=message):
+        bytezip.decompress(blob)
+
+
+def test_frames_are_the_same_for_any_number_of_processes(model_files):
+    """Frames coded here, by 2 and by 4 worker processes: the same bytes; decoded by 2 processes too."""
+    data = TEXT + bytes(range(256)) * 4
+    blobs = [bytezip.compress(data, model=model_files, frame_size=1500, processes=n) for n in (1, 2, 4)]
+    assert blobs[0] == blobs[1] == blobs[2]
+    assert bytezip.read_info(io.BytesIO(blobs[0])).frames == -(-len(data) // 1500)
+    assert bytezip.decompress(blobs[0], model=model_files, processes=2) == data
+    assert bytezip.decompress(blobs[0], model=model_files) == data
+    assert bytezip.decompress(bytezip.compress(b"", neural=False, frame_size=10)) == b""
+
+
+def test_worker_processes_need_a_model_they_can_load(trained_model):
+    with pytest.raises(bytezip.BytezipError, match="model by name or path"):
+        bytezip.compress(TEXT, model=trained_model, frame_size=1000, processes=2)
