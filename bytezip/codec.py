@@ -213,7 +213,7 @@ class Compressor:
     def _copy_frame(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
         head = _read_exact(ifh, SOLID_MAX + 1)
         if len(head) > SOLID_MAX:
-            return self._copy_chunks(_Prefixed(head, ifh), ofh, progress, self.round_chunks_for(None),
+            return self._copy_chunks(fmt.Prefixed(head, ifh), ofh, progress, self.round_chunks_for(None),
                                      self.layout_for(head))
         envelope, data = (self.image and png.split(head)) or (None, head)
         layout = ImageLayout(envelope.width, envelope.channels) if envelope else self.layout_for(head)
@@ -329,18 +329,22 @@ class Decompressor:
         written). Output written before a failure must be discarded by the caller."""
         if worker_count(self.options) > 1:
             return frames.decompress(self, ifh, ofh, progress)
-        reader, read, written = fmt.Reader(ifh), 0, 0
-        while reader is not None:
+        reader, seen = fmt.Reader(ifh), []           # (bytes, size) of each frame decoded
+        while True:
             header = self._with_dictionary(reader.header())
             if header.png:        # the records are the pixels; the file is rebuilt from them at the end
                 pixels = io.BytesIO()
                 self._copy_records(reader, header, pixels, progress)
-                written += ofh.write(_rebuilt_png(header.png, pixels.getvalue()))
+                written = ofh.write(_rebuilt_png(header.png, pixels.getvalue()))
             else:
-                written += self._copy_records(reader, header, ofh, progress)[1]
-            read += reader.pos
-            reader = reader.next_frame()
-        return read, written
+                written = self._copy_records(reader, header, ofh, progress)[1]
+            seen.append((reader.pos, written))
+            following = reader.next_frame()
+            if following is None:
+                break
+            reader = following
+        frames.check_seek_table(reader.seek_table, seen)
+        return sum(a for a, _ in seen) + frames.seek_table_size(reader.seek_table), sum(b for _, b in seen)
 
     def _with_dictionary(self, header: fmt.Header) -> fmt.Header:
         """An archive made with a user dictionary decodes only with that one (ModelError, one line); its header
@@ -457,19 +461,6 @@ def _rebuilt_png(envelope: png.Envelope, pixels: bytes) -> bytes:
     return data
 
 
-class _Prefixed:
-    """A stream that first returns `head`, then reads on from `fh`."""
-
-    def __init__(self, head: bytes, fh: BinaryIO):
-        self.head, self.fh = head, fh
-
-    def read(self, n: int) -> bytes:
-        if self.head:
-            out, self.head = self.head[:n], self.head[n:]
-            return out
-        return self.fh.read(n)
-
-
 def _read_exact(fh: BinaryIO, n: int) -> bytes:
     """Read n bytes unless the stream ends first (pipes may return short reads)."""
     parts, got = [], 0
@@ -491,6 +482,7 @@ class ArchiveInfo:
     trailer: fmt.Trailer
     archive_size: int
     frame_sizes: list[int] = dataclasses.field(default_factory=list)   # bytes each frame decodes to
+    seek_table: list[tuple[int, int]] | None = None                      # (frame bytes, frame size) each
 
     @property
     def frames(self) -> int:
@@ -517,7 +509,11 @@ def read_info(fh: BinaryIO) -> ArchiveInfo:
                                        info.trailer.original_size + t.original_size, info.trailer.checksum)
             info.archive_size += reader.pos
         info.frame_sizes.append(header.png.size if header.png else t.original_size)
-        reader = reader.next_frame()
+        following = reader.next_frame()
+        if following is None:
+            info.seek_table = reader.seek_table
+            info.archive_size += frames.seek_table_size(reader.seek_table)
+        reader = following
     return info
 
 

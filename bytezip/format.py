@@ -85,6 +85,16 @@ after another, so two archives concatenated (`cat a.bzp b.bzp`) are an archive o
 as with gzip members and zstd frames. After an end record comes the next frame's magic or the end of the
 stream; anything else is corruption. A frame may be of any version a decoder reads.
 
+    seek     magic | version u8 = 10 | flags u8 = 0x04 | frame_count | (frame_bytes | frame_size) per frame
+             | checksum 8 bytes (SHA-256 prefix of the seek frame's bytes before it) | table_bytes u32 LE (the seek
+             frame's bytes before this field) | b"BZPS"
+
+The seek table (optional, written with frames): the stream's last frame, listing every frame before it, its
+bytes in the stream (from its magic through its end record) and the bytes it decodes to, so that a reader can
+find it from the stream's end (the last 8 bytes) and decode any byte range from the frames that hold it alone
+(`bytezip.frames.read_range`). A decoder reading the stream in order checks the table against the frames it
+decoded; nothing follows it.
+
 Decoders read versions 8, 9 and 10 (`READ_VERSIONS`); version 9 is version 10 with rounds that do not grow;
 version 8 is version 9 without the group checks and the model ratio limit, its checksum over the decoded bytes
 in record order. A sample archive of each version, with its
@@ -119,6 +129,9 @@ MAX_CHUNK_SIZE = 1 << 24
 MAX_ROUND_CHUNKS = 1024
 FLAG_PNG = 0x01
 FLAG_USER_DICT = 0x02     # version 9 on: a user dictionary's digest follows the model fields
+FLAG_SEEK = 0x04          # version 10: the seek table, the last frame
+SEEK_MAGIC = b"BZPS"      # the stream's last 4 bytes when it ends with a seek table
+MAX_FRAMES = 1 << 32
 RAW, ZSTD, NEURAL, MIXED, LZMA = 0, 1, 2, 3, 4
 CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural", MIXED: "mixed", LZMA: "lzma"}
 MODEL_CODECS = (NEURAL, MIXED)
@@ -275,6 +288,46 @@ def archive_bytes(header: Header, chunks: list[tuple[int, bytes, bytes]]) -> byt
     return head + b"".join(records) + trailer.to_bytes()
 
 
+def seek_table_bytes(frames: list[tuple[int, int]]) -> bytes:
+    """The seek frame listing (frame bytes, frame size) for each frame before it."""
+    body = (MAGIC + bytes([VERSION, FLAG_SEEK]) + encode_varint(len(frames))
+            + b"".join(encode_varint(a) + encode_varint(b) for a, b in frames))
+    return body + hashlib.sha256(body).digest()[:DIGEST_BYTES] + len(body).to_bytes(4, "little") + SEEK_MAGIC
+
+
+def read_seek_table(fh: BinaryIO) -> list[tuple[int, int]] | None:
+    """The seek table of a seekable stream, found from its end (None when it has none); fh is left anywhere."""
+    end = fh.seek(0, io.SEEK_END)
+    if end < 8 + len(MAGIC):
+        return None
+    fh.seek(end - 8)
+    footer = fh.read(8)
+    if footer[4:] != SEEK_MAGIC:
+        return None
+    size = int.from_bytes(footer[:4], "little")
+    if size + DIGEST_BYTES + 8 > end:
+        raise FormatError("corrupted archive (seek table footer)")
+    fh.seek(end - 8 - DIGEST_BYTES - size)
+    table = Reader(fh).seek_frame()
+    if sum(a for a, _ in table) != end - 8 - DIGEST_BYTES - size:
+        raise FormatError("corrupted archive (seek table does not add up to the frames before it)")
+    return table
+
+
+class Prefixed:
+    """A stream that first returns `head`, then reads on from `fh`."""
+
+    def __init__(self, head: bytes, fh: BinaryIO):
+        self.head, self.fh = head, fh
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            out = self.head if n < 0 else self.head[:n]
+            self.head = self.head[len(out):]
+            return out if n < 0 or len(out) == n else out + self.fh.read(n - len(out))
+        return self.fh.read(n)
+
+
 def model_payload_fits(raw_size: int, coded_size: int) -> bool:
     """Whether a model payload of coded_size bytes may code raw_size bytes (version 9 on): shorter than the chunk,
     and at most MAX_MODEL_RATIO bytes a byte -- the rule the reader checks and the encoder keeps."""
@@ -336,11 +389,11 @@ def _article(what: str) -> str:
 class Reader:
     """Parses an archive from a binary stream, checking every field as it goes."""
 
-    def __init__(self, fh: BinaryIO, magic: bytes = b""):
-        """`magic`: the frame's first bytes, already read from fh (`next_frame`)."""
-        self.fh = fh
+    def __init__(self, fh: BinaryIO, prefix: bytes = b""):
+        """`prefix`: the frame's first bytes, already read from fh (`next_frame`)."""
+        self.fh = Prefixed(prefix, fh) if prefix else fh
         self.pos = 0
-        self._magic = magic
+        self.seek_table: list[tuple[int, int]] | None = None   # (frame bytes, frame size) each, if one ended it
         self.version = VERSION
         self.header_bytes = b""   # the header as read: version 9's checksum covers it
         self._kept: list[bytes] | None = None
@@ -384,7 +437,7 @@ class Reader:
         return header
 
     def _header(self) -> Header:
-        magic = self._magic or self.fh.read(4)
+        magic = self.fh.read(4)
         self.pos += len(magic)
         self._kept.append(magic)
         if not magic:
@@ -502,15 +555,33 @@ class Reader:
         self.trailer = Trailer(n, size, checksum)
 
     def next_frame(self) -> "Reader | None":
-        """After the end record: a Reader for the frame that follows (another archive, concatenated), or None
-        at the end of the stream; anything else after an end record is corruption."""
+        """After the end record: a Reader for the frame that follows (another archive, concatenated), or None at
+        the end of the stream, or after a seek table (then in `seek_table`); anything else is corruption."""
         magic = self.fh.read(len(MAGIC))
         if not magic:
             return None
         if magic != MAGIC:
             raise FormatError("corrupted archive (data after the end record)" if MAGIC[:len(magic)] != magic
                               else "truncated archive (ends inside the next frame's header)")
-        return Reader(self.fh, magic)
+        head = magic + self.fh.read(2)
+        if len(head) == 6 and head[4] >= 10 and head[5] == FLAG_SEEK:
+            self.seek_table = Reader(self.fh, head).seek_frame()
+            return None
+        return Reader(self.fh, head)
+
+    def seek_frame(self) -> list[tuple[int, int]]:
+        """The seek table (a stream's last frame): (frame bytes, frame size) per frame; nothing may follow."""
+        self._kept = []
+        self.read(len(MAGIC) + 2, "seek table")
+        n = self.varint("frame count", MAX_FRAMES)
+        table = [(self.varint("frame bytes", 1 << 60), self.varint("frame size", 1 << 60)) for _ in range(n)]
+        body = b"".join(self._kept)
+        self._kept = None
+        if self.read(DIGEST_BYTES, "seek table") != hashlib.sha256(body).digest()[:DIGEST_BYTES]:
+            raise FormatError("corrupted archive (seek table checksum)")
+        if self.read(8, "seek table") != len(body).to_bytes(4, "little") + SEEK_MAGIC or self.fh.read(1):
+            raise FormatError("corrupted archive (seek table footer)")
+        return table
 
     def _check_bands(self, bands: int, size: int, header: Header):
         """An image's band count is the one the encoder derives from the size (version 8's checksum does not

@@ -92,29 +92,49 @@ def compress(compressor, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int],
             yield piece
 
     pool = _pool("compress", options, n) if n > 1 else None
-    read = written = 0
+    table = []
     try:
         for piece, blob in _in_order(pool, _compress if pool else compressor.compress_frame, pieces(), n):
-            read += len(piece)
-            written += ofh.write(blob)
+            table.append((ofh.write(blob), len(piece)))
             if progress:
                 progress(len(piece))
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
-    return read, written
+    tail = ofh.write(fmt.seek_table_bytes(table))
+    return sum(b for _, b in table), sum(a for a, _ in table) + tail
 
 
-def split(ifh: BinaryIO) -> Iterator[bytes]:
-    """The frames of an archive stream, each as its bytes (parsed, not decoded: every field is checked)."""
-    recorder = _Recorder(ifh)
-    reader = fmt.Reader(recorder)
-    while reader is not None:
-        for _ in reader.records(reader.header()):
-            pass
-        frame = recorder.take()
-        reader = reader.next_frame()          # its magic, read here, starts the next frame's bytes
-        yield frame
+class Frames:
+    """The frames of an archive stream, each as its bytes (parsed, not decoded: every field is checked); once
+    iterated, `seek_table` holds the table that ended the stream, if one did."""
+
+    def __init__(self, ifh: BinaryIO):
+        self.ifh, self.seek_table = ifh, None
+
+    def __iter__(self) -> Iterator[bytes]:
+        recorder = _Recorder(self.ifh)
+        reader = fmt.Reader(recorder)
+        while True:
+            for _ in reader.records(reader.header()):
+                pass
+            frame = recorder.take()
+            following = reader.next_frame()          # its magic, read here, starts the next frame's bytes
+            yield frame
+            if following is None:
+                self.seek_table = reader.seek_table
+                return
+            reader = following
+
+
+def seek_table_size(table: list[tuple[int, int]] | None) -> int:
+    return len(fmt.seek_table_bytes(table)) if table is not None else 0
+
+
+def check_seek_table(table: list[tuple[int, int]] | None, seen: list[tuple[int, int]]):
+    """A seek table must list the frames decoded before it, (bytes, size) each."""
+    if table is not None and table != seen:
+        raise fmt.FormatError("corrupted archive (the seek table does not match the frames)")
 
 
 def decompress(decompressor, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None
@@ -122,17 +142,36 @@ def decompress(decompressor, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[i
     """An archive's frames decoded by worker processes (`processes` at once), written in order. Returns (bytes
     read, bytes written)."""
     n = worker_count(decompressor.options)
-    pool = _pool("decompress", decompressor.options, n)
-    read = written = 0
+    pool, frames, seen = _pool("decompress", decompressor.options, n), Frames(ifh), []
     try:
-        for blob, data in _in_order(pool, _decompress, split(ifh), n):
-            read += len(blob)
-            written += ofh.write(data)
+        for blob, data in _in_order(pool, _decompress, iter(frames), n):
+            seen.append((len(blob), ofh.write(data)))
             if progress:
                 progress(len(data))
     finally:
         pool.shutdown(cancel_futures=True)
-    return read, written
+    check_seek_table(frames.seek_table, seen)
+    return sum(a for a, _ in seen) + seek_table_size(frames.seek_table), sum(b for _, b in seen)
+
+
+def read_range(decompressor, fh: BinaryIO, start: int, end: int) -> tuple[bytes, int]:
+    """Bytes start..end (end excluded, clipped to the output) of a seekable archive with a seek table, decoding
+    only the frames that hold them (by `decompressor`, one after another). Returns (bytes, frames decoded)."""
+    table = fmt.read_seek_table(fh)
+    if table is None:
+        raise BytezipError("archive has no seek table (compress with --frame-size to make one)")
+    out, offset, first, decoded = [], 0, 0, 0
+    for size_in_stream, size in table:
+        if first + size > start and first < end and size:
+            fh.seek(offset)
+            data = decompressor.decompress(_read_exact(fh, size_in_stream))
+            if len(data) != size:
+                raise fmt.FormatError("corrupted archive (a frame's size is not the seek table's)")
+            out.append(data[max(0, start - first):max(0, end - first)])
+            decoded += 1
+        offset += size_in_stream
+        first += size
+    return b"".join(out), decoded
 
 
 class _Recorder:

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 import bytezip
-from bytezip.frames import split
+from bytezip import frames
+from bytezip import format as fmt
 from conftest import english_text
 
 TEXT = english_text()[:6000]
@@ -22,7 +23,7 @@ def test_concatenated_archives_decode_to_the_concatenated_inputs(tmp_path, model
     assert out == TEXT[:2500] + b"\x00\x01" * 900
     info = bytezip.read_info(io.BytesIO(a + b))
     assert info.frames == 2 and info.original_size == len(out) and info.archive_size == len(a + b)
-    assert list(split(io.BytesIO(a + b))) == [a, b]
+    assert list(frames.Frames(io.BytesIO(a + b))) == [a, b]
 
 
 @pytest.mark.parametrize("after, message", [(b"x", "data after the end record"),
@@ -49,3 +50,31 @@ def test_frames_are_the_same_for_any_number_of_processes(model_files):
 def test_worker_processes_need_a_model_they_can_load(trained_model):
     with pytest.raises(bytezip.BytezipError, match="model by name or path"):
         bytezip.compress(TEXT, model=trained_model, frame_size=1000, processes=2)
+
+
+def test_a_byte_range_decodes_only_the_frames_that_hold_it(model_files):
+    data = TEXT[:5000]
+    blob = bytezip.compress(data, model=model_files, frame_size=1000)
+    info = bytezip.read_info(io.BytesIO(blob))
+    assert info.frames == 5 and info.archive_size == len(blob)
+    assert info.seek_table == [(a, 1000) for a, _ in info.seek_table] and len(info.seek_table) == 5
+    d = bytezip.Decompressor(model=model_files)
+    assert frames.read_range(d, io.BytesIO(blob), 2100, 2900) == (data[2100:2900], 1)
+    assert frames.read_range(d, io.BytesIO(blob), 1900, 3100) == (data[1900:3100], 3)
+    assert frames.read_range(d, io.BytesIO(blob), 4990, 9999) == (data[4990:], 1)
+    assert bytezip.decompress(blob, model=model_files) == data
+    with pytest.raises(bytezip.BytezipError, match="no seek table"):
+        frames.read_range(d, io.BytesIO(bytezip.compress(data, neural=False)), 0, 10)
+
+
+def test_a_seek_table_that_does_not_match_its_frames_is_refused():
+    blob = bytezip.compress(TEXT[:3000], neural=False, frame_size=1000)
+    table = bytezip.read_info(io.BytesIO(blob)).seek_table
+    body = blob[:len(blob) - len(fmt.seek_table_bytes(table))]
+    wrong = [table[0], table[1], (table[2][0], table[2][1] - 1)]
+    with pytest.raises(bytezip.FormatError, match="seek table does not match"):
+        bytezip.decompress(body + fmt.seek_table_bytes(wrong))
+    damaged = bytearray(blob)
+    damaged[-20] ^= 1
+    with pytest.raises(bytezip.FormatError, match="seek table"):
+        bytezip.decompress(bytes(damaged))
