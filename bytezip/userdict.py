@@ -31,12 +31,15 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import zstandard
 
 from .format import DIGEST_BYTES, MODEL_NAME, BytezipError, ModelError
-from .mixing import BLEND_MIN, GEO_SETS, GEO_W_MAX, N_BUCKETS, N_GEO, N_MODELS, ONE, History
+
+if TYPE_CHECKING:
+    from .mixing import History
 
 MAGIC = b"\x89BZD"
 VERSION = 1
@@ -44,7 +47,19 @@ MAX_DICT_SIZE = 1 << 20       # sample bytes a dictionary holds at most (and a r
 WEIGHT_BYTES = 1 << 14        # sample bytes coded at training time to learn the mixer's start weights
 WEIGHT_ROUND = 8              # ... as rounds of this many chunks
 ZSTD_LEVEL = 19
-SHAPES = {"geo_weights": (GEO_SETS, N_MODELS), "blend": (N_BUCKETS, 1 + N_GEO)}
+
+
+def shapes() -> dict[str, tuple[int, int]]:
+    """The mixer's start weights a dictionary carries, by name (`SHAPES`; the mixer, and its kernels, are
+    imported when a dictionary is first read or made, not with this module: the command line imports it)."""
+    from .mixing import GEO_SETS, N_BUCKETS, N_GEO, N_MODELS
+    return {"geo_weights": (GEO_SETS, N_MODELS), "blend": (N_BUCKETS, 1 + N_GEO)}
+
+
+def __getattr__(name: str):
+    if name == "SHAPES":
+        return shapes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class DictionaryError(BytezipError):
@@ -68,7 +83,7 @@ class UserDictionary:
         head = bytes([len(mid)]) + mid + self.model_digest
         head += bytes([1]) + self.priming_digest if self.priming_digest else bytes([0])
         if self.weights:
-            head += bytes([1]) + b"".join(self.weights[k].astype("<i8").tobytes() for k in SHAPES)
+            head += bytes([1]) + b"".join(self.weights[k].astype("<i8").tobytes() for k in shapes())
         else:
             head += bytes([0])
         return head + self.data
@@ -81,6 +96,7 @@ class UserDictionary:
         """A fresh shared history that has read the sample and starts the mixer from the weights (a copy:
         coding a file grows it)."""
         if self._primed is None:
+            from .mixing import History
             primed = History()
             primed.extend(self.data)
             primed.carried = {k: v.copy() for k, v in self.weights.items()}
@@ -103,7 +119,7 @@ def from_bytes(blob: bytes, path: str | None = None) -> UserDictionary:
     if len(blob) < len(MAGIC) + 1 or blob[len(MAGIC)] != VERSION:
         raise DictionaryError(f"{name}: unsupported dictionary version (this bytezip reads version {VERSION})")
     frame = blob[len(MAGIC) + 1:]
-    limit = MAX_DICT_SIZE + 4096 + 8 * sum(a * b for a, b in SHAPES.values())
+    limit = MAX_DICT_SIZE + 4096 + 8 * sum(a * b for a, b in shapes().values())
     try:
         size = zstandard.get_frame_parameters(frame).content_size
         if size == zstandard.CONTENTSIZE_UNKNOWN or size > limit:
@@ -130,8 +146,9 @@ def from_bytes(blob: bytes, path: str | None = None) -> UserDictionary:
         raise DictionaryError(f"{name}: corrupted dictionary (flags {flag}, {has_weights})")
     weights = {}
     if has_weights:
-        for k, shape in SHAPES.items():
+        for k, shape in shapes().items():
             weights[k] = np.frombuffer(take(8 * shape[0] * shape[1]), dtype="<i8").astype(np.int64).reshape(shape)
+        from .mixing import BLEND_MIN, GEO_W_MAX, ONE
         if np.abs(weights["geo_weights"]).max() > GEO_W_MAX or not (
                 (weights["blend"] >= BLEND_MIN // 2).all() and (weights["blend"] <= ONE).all()):
             raise DictionaryError(f"{name}: corrupted dictionary (mixer weights out of range)")
@@ -214,6 +231,7 @@ def train(samples: list[bytes], model=None, device="cpu", max_size: int = MAX_DI
         held_ids = {id(p) for p in held}
         rest = choose([p for p in pieces if id(p) not in held_ids] or [b"\0"], max_size)
         coder = Compressor(model=m, device=device, workers=workers)
+        from .mixing import History
         primed = History()
         primed.extend(rest)
         for r in range(0, len(held), WEIGHT_ROUND):
