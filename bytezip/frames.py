@@ -9,7 +9,7 @@ boundary (the shared history restarts), which is why frames are large (tens of M
 
 Workers are spawned (not forked: the parent may hold threads) and each builds its Compressor or Decompressor
 once, with one thread (the processes are the parallelism); at most `processes` frames are in flight, so memory
-follows processes x frame size.
+follows processes x frame size. A cluster (`bytezip.cluster`) takes frames through the same `submit`.
 """
 from __future__ import annotations
 
@@ -23,51 +23,69 @@ from . import format as fmt
 from .format import BytezipError
 from .options import CodingOptions, all_cores
 
-_coder = None          # the worker process's Compressor or Decompressor
+_coders: dict = {}     # a worker process's Compressor / Decompressor per (role, options): the model loads once
 
 
-def _start_worker(role: str, options: CodingOptions):
-    global _coder
-    from .codec import Compressor, Decompressor
-    _coder = (Compressor if role == "compress" else Decompressor)(options=options)
+def coder(role: str, options: CodingOptions):
+    key = (role, repr(options))
+    if key not in _coders:
+        from .codec import Compressor, Decompressor      # here: codec imports this module
+        _coders[key] = (Compressor if role == "compress" else Decompressor)(options=options)
+    return _coders[key]
 
 
-def _compress(data: bytes) -> bytes:
-    return _coder.compress(data)
+def code(role: str, options: CodingOptions, data: bytes) -> bytes:
+    """A worker's task: one frame compressed, or one frame's bytes decompressed."""
+    c = coder(role, options)
+    return c.compress(data) if role == "compress" else c.decompress(data)
 
 
-def _decompress(blob: bytes) -> bytes:
-    return _coder.decompress(blob)
+def worker_options(options: CodingOptions) -> CodingOptions:
+    """What a worker codes a frame with: the same options, one thread (the workers are the parallelism), and
+    the model by name or path (a loaded model does not travel to other processes)."""
+    if not (options.model is None or isinstance(options.model, (str, os.PathLike))):
+        raise BytezipError("worker processes need the model by name or path, not a loaded model")
+    return CodingOptions(**{**options.__dict__, "threads": 1, "workers": 1, "processes": 1, "frame_size": None})
 
 
 def worker_count(options: CodingOptions) -> int:
     return all_cores() if options.processes == 0 else options.processes
 
 
-def _pool(role: str, options: CodingOptions, n: int) -> ProcessPoolExecutor:
-    """n spawned workers, each coding with one thread (`options` must pickle: a model by name or path)."""
-    if not (options.model is None or isinstance(options.model, (str, os.PathLike))):
-        raise BytezipError("worker processes need the model by name or path, not a loaded model")
-    single = CodingOptions(**{**options.__dict__, "threads": 1, "workers": 1, "processes": 1, "frame_size": None})
-    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                               initargs=(role, single))
+class _Processes:
+    """`processes` spawned workers (not forked: the parent may hold threads) coding frames for `role`."""
+
+    def __init__(self, role: str, options: CodingOptions, n: int):
+        self.role, self.options = role, worker_options(options)
+        self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, data: bytes) -> Future:
+        return self.pool.submit(code, self.role, self.options, data)
+
+    def close(self):
+        self.pool.shutdown(cancel_futures=True)
 
 
-def _in_order(pool: ProcessPoolExecutor | None, work: Callable[[bytes], bytes], items: Iterator[bytes],
-              n: int) -> Iterator[tuple[bytes, bytes]]:
-    """(item, work(item)) in order, with at most n items in flight on the pool (none: here, one by one)."""
-    if pool is None:
-        for item in items:
-            yield item, work(item)
-        return
+def in_order(submit: Callable[[bytes], Future], items: Iterator[bytes], n: int) -> Iterator[tuple[bytes, bytes]]:
+    """(item, its result) in order, with at most n items in flight (`submit` returns a future: of a process
+    pool, of a Dask client, or already done)."""
     flight: list[tuple[bytes, Future]] = []
     for item in items:
-        flight.append((item, pool.submit(work, item)))
+        flight.append((item, submit(item)))
         if len(flight) >= n:
             done, fut = flight.pop(0)
             yield done, fut.result()
     for item, fut in flight:
         yield item, fut.result()
+
+
+def _here(work: Callable[[bytes], bytes]) -> Callable[[bytes], Future]:
+    """A submit that does the work at once, in this process."""
+    def submit(item: bytes) -> Future:
+        fut = Future()
+        fut.set_result(work(item))
+        return fut
+    return submit
 
 
 def _read_exact(fh: BinaryIO, n: int) -> bytes:
@@ -78,29 +96,31 @@ def _read_exact(fh: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
-def compress(compressor, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None
-             ) -> tuple[int, int]:
-    """ifh as frames of the compressor's frame_size bytes (an empty input: one empty frame) to ofh, each coded
-    by `compressor` itself or, with processes > 1, by worker processes. Returns (bytes read, bytes written)."""
-    options = compressor.options
-    n = worker_count(options)
+def pieces(ifh: BinaryIO, frame_size: int) -> Iterator[bytes]:
+    """The input's frames (an empty input: one empty frame)."""
+    first = True
+    while (piece := _read_exact(ifh, frame_size)) or first:
+        first = False
+        yield piece
 
-    def pieces() -> Iterator[bytes]:
-        first = True
-        while (piece := _read_exact(ifh, options.frame_size)) or first:
-            first = False
-            yield piece
 
-    pool = _pool("compress", options, n) if n > 1 else None
+def compress(compressor, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None,
+             submit: Callable[[bytes], Future] | None = None, in_flight: int = 1) -> tuple[int, int]:
+    """ifh as frames of the compressor's frame_size bytes to ofh, then the seek table; each frame coded by
+    `compressor` itself, by `processes` worker processes, or by `submit` (a cluster's, `in_flight` at once).
+    Returns (bytes read, bytes written)."""
+    n = worker_count(compressor.options)
+    pool = _Processes("compress", compressor.options, n) if submit is None and n > 1 else None
+    submit = submit or (pool.submit if pool else _here(compressor.compress_frame))
     table = []
     try:
-        for piece, blob in _in_order(pool, _compress if pool else compressor.compress_frame, pieces(), n):
+        for piece, blob in in_order(submit, pieces(ifh, compressor.options.frame_size), max(n, in_flight)):
             table.append((ofh.write(blob), len(piece)))
             if progress:
                 progress(len(piece))
     finally:
         if pool:
-            pool.shutdown(cancel_futures=True)
+            pool.close()
     tail = ofh.write(fmt.seek_table_bytes(table))
     return sum(b for _, b in table), sum(a for a, _ in table) + tail
 
@@ -137,19 +157,21 @@ def check_seek_table(table: list[tuple[int, int]] | None, seen: list[tuple[int, 
         raise fmt.FormatError("corrupted archive (the seek table does not match the frames)")
 
 
-def decompress(decompressor, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None
-               ) -> tuple[int, int]:
-    """An archive's frames decoded by worker processes (`processes` at once), written in order. Returns (bytes
-    read, bytes written)."""
+def decompress(decompressor, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None,
+               submit: Callable[[bytes], Future] | None = None, in_flight: int = 1) -> tuple[int, int]:
+    """An archive's frames decoded by worker processes (`processes` at once) or by `submit` (a cluster's),
+    written in order. Returns (bytes read, bytes written)."""
     n = worker_count(decompressor.options)
-    pool, frames, seen = _pool("decompress", decompressor.options, n), Frames(ifh), []
+    pool = _Processes("decompress", decompressor.options, n) if submit is None else None
+    frames, seen = Frames(ifh), []
     try:
-        for blob, data in _in_order(pool, _decompress, iter(frames), n):
+        for blob, data in in_order(submit or pool.submit, iter(frames), max(n, in_flight)):
             seen.append((len(blob), ofh.write(data)))
             if progress:
                 progress(len(data))
     finally:
-        pool.shutdown(cancel_futures=True)
+        if pool:
+            pool.close()
     check_seek_table(frames.seek_table, seen)
     return sum(a for a, _ in seen) + seek_table_size(frames.seek_table), sum(b for _, b in seen)
 
