@@ -327,8 +327,8 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("version 5 (before the carried weights)", fmt.MAGIC + b"\5\0" + head[6:], F, "version 5"),
         ("version 6 (one geometric mix)", fmt.MAGIC + b"\6\0" + head[6:], F, "version 6"),
         ("version 7 (torch's CPU square root)", fmt.MAGIC + b"\7\0" + head[6:], F, "version 7"),
-        ("version 10", fmt.MAGIC + b"\x0a\0" + head[6:], F, "version 10"),
-        ("unknown flags", ARCHIVE_START + b"\x04" + head[6:], F, "flags"),
+        ("version 11", fmt.MAGIC + b"\x0b\0" + head[6:], F, "version 11"),
+        ("unknown flags", ARCHIVE_START + b"\x08" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),
         ("chunk size 2^63", archive(chunk_size=1 << 63), F, "exceeds"),
@@ -404,10 +404,10 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("no end record", archive([(RAW, 5, b"abcde")], end=b""), F, "truncated"),
         ("end record cut", archive(end=end_record(0, 0)[:-3]), F, "truncated"),
         ("wrong checksum", archive([(RAW, 5, b"abcde")]), C, "checksum mismatch"),
-        ("a trailing byte", archive(end=end_record(0, 0, hashlib.sha256().digest()[:8]), tail=b"\0"), F,
-         "data after the end record"),
-        ("a second archive appended", archive(end=end_record(0, 0, hashlib.sha256().digest()[:8]),
-                                              tail=archive()), F, "data after the end record"),
+        ("a trailing byte", archive(end=end_record(0, 0, hashlib.sha256(archive()[:-11]).digest()[:8]), tail=b"\0"),
+         F, "data after the end record"),
+        ("a second frame appended, its checksum wrong", archive(end=end_record(0, 0, hashlib.sha256().digest()[:8]),
+                                                                tail=archive()), C, "checksum mismatch"),
         ("neural chunk without a model", archive([(NEURAL, CHUNK, garbage)]), F, "made without a model"),
         ("neural chunk, unknown model", archive([(NEURAL, CHUNK, garbage)], model_id=b"no-such-model",
                                                 digest=digest), Mo, "not available"),
@@ -541,7 +541,8 @@ def test_inputs_of_every_kind_cost_at_most_a_few_bytes_per_chunk(kind, tiny):
     assert [c.raw_size for c in info.chunks] == [len(c) for c in chunks]
     assert all(rec.coded_size <= b for rec, b in zip(info.chunks, best))
     fixed = len(comp.header().to_bytes()) + len(fmt.Trailer(len(chunks), len(data), bytes(8)).to_bytes())
-    checks = fmt.GROUP_CHECK_BYTES * (len(chunks) // fmt.group_size(info.header.round_chunks))
+    groups = fmt.GroupChecks(info.header.round_chunks, fmt.growing(info.header))
+    checks = fmt.GROUP_CHECK_BYTES * sum(groups.ends_group() for _ in chunks)
     assert len(blob) <= fixed + sum(best) + 5 * len(chunks) + checks
     assert bytezip.Decompressor(model=tiny.cm).decompress(blob) == data
     by_codec = Counter(fmt.CODEC_NAMES[c.codec] for c in info.chunks)
