@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -159,6 +160,23 @@ class SizeType(click.ParamType):
         if not m:
             self.fail(f"{value!r} is not a size (examples: 4096, 64K, 1M)", param, ctx)
         return int(m.group(1)) << {None: 0, "k": 10, "m": 20}[m.group(2) and m.group(2).lower()]
+
+
+class RangeType(click.ParamType):
+    """START:END, each a SIZE or left out (from the start, to the end): (start, end or None)."""
+    name = "RANGE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        start, sep, end = str(value).partition(":")
+        if not sep:
+            self.fail(f"{value!r} is not a range START:END (examples: 1M:2M, 4096:, :64K)", param, ctx)
+        lo = SizeType().convert(start, param, ctx) if start.strip() else 0
+        hi = SizeType().convert(end, param, ctx) if end.strip() else None
+        if hi is not None and hi < lo:
+            self.fail(f"{value!r} ends before it starts", param, ctx)
+        return lo, hi
 
 
 # -- output: a temporary file renamed into place, or stdout ---------------------------------------------
@@ -325,6 +343,7 @@ class Options:
     verbosity: int = 1           # 0 with -q, 2 with -v, 3 with -vv
     recursive: bool = False
     dictionary: str | None = None    # -D: a user dictionary (bytezip --train-dict), loaded once by Session
+    byte_range: tuple[int, int | None] | None = None   # -d --range START:END: output bytes START..END only
     coding: CodingOptions = field(default_factory=CodingOptions)   # --model none: neural=False, model=None
 
 
@@ -382,13 +401,18 @@ class Session:
                 raise Fatal(name, str(e)) from None
         return self._compressor
 
-    def decompressor(self, model=None, name: str = STDIO) -> Decompressor:
+    def decompressor(self, model=None, name: str = STDIO, frames: int = 1) -> Decompressor:
+        """The session's decompressor; for an archive of several frames with -T N, one that decodes them in N
+        worker processes (a single frame gets the N threads instead)."""
         from .codec import Decompressor
         o = self.opts
         if model is not None:
             return Decompressor(options=o.coding, model=model, dictionary=self.dictionary(name))
+        if frames > 1 and o.coding.processes != 1:
+            return Decompressor(options=o.coding, dictionary=self.dictionary(name))
         if self._decompressor is None:
-            self._decompressor = Decompressor(options=o.coding, dictionary=self.dictionary(name))
+            self._decompressor = Decompressor(options=dataclasses.replace(o.coding, processes=1),
+                                              dictionary=self.dictionary(name))
         return self._decompressor
 
     # inputs and outputs
@@ -416,7 +440,7 @@ class Session:
             return None
         if o.output:
             return o.output
-        if name == STDIO:
+        if name == STDIO or o.byte_range is not None:   # a part of the output never takes the archive's name
             return None
         if self.mode == "compress":
             if name.endswith(SUFFIX) and not o.force:
@@ -538,14 +562,17 @@ class Session:
             dest = None if test else self.destination(name)
             special = not test and self.check_destination(name, dest, st)
             t0 = time.monotonic()
-            total = None
+            total, frames = None, 1
             try:
                 if st is not None and stat.S_ISREG(st.st_mode):  # check the structure (and learn the size) first
-                    total = read_info(fh).trailer.original_size   # what progress counts: the records
+                    info = read_info(fh)
+                    total, frames = info.trailer.original_size, info.frames   # progress counts the records
                     fh.seek(0)
-                dec = self.decompressor(name=name)
+                dec = self.decompressor(name=name, frames=frames)
 
                 def work(ofh, path):
+                    if self.opts.byte_range is not None:
+                        return self._copy_range(fh, ofh, name)
                     with self._bar(_display(name), total, dest is None and not test) as bar:
                         return dec.copy_stream(fh, ofh, progress=bar.advance)
 
@@ -566,6 +593,25 @@ class Session:
             self.note(f"{_display(name)} : {plural(r.n_out, 'byte')} ({r.n_in} => {plural(r.n_out, 'byte')}, "
                       f"{_target(dest)}){self._speed(r.seconds, r.n_out)}")
         return r
+
+    def _copy_range(self, fh: BinaryIO, ofh: BinaryIO, name: str) -> tuple[int, int]:
+        """--range START:END: output bytes START..END (END excluded) of the archive fh, as `bytezip.open(...).seek`
+        reaches them: with a seek table only the frames that hold them are decoded. Returns (frames decoded, bytes
+        written)."""
+        from .fileobj import BytezipFile
+        start, end = self.opts.byte_range
+        coding = dataclasses.replace(self.opts.coding, processes=1)
+        written = 0
+        with BytezipFile(fh, options=coding, dictionary=self.dictionary(name)) as f:
+            f.seek(start)
+            while end is None or f.tell() < end:
+                data = f.read(1 << 20 if end is None else min(1 << 20, end - f.tell()))
+                if not data:
+                    break
+                written += ofh.write(data)
+            self.note(f"{_display(name)} : bytes {start}..{start + written} decoded from "
+                      f"{plural(f.frames_decoded, 'frame') if f.seekable() else 'the start'}", 3)
+            return fh.tell(), written
 
     def list(self, name: str) -> Result:
         fh, st = self.open_input(name)
@@ -607,6 +653,8 @@ def format_info(name: str, info) -> str:
     else:
         add("Ratio", "- (empty input)")
         add("Bits per byte", "-")
+    if info.frames > 1 or info.seek_table is not None:
+        add("Frames", f"{info.frames}" + (", with a seek table" if info.seek_table is not None else ""))
     add("Chunk size", human(h.chunk_size))
     add("Chunks", str(len(info.chunks)))
     if h.png:
@@ -765,7 +813,7 @@ MODE_FLAGS = {"-z": "compress", "--compress": "compress", "-d": "decompress", "-
               "--train-dict": "train-dict"}
 SHORT_MODES = {"z": "compress", "d": "decompress", "t": "test", "l": "list"}
 VALUE_OPTIONS = {"-o", "--output", "--model", "--device", "-T", "--threads", "--chunk-size", "--lanes", "-D",
-                 "--dict", "--maxdict"}
+                 "--dict", "--maxdict", "--frame-size", "--range"}
 SHORT_VALUE_OPTIONS = {"o", "T", "D"}
 
 
@@ -893,8 +941,10 @@ def _common(f, *, output=True, compress=False, coder=True):
                          show_default=True,
                          help="Where the model runs (archives decode the same on any device)."),
             click.option("-T", "--threads", type=int, default=DEFAULTS.threads, metavar="N",
-                         help="CPU threads for the model and the coding workers (0 = all cores; default: "
-                              "torch's, one per physical core)."),
+                         help="Parallel work, as zstd -T: an input in frames (--frame-size, or an archive of "
+                              "several frames) is coded N frames at once in worker processes, the same archive for "
+                              "any N; a single frame gets N threads for the model (0 = all cores; default: "
+                              "torch's, one per physical core, and one frame at a time)."),
             click.option("--lanes", type=int, default=DEFAULTS.lanes, metavar="N",
                          help=f"Chunks coded together, 1-{fmt.MAX_ROUND_CHUNKS}: chunks per round, each round "
                               f"decoding as N lanes and reading the rounds before it (default: from the input "
@@ -905,6 +955,10 @@ def _common(f, *, output=True, compress=False, coder=True):
     if compress:
         opts.append(click.option("--chunk-size", type=SizeType(), metavar="SIZE",
                                  help="Bytes per chunk, e.g. 4K (default and maximum: the model's context)."))
+        opts.append(click.option("--frame-size", type=SizeType(), metavar="SIZE",
+                                 help="Code the input as independent frames of SIZE bytes (e.g. 8M) and end the "
+                                      "archive with a seek table: frames code in parallel (-T) and `-d --range` "
+                                      "decodes only the frames it needs (default: one frame)."))
         opts.append(click.option("--solid/--no-solid", default=DEFAULTS.solid, show_default=True,
                                  help="Also try one lzma/zstd chunk over a whole input of up to 16 MiB; keep the smaller."))
         opts.append(click.option("--history/--no-history", default=DEFAULTS.history, show_default=True,
@@ -922,14 +976,17 @@ def _common(f, *, output=True, compress=False, coder=True):
 
 
 FLAGS = {"model": "--model", "device": "--device", "threads": "-T/--threads", "lanes": "--lanes",
-         "chunk_size": "--chunk-size", "workers": "--workers"}     # CodingOptions fields as the command line names them
+         "chunk_size": "--chunk-size", "workers": "--workers", "frame_size": "--frame-size",
+         "processes": "-T/--threads"}     # CodingOptions fields as the command line names them
 
 
 def _options(kw) -> Options:
     """The command line's options; the coding ones as `CodingOptions` (whose defaults are the library's), an
     invalid value refused in one line naming its flag (a usage error: exit status 1)."""
     coding = {k: kw[k] for k in ("model", "device", "threads", "chunk_size", "lanes", "solid", "history", "audio",
-                                 "image") if kw.get(k) is not None}
+                                 "image", "frame_size") if kw.get(k) is not None}
+    if kw.get("threads") is not None:          # -T N: N frames at once too, where the input has several
+        coding["processes"] = kw["threads"]
     if coding.get("model") == "none":      # --model none: lzma/zstd/raw only
         coding.update(model=None, neural=False)
     try:
@@ -938,7 +995,8 @@ def _options(kw) -> Options:
         raise click.UsageError(f"invalid {FLAGS.get(e.field, e.field)}: {e}", click.get_current_context(silent=True))
     return Options(output=kw.get("output"), stdout=kw.get("to_stdout", False), remove=kw.get("remove", False),
                    force=kw.get("force", False), verbosity=1 - kw.get("quiet", 0) + kw.get("verbose", 0),
-                   recursive=kw.get("recursive", False), dictionary=kw.get("dictionary"), coding=coding)
+                   recursive=kw.get("recursive", False), dictionary=kw.get("dictionary"), coding=coding,
+                   byte_range=kw.get("byte_range"))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -951,6 +1009,10 @@ def compress(files, **kw):
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, metavar="[FILE.bzp]...")
+@click.option("--range", "byte_range", type=RangeType(), metavar="START:END",
+              help="Only bytes START to END (END excluded; either may be left out; 4K, 1M allowed) of the output, "
+                   "to stdout unless -o is given; with a seek table (--frame-size) only the frames that hold them "
+                   "are decoded.")
 @_common
 def decompress(files, **kw):
     """Decompress each FILE.bzp to FILE (`-` or none: stdin to stdout)."""

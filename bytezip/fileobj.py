@@ -26,6 +26,8 @@ import threading
 from collections import deque
 from typing import BinaryIO
 
+from . import format as fmt
+from . import frames
 from .format import BytezipError
 
 PIECE = 1 << 16          # bytes per piece in the pipe
@@ -118,6 +120,23 @@ class Pipe:
             self._cond.notify_all()
 
 
+def _seek_table(fh) -> tuple[int | None, list[tuple[int, int]] | None]:
+    """(where the archive starts in fh, its seek table) for a seekable fh, (None, None) otherwise; a table that
+    does not parse is left to the decoder, which checks the one it meets at the end."""
+    try:
+        if not fh.seekable():
+            return None, None
+        origin = fh.tell()
+    except (AttributeError, OSError, ValueError):
+        return None, None
+    try:
+        return origin, fmt.read_seek_table(fh) if origin == 0 else None
+    except BytezipError:
+        return origin, None
+    finally:
+        fh.seek(origin)
+
+
 class _PipeReader(io.RawIOBase):
     """The consumer's end of a Pipe as a raw stream (what io.BufferedReader wraps)."""
 
@@ -171,24 +190,54 @@ class BytezipFile(io.BufferedIOBase):
             self.name = getattr(file, "name", "")
         else:
             raise TypeError("file must be a path or a file object with " + ("read" if mode == "r" else "write"))
-        self.pipe = Pipe(capacity, piece)
+        self._capacity, self._piece = capacity, piece
         self._error: BaseException | None = None
-        self._pos = 0
+        self._pos = 0               # writing: bytes written; reading: the output byte the current decoder began at
+        self.frames_decoded = 0     # reading an archive with a seek table: frames whose decoding began
         try:
             if mode == "r":
-                coder = Decompressor(**options)
-                self._buffer = io.BufferedReader(_PipeReader(self.pipe), piece)
-                target = lambda: coder.copy_stream(self._fh, self.pipe)
+                self._coder = Decompressor(**options)
+                self._origin, self._table = _seek_table(self._fh)
+                self._start(self._decoder(0))
             else:
                 coder = Compressor(**options)
-                target = lambda: coder.copy_stream(_Producer(self.pipe), self._fh)
+                self._start(lambda: coder.copy_stream(_Producer(self.pipe), self._fh))
         except BaseException:
             if self._owns:
                 self._fh.close()
             raise
+
+    def _start(self, target):
+        """A fresh pipe, and a thread to run target (the coder) into or out of it: at once when writing, at the
+        first read when reading (a seek first decodes nothing it does not need)."""
+        self.pipe = Pipe(self._capacity, self._piece)
         self._thread = threading.Thread(target=self._run, args=(target,), daemon=True,
-                                        name=f"bytezip-{'decoder' if mode == 'r' else 'encoder'}")
-        self._thread.start()
+                                        name=f"bytezip-{'decoder' if self._mode == 'r' else 'encoder'}")
+        if self._mode == "r":
+            self._buffer = io.BufferedReader(_PipeReader(self.pipe), self._piece)
+        else:
+            self._thread.start()
+
+    def _reading(self) -> io.BufferedReader:
+        """The decoded bytes, the decoder started if it was not."""
+        self._check("r")
+        if self._thread.ident is None:
+            self._thread.start()
+        return self._buffer
+
+    def _decoder(self, pos: int):
+        """What the decoding thread runs to output from byte `pos` on: with a seek table, the frames from the one
+        holding it (`_pos` is then that frame's first byte); without, the whole stream from its start."""
+        if self._table is None:
+            self._pos = 0
+            return lambda: self._coder.copy_stream(self._fh, self.pipe)
+        self._pos = frames.locate(self._table, pos)[1]
+
+        def decode():
+            for blob, size in frames.frames_at(self._fh, self._table, pos, origin=self._origin):
+                self.frames_decoded += 1
+                frames.decode_frame(self._coder, blob, size, self.pipe)
+        return decode
 
     def _run(self, target):
         try:
@@ -213,7 +262,9 @@ class BytezipFile(io.BufferedIOBase):
         return self._mode != "r"
 
     def seekable(self) -> bool:
-        return False
+        """Reading a seekable archive: `seek` goes anywhere (forward only, by decoding, otherwise)."""
+        self._check_open()
+        return self._mode == "r" and self._origin is not None
 
     @property
     def mode(self) -> str:
@@ -232,37 +283,71 @@ class BytezipFile(io.BufferedIOBase):
             raise io.UnsupportedOperation(f"not {'readable' if mode == 'r' else 'writable'}")
 
     def tell(self) -> int:
-        """Bytes of uncompressed data read or written so far."""
+        """Bytes of uncompressed data read or written so far (reading: the position `seek` moves)."""
         self._check_open()
-        return self._buffer.tell() if self._mode == "r" else self._pos
+        return self._pos + self._buffer.tell() if self._mode == "r" else self._pos
 
-    def seek(self, offset, whence=io.SEEK_SET):
-        raise io.UnsupportedOperation("a bytezip stream cannot seek")
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Reading, move to byte `offset` of the uncompressed data (from the start, the current position or,
+        with a seek table, the end). An archive with a seek table (compressed with a frame_size) restarts
+        decoding at the frame that holds the byte, decoding none before it; otherwise a seek forward decodes
+        and drops the bytes on the way, and one backward decodes again from the start (a seekable archive
+        only), as gzip files do. A position past the end reads b""."""
+        self._check("r")
+        pos = self.tell()
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = pos + offset
+        elif whence == io.SEEK_END and self._table is not None:
+            target = sum(size for _, size in self._table) + offset
+        elif whence == io.SEEK_END:
+            raise io.UnsupportedOperation("seeking from the end needs a seek table (compress with a frame_size)")
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if target < 0:
+            raise ValueError(f"negative seek position {target}")
+        frame_of = lambda p: frames.locate(self._table, p)[0] if self._table is not None else 0
+        if target < pos or frame_of(target) != frame_of(pos):
+            if not self.seekable():
+                raise io.UnsupportedOperation("cannot seek backward in an archive read from a stream")
+            self._stop()
+            self._fh.seek(self._origin)
+            self._start(self._decoder(target))
+        while self.tell() < target and self._reading().read(min(target - self.tell(), 1 << 20)):
+            pass
+        return self.tell()
+
+    def _halt(self):
+        """Stop the decoding thread, if it started: its next write into the closed pipe fails."""
+        self.pipe.close()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def _stop(self):
+        """Stop the decoding thread to start another; raise what it failed with, if it did."""
+        self._halt()
+        if self._error is not None:
+            raise self._error
 
     # reading
     def read(self, size: int | None = -1) -> bytes:
-        self._check("r")
-        return self._buffer.read(-1 if size is None else size)
+        return self._reading().read(-1 if size is None else size)
 
     def read1(self, size: int = -1) -> bytes:
-        self._check("r")
-        return self._buffer.read1(size)
+        return self._reading().read1(size)
 
     def readinto(self, b) -> int:
-        self._check("r")
-        return self._buffer.readinto(b)
+        return self._reading().readinto(b)
 
     def readinto1(self, b) -> int:
-        self._check("r")
-        return self._buffer.readinto1(b)
+        return self._reading().readinto1(b)
 
     def peek(self, size: int = 0) -> bytes:
-        self._check("r")
-        return self._buffer.peek(size)
+        return self._reading().peek(size)
 
     def readline(self, size: int | None = -1) -> bytes:
-        self._check("r")
-        return self._buffer.readline(-1 if size is None else size)
+        return self._reading().readline(-1 if size is None else size)
 
     def __iter__(self):
         self._check("r")
@@ -301,8 +386,7 @@ class BytezipFile(io.BufferedIOBase):
             if self._thread is None:
                 pass
             elif self._mode == "r":
-                self.pipe.close()             # the decoder's next write fails, and it stops
-                self._thread.join()
+                self._halt()
             else:
                 self.pipe.finish()            # end of input: the compressor writes the last chunks and the end
                 self._thread.join()

@@ -176,24 +176,51 @@ def decompress(decompressor, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[i
     return sum(a for a, _ in seen) + seek_table_size(frames.seek_table), sum(b for _, b in seen)
 
 
+def locate(table: list[tuple[int, int]], pos: int) -> tuple[int, int, int]:
+    """(index, first output byte, offset in the archive) of the frame of a seek table that holds output byte
+    `pos`; past the end: (len(table), the output's size, the frames' bytes)."""
+    first = offset = 0
+    for k, (size_in_stream, size) in enumerate(table):
+        if first + size > pos:
+            return k, first, offset
+        first, offset = first + size, offset + size_in_stream
+    return len(table), first, offset
+
+
+def frames_at(fh: BinaryIO, table: list[tuple[int, int]], start: int, end: int | None = None,
+              origin: int = 0) -> Iterator[tuple[bytes, int]]:
+    """(frame bytes, size it decodes to) of each frame holding output bytes start..end (end excluded; None: to
+    the end) of a seekable archive that begins at `origin` in fh, read in turn: the frames before are never
+    read."""
+    k, first, offset = locate(table, start)
+    fh.seek(origin + offset)
+    for size_in_stream, size in table[k:]:
+        if end is not None and first >= end:
+            return
+        blob = _read_exact(fh, size_in_stream)
+        if len(blob) != size_in_stream:
+            raise fmt.FormatError("truncated archive (ends inside a frame the seek table lists)")
+        yield blob, size
+        first += size
+
+
 def read_range(decompressor, fh: BinaryIO, start: int, end: int) -> tuple[bytes, int]:
     """Bytes start..end (end excluded, clipped to the output) of a seekable archive with a seek table, decoding
     only the frames that hold them (by `decompressor`, one after another). Returns (bytes, frames decoded)."""
     table = fmt.read_seek_table(fh)
     if table is None:
         raise BytezipError("archive has no seek table (compress with --frame-size to make one)")
-    out, offset, first, decoded = [], 0, 0, 0
-    for size_in_stream, size in table:
-        if first + size > start and first < end and size:
-            fh.seek(offset)
-            data = decompressor.decompress(_read_exact(fh, size_in_stream))
-            if len(data) != size:
-                raise fmt.FormatError("corrupted archive (a frame's size is not the seek table's)")
-            out.append(data[max(0, start - first):max(0, end - first)])
-            decoded += 1
-        offset += size_in_stream
-        first += size
-    return b"".join(out), decoded
+    first, out, decoded = locate(table, start)[1], io.BytesIO(), 0
+    for blob, size in frames_at(fh, table, start, end):
+        decode_frame(decompressor, blob, size, out)
+        decoded += 1
+    return out.getvalue()[start - first:end - first], decoded
+
+
+def decode_frame(decompressor, blob: bytes, size: int, ofh: BinaryIO):
+    """One frame decoded to ofh as it decodes, checked to be the size its seek table says."""
+    if decompressor.copy_stream(io.BytesIO(blob), ofh)[1] != size:
+        raise fmt.FormatError("corrupted archive (a frame's size is not the seek table's)")
 
 
 class _Recorder:

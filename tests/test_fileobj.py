@@ -28,13 +28,16 @@ def test_binary_round_trip_with_a_model(tmp_path, random_model):
     assert bytezip.decompress(blob, model=random_model) == data
     assert bytezip.read_info(io.BytesIO(blob)).header.model_id == "custom"
     with bytezip.open(path, model=random_model) as f:          # "rb" is the default
-        assert f.readable() and not f.writable() and not f.seekable() and f.mode == "rb"
+        assert f.readable() and not f.writable() and f.seekable() and f.mode == "rb"
         assert f.read(10) == data[:10] and f.tell() == 10
         assert f.readline() == data[10:data.index(b"\n", 10) + 1]
         with pytest.raises(io.UnsupportedOperation):
-            f.seek(0)
+            f.seek(0, io.SEEK_END)                     # no seek table
         with pytest.raises(io.UnsupportedOperation):
             f.write(b"x")
+        pos = f.tell()
+        assert f.seek(5) == 5 and f.read(5) == data[5:10]      # backward: decoded again from the start
+        assert f.seek(pos) == pos
         rest = f.read()
         assert f.read() == b"" and f.tell() == len(data)
     assert data[:10] + data[10:data.index(b"\n", 10) + 1] + rest == data

@@ -78,3 +78,45 @@ def test_a_seek_table_that_does_not_match_its_frames_is_refused():
     damaged[-20] ^= 1
     with pytest.raises(bytezip.FormatError, match="seek table"):
         bytezip.decompress(bytes(damaged))
+
+
+def test_the_middle_of_a_32_mb_archive_decodes_from_its_frame_alone(tmp_path):
+    """A 4 KB range from the middle of a 32 MB archive with a seek table: one frame of four decoded, by
+    `bytezip.open(...).seek`, by `frames.read_range` and by `bytezip -d --range`."""
+    data = b"".join((k.to_bytes(4, "little") + bytes(range(252))) * 4096 for k in range(32))   # 32 MiB, 1 MiB blocks
+    path = tmp_path / "big.bzp"
+    path.write_bytes(bytezip.compress(data, neural=False, frame_size=8 << 20))
+    start = (16 << 20) + 12345
+    with bytezip.open(path) as f:
+        assert f.seek(start) == start and f.read(4096) == data[start:start + 4096]
+        assert f.frames_decoded == 1
+        assert f.seek(-10, io.SEEK_END) == len(data) - 10 and f.read() == data[-10:]
+        assert f.seek(100) == 100 and f.read(5) == data[100:105] and f.frames_decoded == 3
+    with open(path, "rb") as fh:
+        assert frames.read_range(bytezip.Decompressor(), fh, start, start + 4096) == (data[start:start + 4096], 1)
+    cli = subprocess.run([sys.executable, "-m", "bytezip", "-d", "-vv", "--range", f"{start}:{start + 4096}",
+                          str(path)], capture_output=True)
+    assert cli.returncode == 0 and cli.stdout == data[start:start + 4096]
+    assert b"decoded from 1 frame" in cli.stderr
+
+
+def test_the_command_line_codes_frames_with_workers_and_decodes_ranges(tmp_path, model_files):
+    """--frame-size and -T: the archive of -T1 and -T2 is the library's; -T2 decodes it in 2 processes; -l counts
+    the frames; --range writes a part of the output to stdout (or -o); an empty or reversed range is refused."""
+    data = TEXT[:2500] + bytes(range(256)) * 4
+    (tmp_path / "a").write_bytes(data)
+    bz = lambda *args: subprocess.run([sys.executable, "-m", "bytezip", "--model", model_files, *args],
+                                      cwd=tmp_path, capture_output=True)
+    archives = []
+    for t in ("1", "2"):
+        assert bz("-f", "-T", t, "--frame-size", "1K", "a").returncode == 0
+        archives.append((tmp_path / "a.bzp").read_bytes())
+    assert archives[0] == archives[1] == bytezip.compress(data, model=model_files, frame_size=1024)
+    assert bz("-d", "-c", "-T2", "a.bzp").stdout == data
+    listed = subprocess.run([sys.executable, "-m", "bytezip", "-l", "a.bzp"], cwd=tmp_path, capture_output=True)
+    assert b"Frames:          4, with a seek table" in listed.stdout
+    assert bz("-d", "--range", "1000:2100", "a.bzp").stdout == data[1000:2100]
+    assert bz("-d", "--range", "3K:", "-o", "part", "a.bzp").returncode == 0
+    assert (tmp_path / "part").read_bytes() == data[3072:]
+    r = bz("-d", "--range", "9:3", "a.bzp")
+    assert r.returncode == 1 and b"ends before it starts" in r.stderr
