@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
 import numpy as np
-import torch
 
 from . import format as fmt
 from . import frames, image, loading, pcm, png, userdict
@@ -72,12 +71,6 @@ class _Module(types.ModuleType):
 sys.modules[__name__].__class__ = _Module
 
 
-def _set_threads(options: CodingOptions):
-    n = options.torch_threads
-    if n:
-        torch.set_num_threads(n)
-
-
 def input_chunks(layout: PcmLayout | ImageLayout | None, round_chunks: int, first: int, n: int) -> np.ndarray:
     """Which chunks of the input records first .. first + n - 1 hold (band order for a banded image)."""
     k = np.arange(first, first + n)
@@ -107,7 +100,7 @@ class Compressor:
 
     def __init__(self, *, options: CodingOptions | None = None, **fields):
         self.options = o = coding_options(options, **fields)
-        _set_threads(o)
+        loading.set_threads(o.torch_threads)
         self.user_dict = userdict.resolve(o.dictionary)
         if self.user_dict is not None and not (o.neural and o.mixing and o.history):
             raise BytezipError("a dictionary (-D) needs the model's mixer and shared history "
@@ -305,7 +298,7 @@ class Decompressor:
         parts; default: one per CPU thread torch would use, one on a GPU), `dictionary` (the user dictionary,
         a path or a loaded `UserDictionary`, for archives made with one; others decode without it)."""
         self.options = o = coding_options(options, **fields)
-        _set_threads(o)
+        loading.set_threads(o.torch_threads)
         self.user_dict = userdict.resolve(o.dictionary)
         self._model_arg, self.device, self.lanes = o.model, o.device, o.lanes or DEFAULT_LANES
         self.workers = o.workers or default_workers(o.device)
