@@ -45,22 +45,27 @@ def timed(args: list[str], cwd: Path) -> float:
 
 
 def measure_cli(work: Path, name: str, data: bytes, frame_size: str, model: list[str], workers: list[int],
-                log) -> dict[int, bytes]:
-    """Compress and decompress `data` with each worker count: wall time, frames per second per worker."""
+                log, compress_workers: list[int] | None = None) -> dict[int, bytes]:
+    """Compress (with each of `compress_workers`, default `workers`) and decompress `data` with each worker
+    count: wall time, frames per second per worker."""
     (work / name).write_bytes(data)
     archives = {}
-    for t in workers:
-        for mode, args in (("compress", [*model, "-f", "-q", f"-T{t}", "--frame-size", frame_size, name]),
-                           ("decompress", ["-d", "-f", "-q", f"-T{t}", "-o", f"{name}.out", f"{name}.bzp"])):
-            seconds = timed(args, work)
-            if mode == "compress":
-                archives[t] = (work / f"{name}.bzp").read_bytes()
-            else:
-                assert (work / f"{name}.out").read_bytes() == data, "round trip failed"
-            frames = -(-len(data) // parse_size(frame_size))
-            log(dict(input=name, mode=mode, engine=f"bytezip -T{t}", workers=t, bytes=len(data), frames=frames,
-                     archive=len(archives[t]), seconds=round(seconds, 2),
-                     kb_per_s=round(len(data) / seconds / 1e3, 1), frames_per_s_per_worker=round(frames / seconds / t, 4)))
+    runs = [("compress", t) for t in (compress_workers or workers)] + [("decompress", t) for t in workers]
+    for mode, t in sorted(runs, key=lambda run: run[0] == "decompress"):
+        if mode == "compress":
+            args = [*model, "-f", "-q", f"-T{t}", "--frame-size", frame_size, name]
+        else:
+            args = ["-d", "-f", "-q", f"-T{t}", "-o", f"{name}.out", f"{name}.bzp"]
+        seconds = timed(args, work)
+        if mode == "compress":
+            archives[t] = (work / f"{name}.bzp").read_bytes()
+        else:
+            assert (work / f"{name}.out").read_bytes() == data, "round trip failed"
+        frames = -(-len(data) // parse_size(frame_size))
+        archive = len(next(iter(archives.values())))
+        log(dict(input=name, mode=mode, engine=f"bytezip -T{t}", workers=t, bytes=len(data), frames=frames,
+                 archive=archive, seconds=round(seconds, 2),
+                 kb_per_s=round(len(data) / seconds / 1e3, 1), frames_per_s_per_worker=round(frames / seconds / t, 4)))
     assert len(set(archives.values())) == 1, "archives differ between worker counts"
     return archives
 
@@ -123,6 +128,9 @@ def main(argv=None):
     ap.add_argument("--neural-size", default="4M", help="bytes of the input coded with the default model")
     ap.add_argument("--neural-frame-size", default="1M")
     ap.add_argument("--work", type=Path, default=Path("/tmp/frames-scaling"))
+    ap.add_argument("--large-neural", action="store_true",
+                    help="only the neural input (--neural-size), compressed with 2 workers, decoded with 1 and 2; "
+                         "no cluster (the long run: a 32 MB input takes most of an hour on 2 cores)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -134,8 +142,15 @@ def main(argv=None):
         with open(args.out / "results.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
 
-    data = collect(parse_size(args.size), SOURCES)
+    data = collect(max(parse_size(args.size), parse_size(args.neural_size)), SOURCES)
     print(f"input: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}", flush=True)
+    if args.large_neural:
+        name = f"packages-neural-{args.neural_size}"
+        measure_cli(args.work, name, data[:parse_size(args.neural_size)], args.neural_frame_size, [], [1, 2], log,
+                    compress_workers=[2])
+        report(rows, args.out, "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]), SOURCES)
+        return
+    data = data[:parse_size(args.size)]
     measure_cli(args.work, "packages-none", data, "8M", ["--model", "none"], [1, 2], log)
     measure_cluster(args.work, "packages-none", data, "8M", dict(neural=False), 2, log)
     neural = data[:parse_size(args.neural_size)]

@@ -813,8 +813,27 @@ MODE_FLAGS = {"-z": "compress", "--compress": "compress", "-d": "decompress", "-
               "--train-dict": "train-dict"}
 SHORT_MODES = {"z": "compress", "d": "decompress", "t": "test", "l": "list"}
 VALUE_OPTIONS = {"-o", "--output", "--model", "--device", "-T", "--threads", "--chunk-size", "--lanes", "-D",
-                 "--dict", "--maxdict", "--frame-size", "--range"}
+                 "--dict", "--maxdict", "--frame-size", "--range", "--level"}
+LEVEL_ALIASES = {"--fast": "1", "--best": "9"}
 SHORT_VALUE_OPTIONS = {"o", "T", "D"}
+
+
+def level_flags(args: list[str]) -> list[str]:
+    """zstd's level flags as `--level N`: -1 ... -9, --fast (-1), --best (-9); option values (`-T -1`) and the
+    words after `--` are left alone."""
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            return out + args[i:]
+        if a in VALUE_OPTIONS:
+            out += args[i:i + 2]
+            i += 2
+            continue
+        level = LEVEL_ALIASES.get(a) or (a[1] if re.fullmatch(r"-[1-9]", a) else None)
+        out += ["--level", level] if level else [a]
+        i += 1
+    return out
 
 
 def split_mode(args: list[str]) -> tuple[str | None, list[str]]:
@@ -867,7 +886,7 @@ class BytezipGroup(click.Group):
     COMMANDS = ["compress", "decompress", "test", "list", "train-dict", "bench", "train"]
 
     def parse_args(self, ctx, args):
-        args = list(args)
+        args = level_flags(list(args))
         if args and (args[0] in self.COMMANDS or (len(args) == 1 and args[0] in ("-h", "--help", "-V", "--version"))):
             return super().parse_args(ctx, args)
         mode, rest = split_mode(args)
@@ -953,6 +972,11 @@ def _common(f, *, output=True, compress=False, coder=True):
                               f"with it; default 64)."),
         ]
     if compress:
+        opts.append(click.option("--level", type=int, default=DEFAULTS.level, metavar="N", show_default=True,
+                                 help="1 (fastest) to 9 (smallest), also as -1 ... -9, --fast (-1), --best (-9): "
+                                      "how chunks are grouped into rounds (1: independent chunks, one pass of the "
+                                      "model per 64; 9: one chunk a round, sequential). Any level decodes "
+                                      "anywhere."))
         opts.append(click.option("--chunk-size", type=SizeType(), metavar="SIZE",
                                  help="Bytes per chunk, e.g. 4K (default and maximum: the model's context)."))
         opts.append(click.option("--frame-size", type=SizeType(), metavar="SIZE",
@@ -977,14 +1001,14 @@ def _common(f, *, output=True, compress=False, coder=True):
 
 FLAGS = {"model": "--model", "device": "--device", "threads": "-T/--threads", "lanes": "--lanes",
          "chunk_size": "--chunk-size", "workers": "--workers", "frame_size": "--frame-size",
-         "processes": "-T/--threads"}     # CodingOptions fields as the command line names them
+         "processes": "-T/--threads", "level": "--level"}     # CodingOptions fields as the command line names them
 
 
 def _options(kw) -> Options:
     """The command line's options; the coding ones as `CodingOptions` (whose defaults are the library's), an
     invalid value refused in one line naming its flag (a usage error: exit status 1)."""
     coding = {k: kw[k] for k in ("model", "device", "threads", "chunk_size", "lanes", "solid", "history", "audio",
-                                 "image", "frame_size") if kw.get(k) is not None}
+                                 "image", "frame_size", "level") if kw.get(k) is not None}
     if kw.get("threads") is not None:          # -T N: N frames at once too, where the input has several
         coding["processes"] = kw["threads"]
     if coding.get("model") == "none":      # --model none: lzma/zstd/raw only

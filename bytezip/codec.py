@@ -41,12 +41,12 @@ from .loading import resolve_model_path  # noqa: F401
 from .mixing import History, signal_model
 from .neural import Laps, default_workers, encode_lanes, neural_decode, run_split
 from .neural import neural_encode, neural_frequencies  # noqa: F401
-from .options import DEFAULT_LANES, CodingOptions, coding_options
+from .options import DEFAULT_LANES, DEFAULT_LEVEL, LEVELS, CodingOptions, coding_options
 from .pcm import PcmLayout
 from .plain import plain_decode, smallest
 from .plain import lzma_compress as _lzma_compress, zstd_compress as _zstd_compress  # noqa: F401
 
-ROUNDS = 8                   # an input known to be n chunks is coded in about this many rounds ...
+ROUNDS = LEVELS[DEFAULT_LEVEL].rounds   # an input known to be n chunks is coded in about this many rounds ...
 MIN_ROUND_CHUNKS = 1         # ... of at least this many chunks (lanes) ...
 MAX_ROUND_CHUNKS = 64        # ... and at most this many (also the round of an input of unknown size)
 SOLID_MAX = 1 << 24          # inputs up to this size are also tried as one zstd chunk (= format's chunk limit)
@@ -91,8 +91,9 @@ class Compressor:
     """Configured once, reused for many inputs: `Compressor(model=..., lanes=...)`, or
     `Compressor(options=CodingOptions(...))`, keyword-only; each option is a field of
     `bytezip.options.CodingOptions` (whose defaults are the command line's), given fields replacing those of
-    `options`. With a shared history each round holds `lanes` chunks (default: from the input size,
-    `round_chunks_for`); without one, `lanes` chunks are coded together. `workers` threads code each batch's
+    `options`. With a shared history each round holds `lanes` chunks (default: from the input size and the
+    `level`'s rounds, `round_chunks_for`); without one (level 1, or history=False), `lanes` chunks are coded
+    together. `workers` threads code each batch's
     chunks in as many parts (`default_workers`; the same archive for any number). A user `dictionary` is read
     by the shared history before the first round, as `bytezip -D`; it names the model (`model`, if given,
     must be that one), needs the mixer and a shared history, and decoding needs the same dictionary.
@@ -113,8 +114,9 @@ class Compressor:
         self.mixing, self.solid = o.mixing, o.solid
         self.audio = bool(self.model and o.mixing and o.audio)
         self.image = bool(self.model and o.mixing and o.image)
-        self.history = bool(self.model and o.mixing and o.history)
-        self.lanes = o.lanes
+        level = LEVELS[o.level]
+        self.history = bool(self.model and o.mixing and o.history and level.rounds)
+        self.rounds, self.lanes = level.rounds, o.lanes or level.lanes
         self.chunk_size = o.chunk_size or (self.model.context if self.model else NO_MODEL_CHUNK)
         if self.model and self.chunk_size > self.model.context:
             raise BytezipError(f"chunk size {self.chunk_size} exceeds the model's context of {self.model.context}")
@@ -143,7 +145,7 @@ class Compressor:
             return self.lanes
         if size is None:
             return MAX_ROUND_CHUNKS
-        return min(MAX_ROUND_CHUNKS, max(MIN_ROUND_CHUNKS, math.ceil(size / self.chunk_size / ROUNDS)))
+        return min(MAX_ROUND_CHUNKS, max(MIN_ROUND_CHUNKS, math.ceil(size / self.chunk_size / self.rounds)))
 
     def code_chunks(self, chunks: list[bytes], history: History | None = None,
                     layout: PcmLayout | ImageLayout | None = None, starts: np.ndarray | None = None,

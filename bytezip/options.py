@@ -16,6 +16,8 @@ One word per idea:
 - `threads`: torch's CPU threads (default: torch's own setting; 0: every core this process may use).
 - `frame_size`: input bytes per frame, an independent archive (`bytezip.frames`; default: one frame);
   `processes`: frames coded at once, each in a worker process (compress and decompress; 0: one per core).
+- `level`: 1 to 9, as zstd's levels, a trade of ratio for speed (`LEVELS`); it sets only how chunks are
+  grouped into rounds, which every archive records already, so any decoder reads any level.
 """
 from __future__ import annotations
 
@@ -28,9 +30,29 @@ from typing import Any
 from . import format as fmt
 from .format import BytezipError
 
+DEFAULT_LEVEL = 6
 DEFAULT_LANES = 64        # lanes when not set and not taken from the input size (see the module's docstring)
 DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")
 LEGACY_NAMES = {"round_chunks": "lanes"}     # older keyword names still accepted by `coding_options`
+
+
+@dataclass(frozen=True)
+class Level:
+    """How a level groups an input's chunks. Decoding a round costs about the same whatever its lanes (one
+    model step per byte of its chunks, for all lanes together), so fewer rounds decode faster; a chunk reads
+    only the rounds before its own, so more rounds leave more history to more chunks."""
+    rounds: int | None       # rounds an input of known size is coded in, about (they grow 1, 1, 2, 4, ... to the
+                             # largest first); None: no shared history, chunks coded `DEFAULT_LANES` at a time
+    lanes: int | None = None     # the largest round, where the level fixes it (9: one chunk a round)
+
+
+LEVELS = {
+    1: Level(None),          # chunks independent: one pass of the model over up to 64 chunks at once
+    2: Level(2), 3: Level(3), 4: Level(4), 5: Level(6),
+    6: Level(8),             # the default
+    7: Level(16), 8: Level(32),
+    9: Level(1, lanes=1),    # every chunk its own round, reading all before it: sequential, the slowest
+}
 
 
 class OptionError(BytezipError, ValueError):
@@ -55,7 +77,8 @@ class CodingOptions:
     archive. chunk_size: bytes per chunk (default: the model's context; 64 KiB without a model).
     dictionary: a user dictionary (`bytezip.userdict`: a path or a loaded `UserDictionary`). frame_size:
     code the input as independent archives (frames) of this many bytes each, concatenated; processes: frames
-    coded (or decoded) at once in worker processes, the same archive for any number."""
+    coded (or decoded) at once in worker processes, the same archive for any number. level: 1 (fastest) to 9
+    (smallest), `LEVELS`; lanes and history=False, where given, override what the level chooses."""
     model: Any = None
     device: Any = "auto"
     threads: int | None = None
@@ -71,6 +94,7 @@ class CodingOptions:
     dictionary: Any = None
     frame_size: int | None = None
     processes: int = 1
+    level: int = DEFAULT_LEVEL
 
     def __post_init__(self):
         _check_int("chunk_size", self.chunk_size, 1, fmt.MAX_CHUNK_SIZE, "chunk size")
@@ -79,6 +103,7 @@ class CodingOptions:
         _check_int("workers", self.workers, 1, None, "workers")
         _check_int("frame_size", self.frame_size, 1, 1 << 40, "frame size")
         _check_int("processes", self.processes, 0, 1024, "processes")
+        _check_int("level", self.level, min(LEVELS), max(LEVELS), "level")
         if isinstance(self.device, str):
             if not DEVICES.fullmatch(self.device):
                 raise OptionError("device", f"device must be auto, cpu or cuda, not {self.device!r}")
