@@ -129,8 +129,8 @@ def main(argv=None):
     ap.add_argument("--neural-frame-size", default="1M")
     ap.add_argument("--work", type=Path, default=Path("/tmp/frames-scaling"))
     ap.add_argument("--large-neural", action="store_true",
-                    help="only the neural input (--neural-size), compressed with 2 workers, decoded with 1 and 2; "
-                         "no cluster (the long run: a 32 MB input takes most of an hour on 2 cores)")
+                    help="only the neural input (--neural-size): compressed with 2 workers, decoded with 1 and 2, "
+                         "then through the local cluster")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -148,6 +148,7 @@ def main(argv=None):
         name = f"packages-neural-{args.neural_size}"
         measure_cli(args.work, name, data[:parse_size(args.neural_size)], args.neural_frame_size, [], [1, 2], log,
                     compress_workers=[2])
+        measure_cluster(args.work, name, data[:parse_size(args.neural_size)], args.neural_frame_size, {}, 2, log)
         report(rows, args.out, "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]), SOURCES)
         return
     data = data[:parse_size(args.size)]

@@ -7,7 +7,9 @@ the model once and codes frames (`frames.code`), while the driver reads the inpu
 file renamed into place, and checks every frame it gets back (it parses, and decodes to as many bytes as its
 piece). Decompressing is the same the other way, and the outputs decode with the plain command line. Without
 an address a local cluster of `workers` processes is started (a laptop); with one (`tcp://host:8786`) the
-scheduler's workers are used, wherever they run: they need bytezip and its model installed.
+scheduler's workers are used, wherever they run: they need bytezip and its model installed. A script that
+starts a local cluster needs the `if __name__ == "__main__":` guard that any multiprocessing code needs
+(the workers are spawned, and import the main module).
 """
 from __future__ import annotations
 
