@@ -974,9 +974,9 @@ def _common(f, *, output=True, compress=False, coder=True):
     if compress:
         opts.append(click.option("--level", type=int, default=DEFAULTS.level, metavar="N", show_default=True,
                                  help="1 (fastest) to 9 (smallest), also as -1 ... -9, --fast (-1), --best (-9): "
-                                      "how chunks are grouped into rounds (1: independent chunks, one pass of the "
-                                      "model per 64; 9: one chunk a round, sequential). Any level decodes "
-                                      "anywhere."))
+                                      "1 runs no model (lzma/zstd, as --model none: MB/s); 2-9 group the chunks "
+                                      "into fewer or more rounds (9: one chunk a round, every chunk reading all "
+                                      "before it). Any level decodes anywhere."))
         opts.append(click.option("--chunk-size", type=SizeType(), metavar="SIZE",
                                  help="Bytes per chunk, e.g. 4K (default and maximum: the model's context)."))
         opts.append(click.option("--frame-size", type=SizeType(), metavar="SIZE",

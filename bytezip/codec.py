@@ -92,8 +92,8 @@ class Compressor:
     `Compressor(options=CodingOptions(...))`, keyword-only; each option is a field of
     `bytezip.options.CodingOptions` (whose defaults are the command line's), given fields replacing those of
     `options`. With a shared history each round holds `lanes` chunks (default: from the input size and the
-    `level`'s rounds, `round_chunks_for`); without one (level 1, or history=False), `lanes` chunks are coded
-    together. `workers` threads code each batch's
+    `level`'s rounds, `round_chunks_for`); without one, `lanes` chunks are coded together. Level 1 runs no
+    model. `workers` threads code each batch's
     chunks in as many parts (`default_workers`; the same archive for any number). A user `dictionary` is read
     by the shared history before the first round, as `bytezip -D`; it names the model (`model`, if given,
     must be that one), needs the mixer and a shared history, and decoding needs the same dictionary.
@@ -103,19 +103,20 @@ class Compressor:
         self.options = o = coding_options(options, **fields)
         loading.set_threads(o.torch_threads)
         self.user_dict = userdict.resolve(o.dictionary)
-        if self.user_dict is not None and not (o.neural and o.mixing and o.history):
+        level = LEVELS[o.level]
+        neural = o.neural and level.rounds is not None            # level 1 runs no model
+        if self.user_dict is not None and not (neural and o.mixing and o.history):
             raise BytezipError("a dictionary (-D) needs the model's mixer and shared history "
-                               "(not --model none, mixing=False or --no-history)")
+                               "(not --model none, level 1, mixing=False or --no-history)")
         if self.user_dict is not None:
             self.model = dictionary_model(self.user_dict, o.model, o.device)
         else:
-            self.model = coding_model(o.model, o.device) if o.neural else None
+            self.model = coding_model(o.model, o.device) if neural else None
         self.workers = o.workers or default_workers(o.device)
         self.mixing, self.solid = o.mixing, o.solid
         self.audio = bool(self.model and o.mixing and o.audio)
         self.image = bool(self.model and o.mixing and o.image)
-        level = LEVELS[o.level]
-        self.history = bool(self.model and o.mixing and o.history and level.rounds)
+        self.history = bool(self.model and o.mixing and o.history)
         self.rounds, self.lanes = level.rounds, o.lanes or level.lanes
         self.chunk_size = o.chunk_size or (self.model.context if self.model else NO_MODEL_CHUNK)
         if self.model and self.chunk_size > self.model.context:
@@ -324,6 +325,11 @@ class Decompressor:
         written). Output written before a failure must be discarded by the caller."""
         if worker_count(self.options) > 1:
             return frames.decompress(self, ifh, ofh, progress)
+        return self.copy_frames(ifh, ofh, progress)
+
+    def copy_frames(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
+        """`copy_stream` in this thread, whatever `processes` says (what a worker, or a thread of
+        `frames.decompress`, runs)."""
         reader, seen = fmt.Reader(ifh), []           # (bytes, size) of each frame decoded
         while True:
             header = self._with_dictionary(reader.header())

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import BinaryIO, Callable, Iterator
 
 from . import format as fmt
@@ -159,21 +159,46 @@ def check_seek_table(table: list[tuple[int, int]] | None, seen: list[tuple[int, 
 
 def decompress(decompressor, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None,
                submit: Callable[[bytes], Future] | None = None, in_flight: int = 1) -> tuple[int, int]:
-    """An archive's frames decoded by worker processes (`processes` at once) or by `submit` (a cluster's),
-    written in order. Returns (bytes read, bytes written)."""
+    """An archive's frames decoded `processes` at once, or by `submit` (a cluster's), written in order. Frames
+    coded without a model decode in threads of this process (lzma and zstd release the GIL, and a frame
+    decodes faster than a process starts); the others in worker processes, started when the first such frame
+    comes. Returns (bytes read, bytes written)."""
     n = worker_count(decompressor.options)
-    pool = _Processes("decompress", decompressor.options, n) if submit is None else None
+    threads = ThreadPoolExecutor(n) if submit is None else None
+    pool: _Processes | None = None
+
+    def here_or_in_a_worker(blob: bytes) -> Future:
+        nonlocal pool
+        if not needs_model(blob):
+            return threads.submit(decode_here, decompressor, blob)
+        pool = pool or _Processes("decompress", decompressor.options, n)
+        return pool.submit(blob)
+
     frames, seen = Frames(ifh), []
     try:
-        for blob, data in in_order(submit or pool.submit, iter(frames), max(n, in_flight)):
+        for blob, data in in_order(submit or here_or_in_a_worker, iter(frames), max(n, in_flight)):
             seen.append((len(blob), ofh.write(data)))
             if progress:
                 progress(len(data))
     finally:
+        if threads:
+            threads.shutdown(cancel_futures=True)
         if pool:
             pool.close()
     check_seek_table(frames.seek_table, seen)
     return sum(a for a, _ in seen) + seek_table_size(frames.seek_table), sum(b for _, b in seen)
+
+
+def needs_model(blob: bytes) -> bool:
+    """Whether a frame's header names a model (or a user dictionary, which names one)."""
+    header = fmt.Reader(io.BytesIO(blob)).header()
+    return bool(header.model_id or header.user_digest)
+
+
+def decode_here(decompressor, blob: bytes) -> bytes:
+    out = io.BytesIO()
+    decompressor.copy_frames(io.BytesIO(blob), out)
+    return out.getvalue()
 
 
 def locate(table: list[tuple[int, int]], pos: int) -> tuple[int, int, int]:

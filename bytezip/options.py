@@ -38,16 +38,19 @@ LEGACY_NAMES = {"round_chunks": "lanes"}     # older keyword names still accepte
 
 @dataclass(frozen=True)
 class Level:
-    """How a level groups an input's chunks. Decoding a round costs about the same whatever its lanes (one
-    model step per byte of its chunks, for all lanes together), so fewer rounds decode faster; a chunk reads
-    only the rounds before its own, so more rounds leave more history to more chunks."""
+    """How a level codes. Level 1 runs no model (lzma, zstd or raw per chunk, and the whole input as one lzma
+    or zstd chunk): it decodes at tens of MB/s where the model decodes at KB/s on a CPU. The others group the
+    chunks into rounds: a chunk reads only the rounds before its own, so more rounds leave more history to more
+    chunks; where a model step costs about the same for any number of lanes (AVX-512, a GPU), fewer rounds
+    decode faster, while on a CPU without AVX-512 the model's arithmetic per byte sets the speed
+    (`benchmarks/runs/2026-12-07-levels`)."""
     rounds: int | None       # rounds an input of known size is coded in, about (they grow 1, 1, 2, 4, ... to the
-                             # largest first); None: no shared history, chunks coded `DEFAULT_LANES` at a time
+                             # largest first); None: no model at all
     lanes: int | None = None     # the largest round, where the level fixes it (9: one chunk a round)
 
 
 LEVELS = {
-    1: Level(None),          # chunks independent: one pass of the model over up to 64 chunks at once
+    1: Level(None),          # no model: the best of lzma, zstd and raw, as `--model none`
     2: Level(2), 3: Level(3), 4: Level(4), 5: Level(6),
     6: Level(8),             # the default
     7: Level(16), 8: Level(32),

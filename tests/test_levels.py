@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import bytezip
+from bytezip import format as fmt
 from bytezip.options import DEFAULT_LEVEL, LEVELS
 from conftest import english_text
 
@@ -35,11 +36,17 @@ def test_levels_group_chunks_into_rounds_as_their_table_says(model_files):
         blob = bytezip.compress(DATA, model=model_files, level=level, solid=False)   # the chunks, not one lzma
         info = bytezip.read_info(io.BytesIO(blob))
         rounds[level] = info.header.round_chunks
-    assert rounds[1] == 0                                     # no shared history: chunks independent
+    assert rounds[1] == 0                                     # no model
     assert rounds[9] == 1                                     # one chunk a round
     assert rounds[2] >= rounds[6] >= rounds[8] >= 1           # fewer rounds, more lanes each
     assert bytezip.read_info(io.BytesIO(
         bytezip.compress(DATA, model=model_files, level=9, lanes=4, solid=False))).header.round_chunks == 4   # lanes given wins
+
+
+def test_level_1_runs_no_model(model_files):
+    info = bytezip.read_info(io.BytesIO(bytezip.compress(DATA, model=model_files, level=1, solid=False)))
+    assert info.header.model_id == "" and {c.codec for c in info.chunks} <= {fmt.RAW, fmt.ZSTD, fmt.LZMA}
+    assert bytezip.compress(DATA, model=model_files, level=1) == bytezip.compress(DATA, neural=False)
 
 
 @pytest.mark.parametrize("level", [1, 4, 9])

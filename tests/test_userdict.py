@@ -107,6 +107,8 @@ def test_dictionary_needs_its_model_and_history(tiny_dict, random_model):
         Compressor(model=random_model, dictionary=ud)
     with pytest.raises(fmt.BytezipError, match="shared history"):
         Compressor(model=prefix, dictionary=ud, history=False)
+    with pytest.raises(fmt.BytezipError, match="level 1"):
+        Compressor(model=prefix, dictionary=ud, level=1)
 
 
 def test_format_rules():
