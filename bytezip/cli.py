@@ -4,6 +4,9 @@
     bytezip -d FILE.bzp...           decompress to FILE             (`bytezip decompress`)
     bytezip -t FILE.bzp...           decode and verify, write nothing (`bytezip test`)
     bytezip -l FILE.bzp...           show what an archive holds     (`bytezip list`)
+    bytezip -9 FILE / --fast FILE    levels, as zstd's (1: no model ... 9: one chunk a round; default 6)
+    bytezip --frame-size 8M -T2 FILE independent frames, 2 at a time, and a seek table
+    bytezip -d --range 1M:2M FILE.bzp  a byte range of the output, from the frames that hold it
     bytezip bench ... / bytezip train ...
 
 Inputs are never modified. Every output goes to a temporary file beside its destination that is fsync'd and
@@ -596,8 +599,8 @@ class Session:
 
     def _copy_range(self, fh: BinaryIO, ofh: BinaryIO, name: str) -> tuple[int, int]:
         """--range START:END: output bytes START..END (END excluded) of the archive fh, as `bytezip.open(...).seek`
-        reaches them: with a seek table only the frames that hold them are decoded. Returns (frames decoded, bytes
-        written)."""
+        reaches them: with a seek table only the frames that hold them are decoded. Returns (archive bytes read,
+        bytes written)."""
         from .fileobj import BytezipFile
         start, end = self.opts.byte_range
         coding = dataclasses.replace(self.opts.coding, processes=1)

@@ -14,6 +14,10 @@ reads up to 16 MiB ahead (to know an input's size, and to try it as one lzma/zst
 round of chunks and the shared history, and an image coded in bands or a PNG file is rebuilt whole before any
 of it is written.
 
+Reading is seekable where the archive is: with a seek table (an archive compressed with a `frame_size`),
+`seek` restarts the decoder at the frame that holds the byte and `frames_decoded` counts the frames it began;
+without one, it decodes forward to the byte (from the start, to go back).
+
 An error of the coder (a corrupted archive, a wrong model, a failing disk) is raised in the caller: by `read`
 once the data before it has been read, by `write` or `close` when compressing. Like gzip's, the checksum of
 an archive covers the whole output, so the last `read` is the one that confirms the data.
