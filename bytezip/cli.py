@@ -394,10 +394,14 @@ class Session:
                 raise Fatal(name, str(e)) from None
         return self._dictionary
 
-    def compressor(self, name: str) -> Compressor:
+    def compressor(self, name: str, size: int | None = None) -> Compressor:
+        """The session's compressor; for a file of `size` <= MODEL_MIN_BYTES (with --solid, no -D), one that
+        loads no model: the codec would not use it (the same archive, without the model's start-up)."""
+        from .codec import MODEL_MIN_BYTES, Compressor
+        o = self.opts
+        if size is not None and size <= MODEL_MIN_BYTES and o.coding.solid and o.dictionary is None:
+            return Compressor(options=dataclasses.replace(o.coding, neural=False, model=None))
         if self._compressor is None:
-            o = self.opts
-            from .codec import Compressor
             try:
                 self._compressor = Compressor(options=o.coding, dictionary=self.dictionary(name))
             except BytezipError as e:
@@ -524,9 +528,9 @@ class Session:
         try:
             dest = self.destination(name)
             special = self.check_destination(name, dest, st)
-            comp = self.compressor(name)
-            t0 = time.monotonic()
             total = st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None
+            comp = self.compressor(name, total)
+            t0 = time.monotonic()
 
             def work(ofh, path):
                 with self._bar(_display(name), total, dest is None) as bar:

@@ -53,6 +53,9 @@ SOLID_MAX = 1 << 24          # inputs up to this size are also tried as one zstd
 PENDING_BYTES = 1 << 25      # lzma/zstd/raw payload bytes (+ PENDING_OVERHEAD per chunk) held while neural ones wait
 PENDING_OVERHEAD = 256
 NO_MODEL_CHUNK = 1 << 16     # the chunk size without a model
+MODEL_MIN_BYTES = 16         # with `solid`, an input this short is coded without trying the model: the model's
+                             # fields in the header (name, weights and dictionary digests: 28 bytes for
+                             # bytezip-v1) cost more than it could save, so the whole-input archive wins anyway
 
 
 class _Module(types.ModuleType):
@@ -208,6 +211,8 @@ class Compressor:
 
     def _copy_frame(self, ifh: BinaryIO, ofh: BinaryIO, progress: Callable[[int], None] | None = None):
         head = _read_exact(ifh, SOLID_MAX + 1)
+        if self.solid and len(head) <= MODEL_MIN_BYTES:
+            return len(head), ofh.write(_solid_archive(head))
         if len(head) > SOLID_MAX:
             return self._copy_chunks(fmt.Prefixed(head, ifh), ofh, progress, self.round_chunks_for(None),
                                      self.layout_for(head))
@@ -223,8 +228,8 @@ class Compressor:
         candidates = [chunked.getvalue()]
         if envelope:   # a PNG's pixels may cost more than its (incompressible) file bytes: keep the smaller
             candidates.append(Compressor(neural=False, solid=False, chunk_size=self.chunk_size).compress(head))
-        if self.solid:   # the whole input as one chunk, lzma, zstd or raw, in an archive that needs no model
-            candidates.append(Compressor(neural=False, solid=False, chunk_size=max(1, len(head))).compress(head))
+        if self.solid:
+            candidates.append(_solid_archive(head))
         return len(head), ofh.write(min(candidates, key=len))
 
     def banded(self, data: bytes, layout, round_chunks: int) -> tuple[PcmLayout | ImageLayout | None, bytes]:
@@ -449,6 +454,11 @@ class Decompressor:
         out = io.BytesIO()
         self.copy_stream(io.BytesIO(blob), out)
         return out.getvalue()
+
+
+def _solid_archive(data: bytes) -> bytes:
+    """The whole input as one chunk, lzma, zstd or raw, in an archive that needs no model (`solid`)."""
+    return Compressor(neural=False, solid=False, chunk_size=max(1, len(data))).compress(data)
 
 
 def _rebuilt_png(envelope: png.Envelope, pixels: bytes) -> bytes:

@@ -48,3 +48,6 @@ def check_cluster(dask, folder, inputs, big, model_files):
     assert out == big and size == 32 << 20
     with pytest.raises(bytezip.BytezipError, match="already exists"):
         cluster.compress([big], dask=dask, neural=False)
+    notes = folder / "notes.txt"              # a scheduler by its address, as a multi-node cluster is given
+    [(out, _, _)] = cluster.compress([notes], address=dask.scheduler.address, force=True, model=model_files)
+    assert out.read_bytes() == bytezip.compress(inputs[notes], model=model_files, frame_size=cluster.FRAME_SIZE)

@@ -179,3 +179,24 @@ def test_cpu_threads_is_what_torch_says():
     assert run_python("from bytezip import loading; print(loading.cpu_threads())", OMP_NUM_THREADS="1") == "1"
     assert run_python("import sys; from bytezip import loading; loading.set_threads(3); import torch; "
                       "print(loading.cpu_threads(), torch.get_num_threads())") == "3 3"
+
+
+def test_inputs_of_a_few_bytes_skip_the_model(tmp_path):
+    """Up to MODEL_MIN_BYTES, the whole-input archive beats the model's (its header fields alone cost more), so
+    the codec writes it without trying the model and the command line does not load it: the same archive."""
+    from bytezip import codec
+    import bytezip
+    for data in (b"", b"x", b"hello", bytes(range(16)), b"a" * codec.MODEL_MIN_BYTES):
+        with_model = bytezip.Compressor(solid=False).compress(data)
+        assert len(codec._solid_archive(data)) < len(with_model)
+        (tmp_path / "t").write_bytes(data)
+        subprocess.run([sys.executable, "-m", "bytezip", "-f", "-q", str(tmp_path / "t")], check=True)
+        assert (tmp_path / "t.bzp").read_bytes() == bytezip.compress(data) == codec._solid_archive(data)
+    (tmp_path / "big").write_bytes(b"x" * (codec.MODEL_MIN_BYTES + 1))
+    loaded = run_python(f"""
+from bytezip import cli, loading
+for name in ({str(tmp_path / 't')!r}, {str(tmp_path / 'big')!r}):
+    cli.cli.main(args=['-f', '-q', name], standalone_mode=False)
+    print(len(loading._loaded), end=' ')
+""")
+    assert loaded == "0 1"                # the model loads for the longer input only
