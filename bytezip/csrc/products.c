@@ -226,38 +226,28 @@ VECTOR_CLONES_FMA void attention_sum(const double *w, i64 stride, const float *v
     }
 }
 
-/* rows r0 .. r0 + R of num [., dh], columns e0 .. e0 + 8 C: the sum over keys j < n of w[r, j] vd[j, :] */
-INLINE void sum_tile(const double *w, i64 stride, const double *vd, i64 dh, i64 r0, i64 e0, i64 n, double *num,
-                     const int R, const int C) {
-    v8d acc[8][2] = {{{0}}};
-    for (i64 j = 0; j < n; j++) {
-        v8d v[2];
-        for (int c = 0; c < C; c++) memcpy(&v[c], vd + j * dh + e0 + 8 * c, sizeof v[c]);
-        for (int r = 0; r < R; r++) {
-            const double wr = w[(r0 + r) * stride + j];
-            for (int c = 0; c < C; c++) acc[r][c] += wr * v[c];
-        }
+/* rows r0 .. r0 + R of num [., dh], columns e0 .. e0 + L C: the sum over keys j < n of w[r, j] vd[j, :], for
+   vectors of L doubles: sum_tile 8 (AVX-512), sum_tile4 4 (without it: see dots_tile4); SPLAT(x) is x in
+   every lane, or x itself where GCC's own broadcast is good */
+#define SUM_TILE(name, vec, L, ROWS, COLS, SPLAT)                                                            \
+    INLINE void name(const double *w, i64 stride, const double *vd, i64 dh, i64 r0, i64 e0, i64 n,            \
+                     double *num, const int R, const int C) {                                                \
+        vec acc[ROWS][COLS] = {{{0}}};                                                                       \
+        for (i64 j = 0; j < n; j++) {                                                                        \
+            vec v[COLS];                                                                                     \
+            for (int c = 0; c < C; c++) memcpy(&v[c], vd + j * dh + e0 + L * c, sizeof v[c]);               \
+            for (int r = 0; r < R; r++) {                                                                    \
+                const double x = w[(r0 + r) * stride + j];                                                   \
+                for (int c = 0; c < C; c++) acc[r][c] += SPLAT(x) * v[c];                                    \
+            }                                                                                                \
+        }                                                                                                    \
+        for (int r = 0; r < R; r++)                                                                          \
+            for (int c = 0; c < C; c++) memcpy(num + (r0 + r) * dh + e0 + L * c, &acc[r][c], sizeof acc[r][c]); \
     }
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) memcpy(num + (r0 + r) * dh + e0 + 8 * c, &acc[r][c], sizeof acc[r][c]);
-}
-
-/* sum_tile in vectors of 4 doubles (see dots_tile4): rows r0 .. r0 + R, columns e0 .. e0 + 4 C */
-INLINE void sum_tile4(const double *w, i64 stride, const double *vd, i64 dh, i64 r0, i64 e0, i64 n, double *num,
-                      const int R, const int C) {
-    v4d acc[4][4] = {{{0}}};
-    for (i64 j = 0; j < n; j++) {
-        v4d v[4];
-        for (int c = 0; c < C; c++) memcpy(&v[c], vd + j * dh + e0 + 4 * c, sizeof v[c]);
-        for (int r = 0; r < R; r++) {
-            const double x = w[(r0 + r) * stride + j];
-            const v4d wr = {x, x, x, x};
-            for (int c = 0; c < C; c++) acc[r][c] += wr * v[c];
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) memcpy(num + (r0 + r) * dh + e0 + 4 * c, &acc[r][c], sizeof acc[r][c]);
-}
+#define SAME(x) (x)
+#define SPLAT4(x) ((v4d){x, x, x, x})
+SUM_TILE(sum_tile, v8d, 8, 8, 2, SAME)
+SUM_TILE(sum_tile4, v4d, 4, 4, 4, SPLAT4)
 
 /* num [rows, dh] = w [rows, stride] @ vd [stride, dh] (the values as doubles) where row i's weights are zero
    beyond key first + i / rep (dh a multiple of 8): tiles of 8 rows by 16 columns (8 where 16 do not divide
