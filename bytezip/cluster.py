@@ -58,6 +58,11 @@ def walk(paths: Iterable[str | os.PathLike], archives: bool) -> list[Path]:
     return out
 
 
+def _in_flight(c, workers: int) -> int:
+    """Frames sent ahead: two per worker the scheduler has (`workers` if it lists none yet)."""
+    return 2 * max(1, len(c.scheduler_info().get("workers", {})) or workers)
+
+
 def _submitter(c, role: str, options: CodingOptions):
     wopts = frames.worker_options(options)
     return lambda item: c.submit(frames.code, role, wopts, item[1], pure=False)
@@ -73,14 +78,13 @@ def compress(paths: Iterable[str | os.PathLike], *, address: str | None = None, 
     files = walk(paths, archives=False)
     _refuse_existing([Path(f"{f}{SUFFIX}") for f in files], force)
     with client(address, workers, dask) as c:
-        window = 2 * max(1, len(c.scheduler_info().get("workers", {})) or workers)
 
         def items() -> Iterator[tuple[int, bytes]]:
             for i, f in enumerate(files):
                 with open(f, "rb") as fh:
                     for piece in frames.pieces(fh, frame_size):
                         yield i, piece
-        return _write(files, frames.in_order(_submitter(c, "compress", opts), items(), window),
+        return _write(files, frames.in_order(_submitter(c, "compress", opts), items(), _in_flight(c, workers)),
                       lambda f: Path(f"{f}{SUFFIX}"), _checked_frame,
                       tail=lambda seen: fmt.seek_table_bytes([(out, inp) for inp, out in seen]))
 
@@ -93,7 +97,6 @@ def decompress(paths: Iterable[str | os.PathLike], *, address: str | None = None
     files = walk(paths, archives=True)
     _refuse_existing([f.with_suffix("") for f in files], force)
     with client(address, workers, dask) as c:
-        window = 2 * max(1, len(c.scheduler_info().get("workers", {})) or workers)
         tables: dict[int, frames.Frames] = {}
 
         def items() -> Iterator[tuple[int, bytes]]:
@@ -102,7 +105,7 @@ def decompress(paths: Iterable[str | os.PathLike], *, address: str | None = None
                     tables[i] = frames.Frames(fh)
                     for blob in tables[i]:
                         yield i, blob
-        return _write(files, frames.in_order(_submitter(c, "decompress", opts), items(), window),
+        return _write(files, frames.in_order(_submitter(c, "decompress", opts), items(), _in_flight(c, workers)),
                       lambda f: f.with_suffix(""), lambda item, data: data,
                       check=lambda i, seen: frames.check_seek_table(tables[i].seek_table, seen))
 

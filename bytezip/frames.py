@@ -243,8 +243,9 @@ def read_range(decompressor, fh: BinaryIO, start: int, end: int) -> tuple[bytes,
 
 
 def decode_frame(decompressor, blob: bytes, size: int, ofh: BinaryIO):
-    """One frame decoded to ofh as it decodes, checked to be the size its seek table says."""
-    if decompressor.copy_stream(io.BytesIO(blob), ofh)[1] != size:
+    """One frame decoded to ofh as it decodes, in this thread (never a pool of processes for one frame), checked
+    to be the size its seek table says."""
+    if decompressor.copy_frames(io.BytesIO(blob), ofh)[1] != size:
         raise fmt.FormatError("corrupted archive (a frame's size is not the seek table's)")
 
 

@@ -16,8 +16,9 @@ One word per idea:
 - `threads`: torch's CPU threads (default: torch's own setting; 0: every core this process may use).
 - `frame_size`: input bytes per frame, an independent archive (`bytezip.frames`; default: one frame);
   `processes`: frames coded at once, each in a worker process (compress and decompress; 0: one per core).
-- `level`: 1 to 9, as zstd's levels, a trade of ratio for speed (`LEVELS`); it sets only how chunks are
-  grouped into rounds, which every archive records already, so any decoder reads any level.
+- `level`: 1 to 9, as zstd's levels, a trade of ratio for speed (`LEVELS`): level 1 runs no model, the
+  others set how chunks are grouped into rounds, which every archive records already, so any decoder reads
+  any level.
 """
 from __future__ import annotations
 
