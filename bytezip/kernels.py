@@ -86,11 +86,11 @@ def available() -> bool:
 
 
 def intrinsics(enable: bool = True) -> tuple[str, ...]:
-    """Use the CPU's AVX-512 (the mixer's table gathers) and VNNI (int8 products in the linear layers) where it
-    has them, or the compilers' vector code alone: the same results either way (on by default; BYTEZIP_AVX512=0
-    turns them off). Returns those in use."""
+    """Use the CPU's AVX-512 (the mixer's table gathers) and VNNI or else AVX2 (int8 products in the linear
+    layers) where it has them, or the compilers' vector code alone: the same results either way (on by default;
+    BYTEZIP_AVX512=0 turns them off). Returns those in use."""
     used = LIB.detect_cpu(int(enable))
-    return tuple(name for bit, name in ((1, "avx512"), (2, "vnni")) if used & bit)
+    return tuple(name for bit, name in ((1, "avx512"), (2, "vnni"), (4, "avx2")) if used & bit)
 
 
 def pointer(a: np.ndarray | None) -> int | None:

@@ -16,9 +16,10 @@ pytestmark = pytest.mark.skipif(not kernels.available(), reason="the C kernels w
 
 @pytest.fixture(params=["avx512", "compiled"])
 def vector_code(request):
-    """A test runs on the AVX-512 / VNNI intrinsics where this CPU has them, and on the compilers' code alone."""
+    """A test runs on the intrinsics where this CPU has them (AVX-512 / VNNI, or AVX2's int8 products), and on
+    the compilers' code alone."""
     if request.param == "avx512" and not kernels.intrinsics(True):
-        pytest.skip("this CPU has no AVX-512: the compilers' code alone runs here")
+        pytest.skip("this CPU has neither AVX-512 nor AVX2: the compilers' code alone runs here")
     used = kernels.intrinsics(request.param == "avx512")
     yield used
     kernels.intrinsics(True)

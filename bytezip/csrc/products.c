@@ -2,10 +2,29 @@
    integers, exact in any order, so this file alone is compiled with fused multiply-adds allowed (the pragma
    below holds to the end of the translation unit: _kernels.c includes it last) ---- */
 
-/* y [B, N] = q [B, K] @ wq [K, N] where q and wq hold int8 values, K <= 1040: every partial sum is an integer
-   below 2^24, exact in float32 in any order and with or without fused multiply-adds, which this function alone
-   may use (the pragma; everything above is compiled without contraction). */
 #pragma GCC optimize("fp-contract=fast")
+typedef double v4d __attribute__((vector_size(32)));   /* 4 doubles: where AVX-512 is off (see dots_tile4) */
+typedef float v4f __attribute__((vector_size(16)));
+
+/* y [j0 .. j0 + 8 C) = q [K] @ wq [K, N]'s columns j0 .. j0 + 8 C, one row of the product: C chains of sums in
+   flight (8 hide the latency of the adds), each weight loaded once */
+INLINE void row_strip(const float *q, const float *wq, float *y, i64 K, i64 N, i64 j0, const int C) {
+    v8f acc[8] = {{0}};
+    for (i64 k = 0; k < K; k++) {
+        const float a = q[k];
+        const v8f av = {a, a, a, a, a, a, a, a};
+        for (int c = 0; c < C; c++) {
+            v8f w;
+            memcpy(&w, wq + k * N + j0 + 8 * c, sizeof w);
+            acc[c] += av * w;
+        }
+    }
+    for (int c = 0; c < C; c++) memcpy(y + j0 + 8 * c, &acc[c], sizeof acc[c]);
+}
+
+/* y [B, N] = q [B, K] @ wq [K, N] where q and wq hold int8 values, K <= 1040: every partial sum is an integer
+   below 2^24, exact in float32 in any order and with or without fused multiply-adds, which this file alone
+   may use (the pragma; everything before it is compiled without contraction). */
 VECTOR_CLONES_FMA void matmul_exact(const float *q, const float *wq, float *y, i64 B, i64 K, i64 N) {
     /* sums of int8 products below 2^24: exact in float32 in any order, so they may be blocked at will: each
        step of k loads a strip of 16 weights once for 4 lanes, whose 4 x 16 sums stay in registers (8 of an
@@ -32,12 +51,17 @@ VECTOR_CLONES_FMA void matmul_exact(const float *q, const float *wq, float *y, i
                 memcpy(y + (b0 + r) * N + j0 + 8, &acc[r][1], sizeof acc[r][1]);
             }
         }
-    for (i64 b = b4; b < B; b++) {                     /* the lanes left over, or any width */
+    for (i64 b = b4; b < B; b++) {                     /* the lanes left over, or any width: a row at a time */
+        const float *qb = q + b * K;
         float *yb = y + b * N;
-        for (i64 j = 0; j < N; j++) yb[j] = 0.0f;
-        for (i64 k = 0; k < K; k++) {
-            const float a = q[b * K + k], *w = wq + k * N;
-            for (i64 j = 0; j < N; j++) yb[j] += a * w[j];
+        i64 j0 = 0;
+        for (; j0 + 64 <= N; j0 += 64) row_strip(qb, wq, yb, K, N, j0, 8);
+        for (; j0 + 32 <= N; j0 += 32) row_strip(qb, wq, yb, K, N, j0, 4);
+        for (; j0 + 8 <= N; j0 += 8) row_strip(qb, wq, yb, K, N, j0, 1);
+        for (; j0 < N; j0++) {
+            float sum = 0.0f;
+            for (i64 k = 0; k < K; k++) sum += qb[k] * wq[k * N + j0];
+            yb[j0] = sum;
         }
     }
 }
@@ -87,11 +111,62 @@ INLINE void dots_8_keys(const double *q, const float *keys, i64 n, i64 dh, i64 r
     for (int r = 0; r < R; r++) hsum8(part[r], dots + (r0 + r) * n + j0);
 }
 
+/* out[u] = the sum of a[u]'s 4 lanes, for 4 vectors (hsum8's tree at 4 lanes) */
+INLINE void hsum4(const v4d a[4], double *out) {
+    const v4d x = __builtin_shufflevector(a[0], a[1], 0, 4, 2, 6) + __builtin_shufflevector(a[0], a[1], 1, 5, 3, 7),
+              y = __builtin_shufflevector(a[2], a[3], 0, 4, 2, 6) + __builtin_shufflevector(a[2], a[3], 1, 5, 3, 7);
+    const v4d sums = __builtin_shufflevector(x, y, 0, 1, 4, 5) + __builtin_shufflevector(x, y, 2, 3, 6, 7);
+    memcpy(out, &sums, sizeof sums);
+}
+
+/* rows r0 .. r0 + R (R <= 3) of dots [rep, n] over keys j0 .. j0 + 4 (dh a multiple of 4), in vectors of 4
+   doubles for CPUs without AVX-512 (see dots_tile4): 12 sums, the R query vectors and one key in the 16 AVX2
+   registers, each key's floats converted once for the R rows */
+INLINE void dots_4_keys(const double *q, const float *keys, i64 n, i64 dh, i64 r0, i64 j0, double *dots,
+                        const int R) {
+    v4d acc[3][4] = {{{0}}};
+    for (i64 e = 0; e < dh; e += 4) {
+        v4d qv[3];
+        for (int r = 0; r < R; r++) memcpy(&qv[r], q + (r0 + r) * dh + e, sizeof qv[r]);
+        for (int u = 0; u < 4; u++) {
+            v4f kf;
+            memcpy(&kf, keys + (j0 + u) * dh + e, sizeof kf);
+            const v4d kd = __builtin_convertvector(kf, v4d);
+            for (int r = 0; r < R; r++) acc[r][u] += qv[r] * kd;
+        }
+    }
+    for (int r = 0; r < R; r++) hsum4(acc[r], dots + (r0 + r) * n + j0);
+}
+
+/* attention_dots without AVX-512 (dh a multiple of 4): 3 query rows by 4 keys at a time */
+INLINE void attention_dots4(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots) {
+    for (i64 r0 = 0; r0 < rep; r0 += 3) {
+        const i64 nr = rep - r0 < 3 ? rep - r0 : 3;
+        i64 j = 0;
+        for (; j + 4 <= n; j += 4)
+            switch (nr) {
+            case 1: dots_4_keys(q, keys, n, dh, r0, j, dots, 1); break;
+            case 2: dots_4_keys(q, keys, n, dh, r0, j, dots, 2); break;
+            default: dots_4_keys(q, keys, n, dh, r0, j, dots, 3);
+            }
+        for (; j < n; j++)                                 /* the keys left over */
+            for (i64 r = r0; r < r0 + nr; r++) {
+                double sum = 0.0;
+                for (i64 e = 0; e < dh; e++) sum += q[r * dh + e] * (double)keys[j * dh + e];
+                dots[r * n + j] = sum;
+            }
+    }
+}
+
 /* dots [rep, n] = q [rep, dh] . keys [0 .. n) [dh]: products of integers below 2^35 summed over dh <= 256
    terms, exact in any order and with fused multiply-adds; the rep query heads share each key's load, and
    blocks of 8 keys share one horizontal sum */
 VECTOR_CLONES_FMA void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots) {
     const i64 dv = dh - dh % 8;
+    if (!use_avx512 && dh % 4 == 0) {
+        attention_dots4(q, keys, n, dh, rep, dots);
+        return;
+    }
     for (i64 r0 = 0; r0 < rep; r0 += 4) {
         const i64 nr = rep - r0 < 4 ? rep - r0 : 4;
         i64 j = 0;
@@ -138,7 +213,6 @@ INLINE void dots_tile(const double *q, const double *tile, i64 i, i64 dh, i64 n,
 /* dots_tile in vectors of 4 doubles, for CPUs without AVX-512: GCC's AVX2 clone builds an 8-double vector from
    a scalar through the stack, lane by lane, which made the tiles several times slower; 4 rows by 16 keys hold
    16 of the 16 AVX2 registers' worth of sums */
-typedef double v4d __attribute__((vector_size(32)));
 INLINE void dots_tile4(const double *q, const double *tile, i64 i, i64 dh, i64 n, i64 j0, i64 nj, double *dots,
                        const int R) {
     v4d acc[4][4] = {{{0}}};
@@ -199,10 +273,42 @@ INLINE void sum_32_columns(const double *w, i64 stride, const float *vals, i64 n
         for (int c = 0; c < 4; c++) memcpy(num + (r0 + r) * dh + e0 + 8 * c, &acc[r][c], sizeof acc[r][c]);
 }
 
+/* sum_32_columns without AVX-512, in vectors of 4 doubles: rows r0 .. r0 + R (R <= 3), columns e0 .. e0 + 16;
+   12 sums, R broadcast weights and one value vector in the 16 AVX2 registers */
+INLINE void sum_16_columns(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 r0, i64 e0,
+                           double *num, const int R) {
+    v4d acc[3][4] = {{{0}}};
+    for (i64 j = 0; j < n; j++) {
+        v4d wr[3];
+        for (int r = 0; r < R; r++) {
+            const double x = w[(r0 + r) * stride + j];
+            wr[r] = (v4d){x, x, x, x};
+        }
+        for (int c = 0; c < 4; c++) {
+            v4f f;
+            memcpy(&f, vals + j * dh + e0 + 4 * c, sizeof f);
+            const v4d v = __builtin_convertvector(f, v4d);
+            for (int r = 0; r < R; r++) acc[r][c] += wr[r] * v;
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < 4; c++) memcpy(num + (r0 + r) * dh + e0 + 4 * c, &acc[r][c], sizeof acc[r][c]);
+}
+
 /* num [rep, dh] = sum over j < n of w[r, j] vals[j, :] (w rows `stride` apart): integers below 2^45, exact
    in any order; the rep heads share each value's load */
 VECTOR_CLONES_FMA void attention_sum(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 rep,
                                      double *num) {
+    if (!use_avx512 && dh % 16 == 0) {  /* as below, in vectors of 4 doubles */
+        for (i64 r0 = 0; r0 < rep; r0 += 3)
+            for (i64 e0 = 0; e0 < dh; e0 += 16)
+                switch (rep - r0 < 3 ? rep - r0 : 3) {
+                case 1: sum_16_columns(w, stride, vals, n, dh, r0, e0, num, 1); break;
+                case 2: sum_16_columns(w, stride, vals, n, dh, r0, e0, num, 2); break;
+                default: sum_16_columns(w, stride, vals, n, dh, r0, e0, num, 3);
+                }
+        return;
+    }
     if (dh % 32 == 0) {                 /* zero weights add exact zeros: the same sums as skipping them below */
         for (i64 r0 = 0; r0 < rep; r0 += 4)
             for (i64 e0 = 0; e0 < dh; e0 += 32)
