@@ -478,10 +478,13 @@ class Stepper:
         self.g_caches = m._caches(batch, len(m.g_blocks), max_patches, m.g_kv)
         self.l_caches = m._caches(batch, len(m.l_blocks), m.P, m.l_kv)
         self.t = 0   # bytes seen so far (same for every lane)
-        self.g = None
+        self.g = None  # the global model's conditioning of the current patch [B, P, dl]
         self.kernel = m.kernel                        # the C steps
         if self.kernel:
             self.patch = np.zeros((batch, m.P), dtype=np.int64)   # bytes of the current patch
+            self.prev = np.zeros(batch, dtype=np.int64)             # the byte before this one (256: none)
+            self.g = np.empty((batch, m.P, m.dl), dtype=np.float32)
+            self._addresses = self.patch.ctypes.data, self.prev.ctypes.data, self.g.ctypes.data
             self._caches = {part: [(ctypes.c_void_p * len(caches))(*(getattr(c, n).ctypes.data for c in caches))
                                    for n in ("k", "v")] for part, caches in (("g", self.g_caches), ("l", self.l_caches))}
         else:
@@ -501,16 +504,16 @@ class Stepper:
     def _kernel_step(self) -> np.ndarray:            # one C call per patch and one per byte, GIL released
         m, P = self.m, self.m.P
         k, p = divmod(self.t, P)
-        prev = self.patch[:, p - 1].copy() if p else np.full(self.B, 256, dtype=np.int64)
+        patch, prev, g = self._addresses
         lib, (gk, gv), (lk, lv) = kernels.LIB, self._caches["g"], self._caches["l"]
         if p == 0:
-            self.g = np.empty((self.B, P, m.dl), dtype=np.float32)
-            if lib.global_step(ctypes.byref(m.global_kernel), self.B, k, self.patch.ctypes.data, gk, gv,
-                               self.g_caches[0].length, self.g.ctypes.data):
+            self.prev.fill(256)
+            if lib.global_step(ctypes.byref(m.global_kernel), self.B, k, patch, gk, gv, self.g_caches[0].length, g):
                 raise MemoryError("the global model's step is out of memory")
+        else:
+            self.prev[:] = self.patch[:, p - 1]
         freqs = np.empty((self.B, 256), dtype=np.int64)
-        if lib.local_step(ctypes.byref(m.local_kernel), self.B, p, prev.ctypes.data, self.g.ctypes.data, lk, lv,
-                          freqs.ctypes.data):
+        if lib.local_step(ctypes.byref(m.local_kernel), self.B, p, prev, g, lk, lv, freqs.ctypes.data):
             raise MemoryError("the local model's step is out of memory")
         return freqs
 

@@ -233,7 +233,7 @@ class Mixer:
             getattr(self, name)[:] = start
         self.final = {"geo_weights": self.geo_weights.copy(), "blend": self.blend.copy()}  # at each chunk's end
         self._kernel = self._kernel_state() if kernels.available() else None
-        self._flat_inputs = self._row_lists = self._row_tables = None       # built at the first step that needs them
+        self._flat_inputs = self._flat_pointers = self._row_lists = self._row_tables = None   # built when first needed
 
     def _on(self, i: Input) -> bool:
         """Whether input i takes part (gets weight) in these lanes: what it reads exists."""
@@ -289,19 +289,24 @@ class Mixer:
                 p[active] = dist[active]
                 group = np.where(active, g, group)
             rows.append(p)
+        inputs = rows, N_BUCKETS * group
         if not any(p is not None for p in self.external):
-            self._flat_inputs = rows, group
-        return rows, N_BUCKETS * group
+            self._flat_inputs = inputs
+        return inputs
 
     def mix(self, neural: np.ndarray) -> np.ndarray:
         """Neural frequencies [L, 256] (int64) -> mixed frequencies [L, 256] (int64, each >= 1)."""
         if self._kernel is None:
             return self._mix_numpy(neural)
         into = np.empty((len(self.lanes), 256), dtype=np.int64)
-        external, offset = self._external_inputs()
-        arrays = (np.ascontiguousarray(neural, dtype=np.int64), external, offset, into)   # held for the call
-        if kernels.LIB.mixer_mix(ctypes.byref(self._kernel), kernels.pointer(arrays[0]), kernels.pointers(external),
-                                 kernels.pointer(offset), kernels.pointer(into)):
+        neural = np.ascontiguousarray(neural, dtype=np.int64)
+        external, offset = self._external_inputs()               # held for the call
+        pointers = self._flat_pointers
+        if pointers is None:
+            pointers = kernels.pointers(external), kernels.pointer(offset)
+            if self._flat_inputs is not None:                    # the same arrays every step from now on
+                self._flat_pointers = pointers
+        if kernels.LIB.mixer_mix(ctypes.byref(self._kernel), neural.ctypes.data, *pointers, into.ctypes.data):
             raise MemoryError("the mixer is out of memory")
         return into
 
@@ -380,7 +385,7 @@ class Mixer:
             if predictor is not None:
                 predictor.learn(self, byte)
         if self._kernel is not None:
-            kernels.LIB.mixer_update(ctypes.byref(self._kernel), kernels.pointer(byte))
+            kernels.LIB.mixer_update(ctypes.byref(self._kernel), byte.ctypes.data)
             self.t = self._kernel.t
             return
         L, t, b = self.lanes, self.t, self._bucket

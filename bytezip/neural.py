@@ -76,8 +76,12 @@ def information_bits(probs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
     """Bits of each symbol under its row of `probs` [..., 256], at most INFO_CAP_BITS: the least a range coder
     spends on it, so what a model payload of n bytes decodes to sums to at most 8 n + fmt.INFO_SLACK_BITS."""
     p = np.take_along_axis(probs, np.asarray(symbols, dtype=np.int64)[..., None], -1)[..., 0]
-    with np.errstate(divide="ignore"):
-        return np.minimum(-np.log2(p), INFO_CAP_BITS)
+    return symbol_bits(p)
+
+
+def symbol_bits(p: np.ndarray) -> np.ndarray:
+    """-log2 of the probabilities p, at most INFO_CAP_BITS (the same as min(-log2 p, cap), with no warning at 0)."""
+    return -np.log2(np.maximum(p, 2.0 ** -INFO_CAP_BITS))
 
 
 _coder_rows = threading.local()   # each encoding thread's float64 rows, reused: fresh memory is slow to fault in
@@ -215,8 +219,9 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     mixer = None
     if any(mixed):
         mixer = Mixer(sizes, history, signal, dictionary)
-    use_mixed = np.array(mixed)[:, None]
-    active = np.arange(len(sizes))
+    use_mixed = None if all(mixed) else np.array(mixed)[:, None]     # None: every lane mixed, or none
+    active = np.flatnonzero(lengths > 0)
+    ends = {n - 1 for n in sizes}                                     # steps at which some lane's chunk ends
     symbols = np.zeros(len(sizes), dtype=np.int64)
     reported = 0
     lap("setup")
@@ -224,25 +229,26 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
         freqs = as_numpy(stepper.next_frequencies())
         lap("model_patch_steps" if t % P == 0 else "model_byte_steps")
         if mixer:
-            freqs = np.where(use_mixed, mixer.mix(freqs), freqs)
+            freqs = mixer.mix(freqs) if use_mixed is None else np.where(use_mixed, mixer.mix(freqs), freqs)
         lap("mixer_mix")
         probs = probabilities(freqs)
         lap("coder_probs")
-        active = active[lengths[active] > t]
         for i in active:
             try:
                 symbols[i] = decoders[i].decode(_CODER_MODEL, probs[i:i + 1])[0]
             except AssertionError:  # constriction: "compressed data that is invalid for the employed entropy model"
                 raise FormatError(f"corrupted archive ({names[i]} is not a valid range-coder stream)") from None
-        bits[active] += information_bits(probs[active], symbols[active])
+        bits[active] += symbol_bits(probs[active, symbols[active]])
         if (bits[active] > limits[active]).any():
             i = active[np.argmax(bits[active] > limits[active])]
             raise FormatError(f"corrupted archive ({names[i]} decodes to more than its {len(payloads[i])} "
                               f"bytes can hold)")
-        if whole and (ending := active[lengths[active] == t + 1]).size:
+        if t in ends:
+            ending = active[lengths[active] == t + 1]
             longer = ending[8 * payload_sizes[ending] > bits[ending] + fmt.INFO_SLACK_BITS]
-            if longer.size:
+            if whole and longer.size:
                 raise FormatError(f"corrupted archive ({names[longer[0]]} is longer than what it decodes to)")
+            active = active[lengths[active] > t + 1]
         out[:, t] = symbols
         lap("coder_decode")
         stepper.push(symbols)
