@@ -210,24 +210,26 @@ INLINE void dots_tile(const double *q, const double *tile, i64 i, i64 dh, i64 n,
     }
 }
 
-/* dots_tile in vectors of 4 doubles, for CPUs without AVX-512: GCC's AVX2 clone builds an 8-double vector from
-   a scalar through the stack, lane by lane, which made the tiles several times slower; 4 rows by 16 keys hold
-   16 of the 16 AVX2 registers' worth of sums */
-INLINE void dots_tile4(const double *q, const double *tile, i64 i, i64 dh, i64 n, i64 j0, i64 nj, double *dots,
-                       const int R) {
-    v4d acc[4][4] = {{{0}}};
+/* dots_tile in vectors of 4 doubles, for CPUs without AVX-512 (GCC's AVX2 clone builds an 8-double vector from
+   a scalar through the stack, lane by lane, which made the tiles several times slower): R <= 4 rows by the 8
+   keys from j0 + h (h = 0 or 8 in the tile of 16), 8 sums, two key vectors and a query in the 16 AVX2
+   registers (4 rows by 16 keys would need all 16 for the sums alone, and spilled) */
+INLINE void dots_tile4(const double *q, const double *tile, i64 i, i64 dh, i64 n, i64 j0, i64 h, i64 nj,
+                       double *dots, const int R) {
+    v4d acc[4][2] = {{{0}}};
     for (i64 e = 0; e < dh; e++) {
-        v4d k[4];
-        memcpy(k, tile + e * 16, sizeof k);
+        v4d k[2];                                       /* one vector at a time: a copy of both at once went */
+        for (int c = 0; c < 2; c++)                     /* through the stack in halves, and stalled the loads */
+            memcpy(&k[c], tile + e * 16 + h + 4 * c, sizeof k[c]);
         for (int r = 0; r < R; r++) {
             const double x = q[(i + r) * dh + e];
             const v4d qe = {x, x, x, x};
-            for (int c = 0; c < 4; c++) acc[r][c] += qe * k[c];
+            for (int c = 0; c < 2; c++) acc[r][c] += qe * k[c];
         }
     }
     for (int r = 0; r < R; r++) {
-        double *out = dots + (i + r) * n + j0;
-        for (i64 u = 0; u < nj; u++) out[u] = acc[r][u / 4][u % 4];
+        double *out = dots + (i + r) * n + j0 + h;
+        for (i64 u = 0; u < nj - h && u < 8; u++) out[u] = acc[r][u / 4][u % 4];
     }
 }
 
@@ -241,8 +243,12 @@ VECTOR_CLONES_FMA void attention_dots_tiled(const double *q, const double *kt, i
         const double *tile = kt + j0 * dh;
         i64 i = j0 > first ? (j0 - first) * rep : 0;  /* rows whose last key is below j0 skip the tile */
         if (!use_avx512) {
-            for (; i + 4 <= rows; i += 4) dots_tile4(q, tile, i, dh, n, j0, nj, dots, 4);
-            for (; i < rows; i++) dots_tile4(q, tile, i, dh, n, j0, nj, dots, 1);
+            for (i64 h = 0; h < nj; h += 8) {
+                i64 r = i;
+                for (; r + 4 <= rows; r += 4) dots_tile4(q, tile, r, dh, n, j0, h, nj, dots, 4);
+                for (; r < rows; r++) dots_tile4(q, tile, r, dh, n, j0, h, nj, dots, 1);
+            }
+            continue;
         }
         for (; i + 8 <= rows; i += 8) dots_tile(q, tile, i, dh, n, j0, nj, dots, 8);
         for (; i < rows; i++) dots_tile(q, tile, i, dh, n, j0, nj, dots, 1);
@@ -353,21 +359,20 @@ VECTOR_CLONES_FMA void attention_sum(const double *w, i64 stride, const float *v
 #define SAME(x) (x)
 #define SPLAT4(x) ((v4d){x, x, x, x})
 SUM_TILE(sum_tile, v8d, 8, 8, 2, SAME)
-SUM_TILE(sum_tile4, v4d, 4, 4, 4, SPLAT4)
+SUM_TILE(sum_tile4, v4d, 4, 4, 2, SPLAT4)
 
 /* num [rows, dh] = w [rows, stride] @ vd [stride, dh] (the values as doubles) where row i's weights are zero
    beyond key first + i / rep (dh a multiple of 8): tiles of 8 rows by 16 columns (8 where 16 do not divide
    dh), each weight broadcast once for 16 products; integers below 2^45, exact in any order */
 VECTOR_CLONES_FMA void attention_sum_tiled(const double *w, i64 stride, const double *vd, i64 rows, i64 rep,
                                            i64 first, i64 dh, double *num) {
-    if (!use_avx512) {                  /* 4 rows by 16 columns (dh a multiple of 8: 8 where 16 do not divide) */
+    if (!use_avx512) {                  /* 4 rows by 8 columns: 8 sums in registers, as in dots_tile4 */
         for (i64 r0 = 0; r0 < rows; r0 += 4) {
             const i64 nr = rows - r0 < 4 ? rows - r0 : 4, n = first + (r0 + nr - 1) / rep + 1;
-            for (i64 e0 = 0; e0 < dh; e0 += e0 + 16 <= dh ? 16 : 8) {
-                const int C = e0 + 16 <= dh ? 4 : 2;
-                if (nr == 4 && C == 4) sum_tile4(w, stride, vd, dh, r0, e0, n, num, 4, 4);
+            for (i64 e0 = 0; e0 < dh; e0 += 8) {
+                if (nr == 4) sum_tile4(w, stride, vd, dh, r0, e0, n, num, 4, 2);
                 else
-                    for (i64 r = r0; r < r0 + nr; r++) sum_tile4(w, stride, vd, dh, r, e0, n, num, 1, C);
+                    for (i64 r = r0; r < r0 + nr; r++) sum_tile4(w, stride, vd, dh, r, e0, n, num, 1, 2);
             }
         }
         return;
