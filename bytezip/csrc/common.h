@@ -21,13 +21,14 @@ typedef int64_t i64;
 
 /* what the CPU has beyond the baseline (detect_cpu sets them): AVX-512 for the mixer's table gathers, int8
    products of the linear layers with VNNI (use_vnni) or else AVX2 (use_int8: either) */
-static int use_avx512 = 0, use_vnni = 0, use_int8 = 0;
+static int use_avx512 = 0, use_vnni = 0, use_int8 = 0, use_avx2 = 0;   /* use_avx2: AVX2 and FMA */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 #define HAVE_X86 1
 #define AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 #define AVX2 __attribute__((target("avx2")))
+#define AVX2_FMA __attribute__((target("avx2,fma")))
 #endif
 
 typedef float v16 __attribute__((vector_size(64)));   /* 16 floats: one AVX-512 register, or 2 or 4 narrower */

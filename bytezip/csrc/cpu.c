@@ -106,7 +106,8 @@ int detect_cpu(int allow) {
     use_avx512 = allow && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
     use_vnni = use_avx512 && __builtin_cpu_supports("avx512vnni");
-    const int avx2 = allow && !use_vnni && __builtin_cpu_supports("avx2");
+    use_avx2 = allow && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const int avx2 = use_avx2 && !use_vnni;
     use_int8 = use_vnni || avx2;
     return use_avx512 + 2 * use_vnni + 4 * avx2;
 }

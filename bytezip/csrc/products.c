@@ -111,44 +111,42 @@ INLINE void dots_8_keys(const double *q, const float *keys, i64 n, i64 dh, i64 r
     for (int r = 0; r < R; r++) hsum8(part[r], dots + (r0 + r) * n + j0);
 }
 
-/* out[u] = the sum of a[u]'s 4 lanes, for 4 vectors (hsum8's tree at 4 lanes) */
-INLINE void hsum4(const v4d a[4], double *out) {
-    const v4d x = __builtin_shufflevector(a[0], a[1], 0, 4, 2, 6) + __builtin_shufflevector(a[0], a[1], 1, 5, 3, 7),
-              y = __builtin_shufflevector(a[2], a[3], 0, 4, 2, 6) + __builtin_shufflevector(a[2], a[3], 1, 5, 3, 7);
-    const v4d sums = __builtin_shufflevector(x, y, 0, 1, 4, 5) + __builtin_shufflevector(x, y, 2, 3, 6, 7);
-    memcpy(out, &sums, sizeof sums);
-}
-
-/* rows r0 .. r0 + R (R <= 3) of dots [rep, n] over keys j0 .. j0 + 4 (dh a multiple of 4), in vectors of 4
-   doubles for CPUs without AVX-512 (see dots_tile4): 12 sums, the R query vectors and one key in the 16 AVX2
-   registers, each key's floats converted once for the R rows */
-INLINE void dots_4_keys(const double *q, const float *keys, i64 n, i64 dh, i64 r0, i64 j0, double *dots,
-                        const int R) {
-    v4d acc[3][4] = {{{0}}};
+#ifdef HAVE_X86
+/* rows r0 .. r0 + R of dots [rep, n] over keys j .. j + KB, with AVX2 intrinsics where AVX-512 is off (GCC's
+   generic vectors of 4 floats went through the stack there, and 12 sums spilled): R x KB <= 8 sums, KB keys
+   and a query vector in registers; each key's floats converted once for the R rows */
+AVX2_FMA INLINE void dots_keys_avx2(const double *q, const float *keys, i64 n, i64 dh, i64 r0, i64 j, double *dots,
+                                    const int R, const int KB) {
+    __m256d acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < KB; u++) acc[r][u] = _mm256_setzero_pd();
     for (i64 e = 0; e < dh; e += 4) {
-        v4d qv[3];
-        for (int r = 0; r < R; r++) memcpy(&qv[r], q + (r0 + r) * dh + e, sizeof qv[r]);
-        for (int u = 0; u < 4; u++) {
-            v4f kf;
-            memcpy(&kf, keys + (j0 + u) * dh + e, sizeof kf);
-            const v4d kd = __builtin_convertvector(kf, v4d);
-            for (int r = 0; r < R; r++) acc[r][u] += qv[r] * kd;
+        __m256d k[4];
+        for (int u = 0; u < KB; u++) k[u] = _mm256_cvtps_pd(_mm_loadu_ps(keys + (j + u) * dh + e));
+        for (int r = 0; r < R; r++) {
+            const __m256d qv = _mm256_loadu_pd(q + (r0 + r) * dh + e);
+            for (int u = 0; u < KB; u++) acc[r][u] = _mm256_fmadd_pd(qv, k[u], acc[r][u]);
         }
     }
-    for (int r = 0; r < R; r++) hsum4(acc[r], dots + (r0 + r) * n + j0);
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < KB; u += 2) {          /* [a0 + a1, b0 + b1, a2 + a3, b2 + b3] -> [a, b] */
+            const __m256d h = _mm256_hadd_pd(acc[r][u], acc[r][u + 1]);
+            _mm_storeu_pd(dots + (r0 + r) * n + j + u,
+                          _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1)));
+        }
 }
 
-/* attention_dots without AVX-512 (dh a multiple of 4): 3 query rows by 4 keys at a time */
-INLINE void attention_dots4(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots) {
+/* attention_dots with AVX2 (dh a multiple of 4): 2 rows by 4 keys, or 3 rows by 2 */
+AVX2_FMA static void attention_dots_avx2(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots) {
     for (i64 r0 = 0; r0 < rep; r0 += 3) {
         const i64 nr = rep - r0 < 3 ? rep - r0 : 3;
         i64 j = 0;
-        for (; j + 4 <= n; j += 4)
-            switch (nr) {
-            case 1: dots_4_keys(q, keys, n, dh, r0, j, dots, 1); break;
-            case 2: dots_4_keys(q, keys, n, dh, r0, j, dots, 2); break;
-            default: dots_4_keys(q, keys, n, dh, r0, j, dots, 3);
-            }
+        if (nr == 3)
+            for (; j + 2 <= n; j += 2) dots_keys_avx2(q, keys, n, dh, r0, j, dots, 3, 2);
+        else if (nr == 2)
+            for (; j + 4 <= n; j += 4) dots_keys_avx2(q, keys, n, dh, r0, j, dots, 2, 4);
+        else
+            for (; j + 4 <= n; j += 4) dots_keys_avx2(q, keys, n, dh, r0, j, dots, 1, 4);
         for (; j < n; j++)                                 /* the keys left over */
             for (i64 r = r0; r < r0 + nr; r++) {
                 double sum = 0.0;
@@ -158,15 +156,51 @@ INLINE void attention_dots4(const double *q, const float *keys, i64 n, i64 dh, i
     }
 }
 
+/* rows r0 .. r0 + R of num [rep, dh], columns e0 .. e0 + 4 C, with AVX2 intrinsics (see dots_keys_avx2):
+   R x C <= 8 sums, C value vectors and a broadcast weight in registers */
+AVX2_FMA INLINE void sum_columns_avx2(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 r0,
+                                      i64 e0, double *num, const int R, const int C) {
+    __m256d acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_pd();
+    for (i64 j = 0; j < n; j++) {
+        __m256d v[4];
+        for (int c = 0; c < C; c++) v[c] = _mm256_cvtps_pd(_mm_loadu_ps(vals + j * dh + e0 + 4 * c));
+        for (int r = 0; r < R; r++) {
+            const __m256d wr = _mm256_broadcast_sd(w + (r0 + r) * stride + j);
+            for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_pd(wr, v[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) _mm256_storeu_pd(num + (r0 + r) * dh + e0 + 4 * c, acc[r][c]);
+}
+
+/* attention_sum with AVX2 (dh a multiple of 16): 3 rows by 8 columns, or 2 by 16 */
+AVX2_FMA static void attention_sum_avx2(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 rep,
+                                        double *num) {
+    for (i64 r0 = 0; r0 < rep; r0 += 3) {
+        const i64 nr = rep - r0 < 3 ? rep - r0 : 3;
+        for (i64 e0 = 0; e0 < dh; e0 += nr == 3 ? 8 : 16)
+            switch (nr) {
+            case 1: sum_columns_avx2(w, stride, vals, n, dh, r0, e0, num, 1, 4); break;
+            case 2: sum_columns_avx2(w, stride, vals, n, dh, r0, e0, num, 2, 4); break;
+            default: sum_columns_avx2(w, stride, vals, n, dh, r0, e0, num, 3, 2);
+            }
+    }
+}
+#endif
+
 /* dots [rep, n] = q [rep, dh] . keys [0 .. n) [dh]: products of integers below 2^35 summed over dh <= 256
    terms, exact in any order and with fused multiply-adds; the rep query heads share each key's load, and
    blocks of 8 keys share one horizontal sum */
 VECTOR_CLONES_FMA void attention_dots(const double *q, const float *keys, i64 n, i64 dh, i64 rep, double *dots) {
     const i64 dv = dh - dh % 8;
-    if (!use_avx512 && dh % 4 == 0) {
-        attention_dots4(q, keys, n, dh, rep, dots);
+#ifdef HAVE_X86
+    if (use_avx2 && !use_avx512 && dh % 4 == 0) {
+        attention_dots_avx2(q, keys, n, dh, rep, dots);
         return;
     }
+#endif
     for (i64 r0 = 0; r0 < rep; r0 += 4) {
         const i64 nr = rep - r0 < 4 ? rep - r0 : 4;
         i64 j = 0;
@@ -279,42 +313,16 @@ INLINE void sum_32_columns(const double *w, i64 stride, const float *vals, i64 n
         for (int c = 0; c < 4; c++) memcpy(num + (r0 + r) * dh + e0 + 8 * c, &acc[r][c], sizeof acc[r][c]);
 }
 
-/* sum_32_columns without AVX-512, in vectors of 4 doubles: rows r0 .. r0 + R (R <= 3), columns e0 .. e0 + 16;
-   12 sums, R broadcast weights and one value vector in the 16 AVX2 registers */
-INLINE void sum_16_columns(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 r0, i64 e0,
-                           double *num, const int R) {
-    v4d acc[3][4] = {{{0}}};
-    for (i64 j = 0; j < n; j++) {
-        v4d wr[3];
-        for (int r = 0; r < R; r++) {
-            const double x = w[(r0 + r) * stride + j];
-            wr[r] = (v4d){x, x, x, x};
-        }
-        for (int c = 0; c < 4; c++) {
-            v4f f;
-            memcpy(&f, vals + j * dh + e0 + 4 * c, sizeof f);
-            const v4d v = __builtin_convertvector(f, v4d);
-            for (int r = 0; r < R; r++) acc[r][c] += wr[r] * v;
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < 4; c++) memcpy(num + (r0 + r) * dh + e0 + 4 * c, &acc[r][c], sizeof acc[r][c]);
-}
-
 /* num [rep, dh] = sum over j < n of w[r, j] vals[j, :] (w rows `stride` apart): integers below 2^45, exact
    in any order; the rep heads share each value's load */
 VECTOR_CLONES_FMA void attention_sum(const double *w, i64 stride, const float *vals, i64 n, i64 dh, i64 rep,
                                      double *num) {
-    if (!use_avx512 && dh % 16 == 0) {  /* as below, in vectors of 4 doubles */
-        for (i64 r0 = 0; r0 < rep; r0 += 3)
-            for (i64 e0 = 0; e0 < dh; e0 += 16)
-                switch (rep - r0 < 3 ? rep - r0 : 3) {
-                case 1: sum_16_columns(w, stride, vals, n, dh, r0, e0, num, 1); break;
-                case 2: sum_16_columns(w, stride, vals, n, dh, r0, e0, num, 2); break;
-                default: sum_16_columns(w, stride, vals, n, dh, r0, e0, num, 3);
-                }
+#ifdef HAVE_X86
+    if (use_avx2 && !use_avx512 && dh % 16 == 0) {
+        attention_sum_avx2(w, stride, vals, n, dh, rep, num);
         return;
     }
+#endif
     if (dh % 32 == 0) {                 /* zero weights add exact zeros: the same sums as skipping them below */
         for (i64 r0 = 0; r0 < rep; r0 += 4)
             for (i64 e0 = 0; e0 < dh; e0 += 32)
