@@ -31,6 +31,35 @@ AVX512 static i64 exp2_row_avx512(const i64 *exp2, const double *z, i64 zmax, do
     }
     return _mm512_reduce_add_epi64(sum);
 }
+
+/* log2_row and exp2_row with AVX2 (GCC does not gather by itself there): 4 doubles at a time. In exp2_row_avx2
+   the shift is a floor of a product by 2^-16, in doubles: zmax - z[k] is an integer below 2^38 (|z| < 2^37:
+   at most 32 inputs of weight below 2^20 times a log2 below 2^12), so every step is exact, and the table's
+   values (below 2^17) become doubles by the exponent trick: the bits of 2^52 + v, less 2^52 */
+AVX2 static void log2_row_avx2(const int32_t *log2, const double *in, double *out) {
+    const __m256d lo = _mm256_set1_pd(1.0), hi = _mm256_set1_pd((double)ONE);
+    for (int k = 0; k < 256; k += 4) {
+        const __m256d v = _mm256_min_pd(_mm256_max_pd(_mm256_loadu_pd(in + k), lo), hi);
+        _mm256_storeu_pd(out + k, _mm256_cvtepi32_pd(_mm_i32gather_epi32(log2, _mm256_cvttpd_epi32(v), 4)));
+    }
+}
+
+AVX2 static i64 exp2_row_avx2(const i64 *exp2, const double *z, i64 zmax, double *q) {
+    const __m256d top = _mm256_set1_pd((double)zmax), scale = _mm256_set1_pd(0x1p-16),
+                  range = _mm256_set1_pd((double)EXP_RANGE), two52 = _mm256_set1_pd(0x1p52);
+    const __m256i two52_bits = _mm256_castpd_si256(two52);
+    __m256i sum = _mm256_setzero_si256();
+    for (int k = 0; k < 256; k += 4) {
+        const __m256d d = _mm256_min_pd(_mm256_floor_pd(_mm256_mul_pd(_mm256_sub_pd(top, _mm256_loadu_pd(z + k)),
+                                                                      scale)), range);
+        const __m256i v = _mm256_i32gather_epi64((const long long *)exp2, _mm256_cvttpd_epi32(d), 8);
+        _mm256_storeu_pd(q + k, _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(v, two52_bits)), two52));
+        sum = _mm256_add_epi64(sum, v);
+    }
+    i64 lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, sum);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
 #endif
 
 INLINE i64 log2_of(const int32_t *log2, i64 v) { return log2[v < 1 ? 1 : v > ONE ? ONE : v]; }
@@ -41,14 +70,22 @@ INLINE void log2_row(const int32_t *log2, const double *in, double *out) {
         log2_row_avx512(log2, in, out);
         return;
     }
+    if (use_avx2) {
+        log2_row_avx2(log2, in, out);
+        return;
+    }
 #endif
-    for (int k = 0; k < 256; k++) out[k] = (double)log2_of(log2, (i64)in[k]);
+    for (int k = 0; k < 256; k++) {   /* log2_of(log2, (i64)in[k]), clamped as a double: vectorised */
+        const double v = in[k] < 1.0 ? 1.0 : in[k] > (double)ONE ? (double)ONE : in[k];
+        out[k] = (double)log2[(int32_t)v];
+    }
 }
 
 /* q[k] = exp2[min((zmax - z[k]) >> 16, EXP_RANGE)] (the unnormalised geometric mix); returns the sum of q */
 INLINE i64 exp2_row(const i64 *exp2, const double *z, i64 zmax, double *q) {
 #ifdef HAVE_X86
     if (use_avx512) return exp2_row_avx512(exp2, z, zmax, q);
+    if (use_avx2) return exp2_row_avx2(exp2, z, zmax, q);
 #endif
     i64 qs = 0;
     for (int k = 0; k < 256; k++) {
@@ -73,8 +110,8 @@ INLINE void input_row(const Mixer *m, const Input *s, i64 l, i64 bucket, const i
     case KIND_NEURAL: {
         i64 sum = 0;
         for (int k = 0; k < 256; k++) sum += nn[k];
-        const double inv = 1.0 / (double)sum;
-        for (int k = 0; k < 256; k++) p[k] = (double)div_pos(nn[k] * ONE, sum, inv);
+        const double inv = 1.0 / (double)sum, ds = (double)sum;
+        for (int k = 0; k < 256; k++) p[k] = div_pos_f64((double)(nn[k] * ONE), ds, inv);
         below->neural = below->own = below->shared = p;
         break;
     }
