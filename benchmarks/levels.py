@@ -9,8 +9,8 @@ ratio against decode speed.
 
 Inputs, none of them in `bench/` nor in the training part of `train/` (so nothing here was tuned on):
 
-- text: the machine's licence texts, C++ and C headers and Python's standard library, in sorted order, cut to
-  the size (`TEXT_SOURCES`);
+- text: Python's standard library (code and its docstrings), then C++ and C headers, in sorted order, each
+  file once, cut to the size (`TEXT_SOURCES`);
 - image: matplotlib's sample photo grace_hopper.jpg as a PPM (RGB), its first rows up to the size (the whole
   photo is 921,615 bytes: larger sizes get the whole photo);
 - audio: a WAV of the held-out `train/audio/loop_compus.flac` (stereo, 44.1 kHz), its first samples up to
@@ -41,8 +41,7 @@ from bytezip.cli import SizeType
 from bytezip.speed import DEFAULT_CORPUS
 
 SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-TEXT_SOURCES = ("/usr/share/common-licenses/*", "/usr/include/c++/*/bits/*.h", "/usr/include/*.h",
-                str(SITE / "*.py"), str(SITE / "*" / "*.py"))
+TEXT_SOURCES = (str(SITE / "*.py"), str(SITE / "*" / "*.py"), "/usr/include/c++/*/bits/*.h", "/usr/include/*.h")
 PHOTO = SITE / "site-packages" / "matplotlib" / "mpl-data" / "sample_data" / "grace_hopper.jpg"
 RECORDING = DEFAULT_CORPUS / "audio" / "loop_compus.flac"
 OTHERS = {"zstd -19": (["zstd", "-19", "-q", "-c"], ["zstd", "-d", "-q", "-c"]),
@@ -69,14 +68,19 @@ def wav(path: Path, limit: int) -> bytes:
 
 
 def text(limit: int) -> bytes:
-    out, got = [], 0
+    """`TEXT_SOURCES`' files in order, each file once (no links, no second copy of the same bytes: a run of
+    duplicated licences would measure lzma's whole-file chunk, not the model), cut to `limit` bytes."""
+    out, seen, got = [], set(), 0
     for pattern in TEXT_SOURCES:
         for name in sorted(glob.glob(pattern)):
             if got >= limit:
                 break
-            if os.path.isfile(name):
-                out.append(Path(name).read_bytes())
-                got += len(out[-1])
+            if os.path.isfile(name) and not os.path.islink(name):
+                data = Path(name).read_bytes()
+                if data not in seen:
+                    seen.add(data)
+                    out.append(data)
+                    got += len(data)
     return b"".join(out)[:limit]
 
 

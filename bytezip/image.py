@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+# numpy is imported by the functions that use it: the format reads these layouts, and the command line's
+# --help and --version, which import the format, then load no numpy
 
-import numpy as np
 
 DETECT_BYTES = 1 << 18         # raw pixels are recognised from this much of the input's start ...
 DETECT_MIN_CORRELATION = 0.3   # ... when differences a row stride apart correlate this well ...
@@ -56,6 +57,7 @@ def raw_layout(head: bytes) -> ImageLayout | None:
     differences and the bytes correlate strongly. Measured on the 16 train images: every stride right (a grey
     image converted to RGB as 1 channel, 3 x wider). Tables in executables pass too (50 of 500 system
     binaries); the mixer then weighs the predictor down (64 KB of libsqlite3: 0.6% smaller with it)."""
+    import numpy as np
     n = len(head)
     if n < 4096:
         return None
@@ -75,6 +77,7 @@ def raw_layout(head: bytes) -> ImageLayout | None:
 
 def _autocorrelation(x: np.ndarray) -> np.ndarray | None:
     """Normalised autocovariance of x at lags 0 .. len(x)/4 - 1 (None for a constant x)."""
+    import numpy as np
     n = len(x)
     x = x - x.mean()
     var = float((x * x).mean())
@@ -88,6 +91,7 @@ def coded_index(j: np.ndarray, round_chunks: int, band_chunks: int) -> np.ndarra
     """Where chunk j of the input is coded: the first round_chunks x band_chunks chunks as round_chunks bands
     of band_chunks chunks, lane i of round r holding chunk r of band i; the rest (and all, when band_chunks is
     0) in order."""
+    import numpy as np
     j = np.asarray(j, dtype=np.int64)
     if not band_chunks:
         return j
@@ -96,6 +100,7 @@ def coded_index(j: np.ndarray, round_chunks: int, band_chunks: int) -> np.ndarra
 
 def input_index(k: np.ndarray, round_chunks: int, band_chunks: int) -> np.ndarray:
     """Which chunk of the input record k holds: the inverse of `coded_index`."""
+    import numpy as np
     k = np.asarray(k, dtype=np.int64)
     if not band_chunks:
         return k

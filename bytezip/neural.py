@@ -37,7 +37,7 @@ FORWARD_BATCH = 16           # chunks per parallel forward on a GPU (memory ~ ba
 PROGRESS_STEPS = 64          # decoding reports progress every this many steps
 DECODE_PART_LANES = 2        # lanes a decoding thread takes at least: a thread's steps hold the GIL between kernel
                              # calls, and one lane a thread decoded a 45 KB text 12% slower than both in one thread
-                             # (2-core EPYC, 2026-12-07; 2 lanes a thread: 13% faster than 4 in one)
+                             # (2-core EPYC, 2026-12-07; 2 lanes a thread: 12% faster than 4 in one)
 
 _CODER_MODEL = constriction.stream.model.Categorical(perfect=False)
 

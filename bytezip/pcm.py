@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+# numpy is imported by the functions that use it: the format reads these layouts, and the command line's
+# --help and --version, which import the format, then load no numpy
 
-import numpy as np
 
 DETECT_BYTES = 1 << 18         # raw samples are recognised from this much of the input's start
 DETECT_MAX_BITS = 12           # ... when the best layout's residuals cost under this per sample ...
@@ -52,6 +53,7 @@ def wav_layout(head: bytes) -> PcmLayout | None:
 def raw_layout(head: bytes) -> PcmLayout | None:
     """Raw samples: the layout (mono/stereo, byte phase) under which prediction costs the fewest bits, when
     it costs far fewer than under the worst layout (bytes that are not 16-bit audio look alike under all)."""
+    import numpy as np
     costs = {}
     for channels in (1, 2):
         for phase in range(2 * channels):
@@ -69,6 +71,7 @@ def raw_layout(head: bytes) -> PcmLayout | None:
 def _residual_bits(x: np.ndarray) -> float:
     """About the bits per sample of coding x [n, channels] with the best order-1/2 predictor per channel (and,
     for a second channel, the first one's residual added): log2 of the mean |residual|, over channels."""
+    import numpy as np
     d1 = np.diff(x, axis=0)[1:]
     d2 = np.diff(x, n=2, axis=0)
     residuals = [d1, d2]

@@ -18,8 +18,9 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass
+# numpy is imported by the functions that use it: the format reads these layouts, and the command line's
+# --help and --version, which import the format, then load no numpy
 
-import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}        # 8-bit colour types (grey, RGB, grey+alpha, RGBA) -> samples per pixel
@@ -73,6 +74,7 @@ def _chunks(data: bytes):
 
 def split(data: bytes) -> tuple[Envelope, bytes] | None:
     """(envelope, pixels) of an 8-bit, non-interlaced, zlib-written PNG that `join` rebuilds exactly; else None."""
+    import numpy as np
     if not data.startswith(SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
         return None
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
@@ -161,6 +163,7 @@ def _zlib_settings(rows: bytes, stream: bytes) -> tuple[int, int, int, int] | No
 
 
 def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    import numpy as np
     p = a + b - c
     pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
     return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
@@ -168,6 +171,7 @@ def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def _filter(pixels: bytes, env: Envelope) -> bytes:
     """The filtered rows (filter byte + filtered samples) of `pixels` with the envelope's filter types."""
+    import numpy as np
     bpp, stride = env.channels, env.width * env.channels
     x = np.frombuffer(pixels, dtype=np.uint8).reshape(env.height, stride).astype(np.int16)
     a = np.zeros_like(x)

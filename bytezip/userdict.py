@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import zstandard
 
+# numpy is imported where a dictionary is read: the command line imports this module for its options, and
+# --help and --version load no numpy
 from .format import DIGEST_BYTES, MODEL_NAME, BytezipError, ModelError
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ class UserDictionary:
 
 
 def from_bytes(blob: bytes, path: str | None = None) -> UserDictionary:
+    import numpy as np
     name = path or "dictionary"
     if not blob.startswith(MAGIC):
         raise DictionaryError(f"{name}: not a bytezip dictionary (bad magic)")

@@ -139,10 +139,10 @@ print(hashlib.sha256(blob).hexdigest(), bytezip.coding_model({model}).digest.hex
 
 
 def test_version_and_help_load_no_codec():
-    """`bytezip --version` and `--help`: click and the command's options only (no torch, model, codec or kernels;
-    numpy still comes with bytezip.format, through image.py, pcm.py and png.py)."""
+    """`bytezip --version` and `--help`: click and the command's options only (no torch, model, codec, kernels,
+    nor numpy, which image.py, pcm.py, png.py and userdict.py import where they use it)."""
     heavy = {"torch", "bytezip.codec", "bytezip.exact", "bytezip.model", "bytezip.loading", "bytezip.neural",
-             "bytezip.mixing", "bytezip.kernels", "safetensors", "constriction"}
+             "bytezip.mixing", "bytezip.kernels", "safetensors", "constriction", "numpy"}
     for flag in ("--version", "--help"):
         out = run_python(f"""
 import sys
