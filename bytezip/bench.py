@@ -921,6 +921,8 @@ def list_compressors(console=None) -> None:
 @click.option("--device", default=None, help="bytezip device: auto, cpu, cuda (default: bytezip's, auto).")
 @click.option("--chunk-size", type=int, default=None, help="bytezip chunk size (as bytezip --chunk-size).")
 @click.option("--lanes", type=int, default=None, help="bytezip lanes: chunks coded together (as bytezip --lanes).")
+@click.option("--level", type=click.IntRange(1, 9), default=None,
+              help="bytezip's level, 1 (fastest) to 9 (smallest), as bytezip -1 ... -9 (default: 6).")
 @click.option("--threads", type=int, default=None, help="bytezip torch threads (as bytezip -T).")
 @click.option("--no-mixing", is_flag=True, help="bytezip with the model alone (no match/context mixing).")
 @click.option("--no-solid", is_flag=True, help="bytezip without the whole-input zstd fallback.")
@@ -942,7 +944,7 @@ def list_compressors(console=None) -> None:
 @click.option("--sweep-lanes", default=None, metavar="LIST",
               help="With --speed: decode bytes/s at these lanes (default 1,16,64,256; '' for none).")
 def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors, model, device, chunk_size, lanes,
-                  threads, no_mixing, no_solid, min_time, no_files, no_raw, markdown, no_plots, merge, verbose, quiet,
+                  level, threads, no_mixing, no_solid, min_time, no_files, no_raw, markdown, no_plots, merge, verbose, quiet,
                   list_only, speed, sweep_lanes):
     """Compressed size (bits per byte) and speed of bytezip against zstd, xz, brotli, gzip, PNG, WebP,
     JPEG-XL, FLAC and WavPack on PATHS (default: the bench corpus, ../shared/corpus/bench).
@@ -960,7 +962,8 @@ def bench_command(paths, json_path, report_dir, files, limit_bytes, compressors,
         finish(merge_results(parts, _command_string()), json_path, report_dir, markdown=markdown,
                plots=not no_plots)
         return
-    options = {"model": model, "device": device, "chunk_size": chunk_size, "lanes": lanes, "threads": threads,
+    options = {"model": model, "device": device, "chunk_size": chunk_size, "lanes": lanes, "level": level,
+               "threads": threads,
                "mixing": False if no_mixing else None, "solid": False if no_solid else None}
     options = {k: v for k, v in options.items() if v is not None}
     checked_options(options)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import bytezip
 from bytezip import bench
 from bytezip.bench import Codec, RoundTripError, bench_command, run_bench, select_codecs
 
@@ -117,6 +118,20 @@ def test_cli_subset(corpus, tmp_path):
                                                        if n in {c.name for c in select_codecs("zstd-19,xz,flac")[0]}]
     assert res["command"].startswith("bytezip bench")
     assert "| text |" in r.output
+
+
+def test_cli_level_is_the_library_level(corpus, tmp_path):
+    """`bytezip bench --level 1` codes each input as `bytezip.compress(data, level=1)` does (no model)."""
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(bench_command, [str(corpus), "--files", "text/prose.txt", "--limit-bytes", "1K",
+                                           "--compressors", "bytezip", "--level", "1", "--json", str(out), "-q",
+                                           "--min-time", "0", "--no-files"])
+    assert r.exit_code == 0, r.output
+    f = json.loads(out.read_text())["files"][0]
+    data = (corpus / "text" / "prose.txt").read_bytes()[:1024]
+    assert f["results"]["bytezip"]["compressed_bytes"] == len(bytezip.compress(data, level=1))
+    bad = CliRunner().invoke(bench_command, [str(corpus), "--level", "10"])
+    assert bad.exit_code == 2 and "--level" in bad.output
 
 
 def test_zstd_long(corpus):
