@@ -147,6 +147,21 @@ def label(r: dict) -> str:
     return f"bytezip -{r['level']}" if r["tool"] == "bytezip" else r["tool"]
 
 
+def totals(rows: list[dict]) -> dict[tuple[int, str], dict]:
+    """Per (size, tool and level), in report order: inputs, bits per byte and encode / decode KB/s of all the
+    kinds together (what the report's second table and the plot show)."""
+    out = {}
+    for size in sorted({r["size"] for r in rows}):
+        here = [r for r in rows if r["size"] == size]
+        for name in sorted({label(r) for r in here}, key=lambda s: (not s.startswith("bytezip"), s)):
+            rs = [r for r in here if label(r) == name]
+            n = sum(r["bytes"] for r in rs)
+            out[size, name] = dict(inputs=len(rs), bpb=8 * sum(r["archive"] for r in rs) / n,
+                                   encode_kb_s=n / sum(r["encode_s"] for r in rs) / 1e3,
+                                   decode_kb_s=n / sum(r["decode_s"] for r in rs) / 1e3)
+    return out
+
+
 def plot(rows: list[dict], path: Path):
     """Bits per byte against decode speed (log scale), one panel per input size, one mark per tool and level."""
     import matplotlib
@@ -154,15 +169,12 @@ def plot(rows: list[dict], path: Path):
     import matplotlib.pyplot as plt
     sizes = sorted({r["size"] for r in rows})
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4.2), squeeze=False)
+    summary = totals(rows)
     for ax, size in zip(axes[0], sizes):
-        here = [r for r in rows if r["size"] == size]
-        for name in sorted({label(r) for r in here}):
-            rs = [r for r in here if label(r) == name]
-            n = sum(r["bytes"] for r in rs)
-            bpb = 8 * sum(r["archive"] for r in rs) / n
-            kbs = n / sum(r["decode_s"] for r in rs) / 1e3
-            ax.scatter(kbs, bpb, marker="o" if name.startswith("bytezip") else "s")
-            ax.annotate(name, (kbs, bpb), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for (at, name), t in summary.items():
+            if at == size:
+                ax.scatter(t["decode_kb_s"], t["bpb"], marker="o" if name.startswith("bytezip") else "s")
+                ax.annotate(name, (t["decode_kb_s"], t["bpb"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("decode KB/s, whole process (log)")
         ax.set_ylabel("bits per byte, all kinds")
@@ -189,14 +201,8 @@ def report(out: Path, command: str):
                      f"{r['decode_s']:.2f} | {r['encode_kb_s']:.1f} | {r['decode_kb_s']:.1f} | {mem} |")
     lines += ["", "Per size, all kinds together:", "",
               "| size | tool | inputs | bits per byte | encode KB/s | decode KB/s |", "|---:|---|---:|---:|---:|---:|"]
-    for size in sorted({r["size"] for r in rows}):
-        here = [r for r in rows if r["size"] == size]
-        for name in sorted({label(r) for r in here}, key=lambda s: (not s.startswith("bytezip"), s)):
-            rs = [r for r in here if label(r) == name]
-            n = sum(r["bytes"] for r in rs)
-            lines.append(f"| {size:,} | {name} | {len(rs)} | {8 * sum(r['archive'] for r in rs) / n:.3f} | "
-                         f"{n / sum(r['encode_s'] for r in rs) / 1e3:.1f} | "
-                         f"{n / sum(r['decode_s'] for r in rs) / 1e3:.1f} |")
+    lines += [f"| {size:,} | {name} | {t['inputs']} | {t['bpb']:.3f} | {t['encode_kb_s']:.1f} | "
+              f"{t['decode_kb_s']:.1f} |" for (size, name), t in totals(rows).items()]
     lines += ["", "![bits per byte against decode speed](levels.png)"]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     plot(rows, out / "levels.png")

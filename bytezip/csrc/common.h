@@ -135,7 +135,7 @@ INLINE i64 floordiv(i64 a, i64 b) {     /* numpy's // for b > 0 */
    and the remainder corrects it; all in doubles, exactly (every value an integer below 2^53), as integer
    division and 64-bit multiplies are the mixer's slowest instructions */
 INLINE double div_pos_f64(double x, double dd, double inv) {     /* the same, of integers held as doubles */
-    const double q = __builtin_trunc(x * inv), r = x - q * dd;     /* trunc: (double)(i64) below 2^63, vectorised */
+    const double q = __builtin_trunc(x * inv), r = x - q * dd;     /* (double)(i64) below 2^63, in one instruction */
     return q + (double)(r >= dd) - (double)(r < 0);
 }
 

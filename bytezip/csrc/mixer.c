@@ -75,10 +75,7 @@ INLINE void log2_row(const int32_t *log2, const double *in, double *out) {
         return;
     }
 #endif
-    for (int k = 0; k < 256; k++) {   /* log2_of(log2, (i64)in[k]), clamped as a double: vectorised */
-        const double v = in[k] < 1.0 ? 1.0 : in[k] > (double)ONE ? (double)ONE : in[k];
-        out[k] = (double)log2[(int32_t)v];
-    }
+    for (int k = 0; k < 256; k++) out[k] = (double)log2_of(log2, (i64)in[k]);
 }
 
 /* q[k] = exp2[min((zmax - z[k]) >> 16, EXP_RANGE)] (the unnormalised geometric mix); returns the sum of q */

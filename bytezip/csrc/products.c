@@ -4,7 +4,6 @@
 
 #pragma GCC optimize("fp-contract=fast")
 typedef double v4d __attribute__((vector_size(32)));   /* 4 doubles: where AVX-512 is off (see dots_tile4) */
-typedef float v4f __attribute__((vector_size(16)));
 
 /* y [j0 .. j0 + 8 C) = q [K] @ wq [K, N]'s columns j0 .. j0 + 8 C, one row of the product: C chains of sums in
    flight (8 hide the latency of the adds), each weight loaded once */
