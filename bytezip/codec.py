@@ -180,7 +180,8 @@ class Compressor:
                 signal = signal_model(layout, starts[lanes], self.chunk_size, round_chunks) if self.mixing else None
                 neural, mixed, mixer = encode_lanes(self.model, part, self.mixing, history, signal,
                                                     self.model.dictionary, lap)
-            return [Candidates(n, m, smallest(chunk, n, m, lap)) for chunk, n, m in zip(part, neural, mixed)], mixer
+            return [Candidates(n, m, smallest(chunk, n, m, lap, history_span(history, chunk)))
+                    for chunk, n, m in zip(part, neural, mixed)], mixer
         _, results = run_split(len(chunks), self.workers, code)
         if history is not None:
             history.learn_weights([(mixer, np.array([c.best[0] == fmt.MIXED for c in coded]))
@@ -408,7 +409,7 @@ class Decompressor:
                 if r.codec in fmt.MODEL_CODECS:
                     data = decoded[id(r)]
                 else:
-                    data = plain_decode(r.codec, p, r.raw_size, k)
+                    data = plain_decode(r.codec, p, r.raw_size, k, memoryview(history.data) if history else b"")
                     if progress:
                         progress(len(data))
                 first = checks.first if checks else 0
@@ -454,6 +455,12 @@ class Decompressor:
         out = io.BytesIO()
         self.copy_stream(io.BytesIO(blob), out)
         return out.getvalue()
+
+
+def history_span(history: History | None, chunk: bytes) -> tuple[int, bytes] | None:
+    """(start, bytes) of the shared history that a chunk repeats, for its history zstd candidate; None: none."""
+    span = history.span_of(chunk) if history is not None else None
+    return span and (span[0], history.data[span[0]:span[0] + span[1]].tobytes())
 
 
 def _solid_archive(data: bytes) -> bytes:

@@ -1,17 +1,17 @@
-"""The .bzp archive format (version 10): frames, each a header, one record per chunk with a check after each group,
+"""The .bzp archive format (version 11): frames, each a header, one record per chunk with a check after each group,
 and an end record.
 
 All integers are unsigned LEB128 varints unless a width is given. The layout is written so that an
 archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
 before anything is allocated for it.
 
-    header   magic b"\\x89BZP" | version u8 = 10 | flags u8 | chunk_size | round_chunks | signal
+    header   magic b"\\x89BZP" | version u8 = 11 | flags u8 | chunk_size | round_chunks | signal
              | signal fields (see below) | model fields | png_size | png envelope (png_size bytes; only with flag 0x01)
     model    without flag 0x02: model_id_len u8 | model_id (ASCII) | model_digest 8 bytes (SHA-256 prefix of the
              canonical weights) | dictionary u8 (0 none, 1 one follows) | dictionary_digest 8 bytes (SHA-256 prefix
              of the dictionary's bytes) (the fields after model_id only when model_id is not empty);
              with flag 0x02: user_digest 8 bytes, and nothing else
-    chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed, 4 lzma) | raw_size | coded_size | payload (coded_size bytes)
+    chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed, 4 lzma, 5 history zstd) | raw_size | coded_size | payload (coded_size bytes)
              | group_check 4 bytes (only after the last record of each group, see below)
     end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the header's bytes followed
              by the original bytes in the order the user gets them)
@@ -65,7 +65,12 @@ path; chunk_size <= MAX_MODEL_CHUNK (2^16) when a model is named (no model has a
 and signal are 0 without a model; signal <= 3; band_chunks > 0 only with round_chunks > 0; no neural chunk without a model; 1 <= chunk_size <= 2^24; every chunk
 but the last has raw_size == chunk_size and the last 1 <= raw_size <= chunk_size; coded_size <= raw_size
 (the encoder stores a chunk raw rather than let it grow) and a raw chunk has coded_size == raw_size; a zstd
-payload is a magicless zstd frame; an lzma payload is a raw LZMA2 stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
+payload is a magicless zstd frame; a history zstd payload (version 11 on, only with round_chunks > 0) is
+prefix_start | prefix_size | a magicless zstd frame coded with the shared history's bytes
+[prefix_start, prefix_start + prefix_size) as its raw-content dictionary (`History.data` as it stands when the
+chunk's round begins: the rounds before it, after the user dictionary's sample if any), 1 <= prefix_size <=
+MAX_HISTORY_PREFIX and the span within the history: a block repeated far back costs a few bytes a chunk, decoded
+at zstd's speed (a model payload may not code that few: MAX_MODEL_RATIO); an lzma payload is a raw LZMA2 stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
 trailing zero bytes dropped (its distributions: the exact model's, or for "mixed" those of `bytezip.mixing`, whose geometric stage is new in version 5,
 the dictionary match model, the learnt blend and the weights carried from round to round in 6, a second
 geometric mix (weights per class of the previous byte) in 7, and in 8 every square root of the exact model
@@ -85,7 +90,7 @@ after another, so two archives concatenated (`cat a.bzp b.bzp`) are an archive o
 as with gzip members and zstd frames. After an end record comes the next frame's magic or the end of the
 stream; anything else is corruption. A frame may be of any version a decoder reads.
 
-    seek     magic | version u8 = 10 | flags u8 = 0x04 | frame_count | (frame_bytes | frame_size) per frame
+    seek     magic | version u8 (10 on) | flags u8 = 0x04 | frame_count | (frame_bytes | frame_size) per frame
              | checksum 8 bytes (SHA-256 prefix of the seek frame's bytes before it) | table_bytes u32 LE (the seek
              frame's bytes before this field) | b"BZPS"
 
@@ -95,7 +100,8 @@ find it from the stream's end (the last 8 bytes) and decode any byte range from 
 (`bytezip.frames.read_range`). A decoder reading the stream in order checks the table against the frames it
 decoded; nothing follows it.
 
-Decoders read versions 8, 9 and 10 (`READ_VERSIONS`); version 9 is version 10 with rounds that do not grow;
+Decoders read versions 8 to 11 (`READ_VERSIONS`); version 10 is version 11 without history zstd chunks;
+version 9 is version 10 with rounds that do not grow;
 version 8 is version 9 without the group checks and the model ratio limit, its checksum over the decoded bytes
 in record order. A sample archive of each version, with its
 original, is kept in tests/archives/vN and decoded by the tests.
@@ -115,12 +121,13 @@ from .pcm import PcmLayout
 from .png import CHANNELS, DIGEST_BYTES as PNG_DIGEST_BYTES, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
 
 MAGIC = b"\x89BZP"
-VERSION = 10
-READ_VERSIONS = (8, 9, 10)    # every version that has shipped since the format was frozen keeps decoding
+VERSION = 11
+READ_VERSIONS = (8, 9, 10, 11)    # every version that has shipped since the format was frozen keeps decoding
 CHECK_GROUP = 64          # records per group check: at least this many, in whole rounds
 GROUP_CHECK_BYTES = 4
 MAX_MODEL_CHUNK = 1 << 16  # chunk size limit of an archive that names a model
 MAX_MODEL_RATIO = 64      # a model payload codes at most this many bytes a byte (version 9 on)
+MAX_HISTORY_PREFIX = 1 << 20   # the history bytes a history zstd chunk may read (version 11)
 INFO_SLACK_BITS = 128     # the range coder's final words and float rounding (the encoder keeps 32 bits inside)
 MAX_PCM_OFFSET = 1 << 40
 MAX_IMAGE_WIDTH = 1 << 24
@@ -132,8 +139,8 @@ FLAG_USER_DICT = 0x02     # version 9 on: a user dictionary's digest follows the
 FLAG_SEEK = 0x04          # version 10: the seek table, the last frame
 SEEK_MAGIC = b"BZPS"      # the stream's last 4 bytes when it ends with a seek table
 MAX_FRAMES = 1 << 32
-RAW, ZSTD, NEURAL, MIXED, LZMA = 0, 1, 2, 3, 4
-CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural", MIXED: "mixed", LZMA: "lzma"}
+RAW, ZSTD, NEURAL, MIXED, LZMA, HISTORY_ZSTD = 0, 1, 2, 3, 4, 5
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", NEURAL: "neural", MIXED: "mixed", LZMA: "lzma", HISTORY_ZSTD: "history zstd"}
 MODEL_CODECS = (NEURAL, MIXED)
 END = 0xFF
 DIGEST_BYTES = 8
@@ -326,6 +333,27 @@ class Prefixed:
             self.head = self.head[len(out):]
             return out if n < 0 or len(out) == n else out + self.fh.read(n - len(out))
         return self.fh.read(n)
+
+
+def history_payload_bytes(prefix_start: int, prefix_size: int, frame: bytes) -> bytes:
+    """A history zstd chunk's payload: where its dictionary lies in the history, then the zstd frame."""
+    assert 0 < prefix_size <= MAX_HISTORY_PREFIX
+    return encode_varint(prefix_start) + encode_varint(prefix_size) + frame
+
+
+def parse_history_payload(payload: bytes, history_size: int, name: str) -> tuple[int, int, bytes]:
+    """(prefix_start, prefix_size, frame) of a history zstd payload, the span checked against the `history_size`
+    bytes the history holds."""
+    r = Reader(io.BytesIO(payload))
+    try:
+        start = r.varint("history prefix start", history_size)
+    except FormatError:
+        raise FormatError(f"corrupted archive ({name}: its history span starts beyond the "
+                          f"{history_size} bytes of history)") from None
+    size = r.varint(f"{name}'s history prefix size", MAX_HISTORY_PREFIX)
+    if size == 0 or start + size > history_size:
+        raise FormatError(f"corrupted archive ({name}: history bytes {start}-{start + size} of {history_size})")
+    return start, size, payload[r.pos:]
 
 
 def model_payload_fits(raw_size: int, coded_size: int) -> bool:
@@ -525,6 +553,10 @@ class Reader:
             if codec in MODEL_CODECS and not header.has_model:
                 raise FormatError(f"corrupted archive ({CODEC_NAMES[codec]} chunk {count} in an archive made "
                                   f"without a model)")
+            if codec == HISTORY_ZSTD and (self.version < 11 or not header.round_chunks):
+                raise FormatError(f"corrupted archive (history zstd chunk {count} in "
+                                  + (f"a version {self.version} archive)" if self.version < 11
+                                     else "an archive without a shared history)"))
             if last_short:
                 raise FormatError(f"corrupted archive (chunk {count - 1} is short but not last)")
             if count >= banded_limit:

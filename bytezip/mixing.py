@@ -47,6 +47,7 @@ import hashlib
 import numpy as np
 
 from . import kernels
+from . import format as fmt
 from .format import BytezipError
 from .image import ImageLayout
 from .pcm import PcmLayout
@@ -57,6 +58,8 @@ from .predictors.match import (HISTORY_MATCH_BITS, HISTORY_MATCH_MIN, HIT_HALVE,
                                bucket_of, hash_last, match_distribution)
 
 HISTORY_MAX = 1 << 26         # history bytes kept for matching; its context counts keep learning beyond
+SPAN_ANCHOR = 32              # a history zstd chunk's span: the chunk's contexts looked up every this many bytes
+SPAN_VERIFY = 32              # ... and kept where this many bytes agree
 EXTEND_PIECE = 1 << 18        # the history learns this many bytes at a time (~40 MB of scratch)
 SHARED_ORDERS = tuple(i.order for i in of_kind(INPUTS, Kind.HISTORY_ORDER))   # what a History counts
 N_MODELS = len(INPUTS)        # the mixer's inputs (`predictors.INPUTS`)
@@ -137,6 +140,28 @@ class History:
         size is the archive's to declare."""
         for at in range(0, len(data), EXTEND_PIECE):
             self._extend(data[at:at + EXTEND_PIECE])
+
+    def span_of(self, chunk: bytes) -> tuple[int, int] | None:
+        """(start, size) of the history bytes that a chunk repeats, for a history zstd chunk's dictionary (the
+        format's codec 5): each SPAN_ANCHOR-th context of the chunk looked up in the match table and kept where
+        the SPAN_VERIFY bytes from there agree; the span covers those places, at most MAX_HISTORY_PREFIX bytes
+        about their median. None: no such place."""
+        n, seen = len(chunk), len(self.data)
+        if n < SPAN_VERIFY or seen < SPAN_VERIFY:
+            return None
+        c = np.frombuffer(chunk, dtype=np.uint8).astype(np.int64)
+        at = np.arange(HISTORY_MATCH_MIN, n - SPAN_VERIFY + 1, SPAN_ANCHOR)     # a context ends before each
+        p = self.match_table[hash_last(lambda j: c[at - j], HISTORY_MATCH_MIN, HISTORY_MATCH_BITS)]
+        ok = (p >= HISTORY_MATCH_MIN) & (p + SPAN_VERIFY <= seen)
+        starts = [int(q - a) for q, a in zip(p[ok], at[ok])
+                  if self.data[q - HISTORY_MATCH_MIN:q + SPAN_VERIFY].tobytes() == chunk[a - HISTORY_MATCH_MIN:
+                                                                                       a + SPAN_VERIFY]]
+        if not starts:
+            return None
+        middle = sorted(starts)[len(starts) // 2]
+        lo = max(0, min(starts), middle - fmt.MAX_HISTORY_PREFIX // 2)
+        hi = min(seen, max(starts) + n, lo + fmt.MAX_HISTORY_PREFIX)
+        return lo, hi - lo
 
     def _extend(self, data: bytes):
         new = np.frombuffer(data, dtype=np.uint8).astype(np.int64)

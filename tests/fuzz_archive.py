@@ -146,7 +146,8 @@ def png_file(img: np.ndarray) -> bytes:
 def seeds(plain: codec.CodingModel, primed: codec.CodingModel, user=None) -> list[tuple[str, bytes, bytes | None]]:
     """(name, archive, original or None when unknown) for every kind of chunk and header the encoder writes,
     each decodable in a few milliseconds by `primed` (and the user dictionary `user`)."""
-    from bytezip.format import LZMA, MIXED, NEURAL, RAW, ZSTD
+    from bytezip.format import HISTORY_ZSTD, LZMA, MIXED, NEURAL, RAW, ZSTD
+    from bytezip.plain import history_zstd_compress
     text = english_text()
     out: list[tuple[str, bytes, bytes | None]] = []
 
@@ -163,6 +164,9 @@ def seeds(plain: codec.CodingModel, primed: codec.CodingModel, user=None) -> lis
     assert all(coders[c](r) is not None for c, r in parts), "a neural payload the decoder would reject"
     out.append(("every-codec", fmt.archive_bytes(head, [(c, r, coders[c](r)) for c, r in parts]),
                 b"".join(r for _, r in parts)))
+    repeat = text[4000:4032]                # a history zstd chunk: the second round repeats the first
+    out.append(("history-zstd", fmt.archive_bytes(fmt.Header(32, plain.model_id, plain.digest, round_chunks=1), [
+        (RAW, repeat, repeat), (HISTORY_ZSTD, repeat, history_zstd_compress(repeat, 0, repeat))]), repeat * 2))
     add("text-history", text[:48] * 3 + text[5000:5100], model=plain, chunk_size=32, round_chunks=2)
     add("text-history-dict", text[6000:6200], model=primed, chunk_size=32, round_chunks=4)
     add("text-nohistory", text[7000:7200], model=plain, chunk_size=64, history=False)
@@ -203,7 +207,7 @@ def seeds(plain: codec.CodingModel, primed: codec.CodingModel, user=None) -> lis
 
 def missing_kinds(all_seeds) -> list[str]:
     """What the seeds should hold and do not (empty when the corpus covers every chunk kind and header)."""
-    want = {"raw", "zstd", "lzma", "neural", "mixed", "history", "no history", "dictionary", "no model",
+    want = {"raw", "zstd", "lzma", "neural", "mixed", "history zstd", "history", "no history", "dictionary", "no model",
             "pcm mono", "pcm stereo", "image", "banded image", "banded raw image", "png", "empty"}
     want |= {"user dictionary"} if HAS_USER_DICT else set()
     for _, blob, _ in all_seeds:

@@ -1,5 +1,8 @@
 """Codec round trips and exactness: parallel forward (encode) vs incremental steps (decode)."""
+import dataclasses
+import inspect
 import io
+import lzma
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,8 @@ import torch
 import bytezip
 from bytezip import codec, format as fmt
 from bytezip.exact import ExactMegabyte
-from conftest import english_text, image_pixels, wav_bytes
+from bytezip.model import Megabyte
+from conftest import TINY, english_text, image_pixels, wav_bytes
 
 
 def codecs_used(blob: bytes) -> list[int]:
@@ -140,6 +144,35 @@ def test_each_chunk_takes_the_smaller_of_lzma_and_zstd():
         best = min(len(codec._lzma_compress(chunk)), len(codec._zstd_compress(chunk)), len(chunk))
         assert rec.coded_size == best
     assert {fmt.LZMA, fmt.ZSTD, fmt.RAW} <= {r.codec for r in info.chunks}
+    assert bytezip.decompress(blob) == data
+
+
+def test_a_block_repeated_costs_a_few_bytes_a_chunk():
+    """4 KB chunks that repeat earlier rounds are history zstd chunks (format 11) of a few bytes each: the model
+    may not code a chunk in under 1/8 bit a byte (MAX_MODEL_RATIO), and zstd alone costs a kilobyte a chunk."""
+    torch.manual_seed(0)
+    cm = bytezip.coding_model(Megabyte(dataclasses.replace(TINY, max_patches=1024)).eval())   # a 4 KB context
+    block = english_text()[:40_000]
+    once, twice = (bytezip.Compressor(model=cm, solid=False).compress(d) for d in (block, block * 2))
+    repeats = [r.coded_size for r in bytezip.read_info(io.BytesIO(twice)).chunks if r.codec == fmt.HISTORY_ZSTD]
+    assert len(repeats) >= 9 and max(repeats) < 40                   # of the 10 chunks that repeat the first 10
+    assert len(twice) < len(once) + 1000                            # (the rounds differ: 3 and 2 chunks)
+    assert bytezip.decompress(twice, model=cm) == block * 2
+
+
+@pytest.mark.slow     # ~1 minute: 600 KB through the shipped model, both ways
+def test_a_300_kb_block_written_twice_codes_below_xz():
+    """Issue 24: the same 300 KB block written twice (stdlib source, prose and code) codes below xz -9e by the
+    model-coded archive, and that is the archive the defaults write."""
+    import argparse, typing, textwrap
+    block = "\n".join(inspect.getsource(m) for m in (argparse, inspect, typing, textwrap)).encode()[:300_000]
+    data = block * 2
+    blob = bytezip.compress(data)
+    xz = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+    used = codecs_used(blob)
+    print(f"\n{len(data)} -> {len(blob)} bytes (xz -9e {xz}): {used.count(fmt.HISTORY_ZSTD)} history zstd chunks, "
+          f"{used.count(fmt.MIXED)} mixed, {len(used)} in all")
+    assert len(blob) < xz and set(used) <= {fmt.MIXED, fmt.NEURAL, fmt.HISTORY_ZSTD}
     assert bytezip.decompress(blob) == data
 
 

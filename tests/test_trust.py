@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import bytezip
 from bytezip import codec, format as fmt, loading
 from bytezip.format import LZMA, NEURAL, RAW, ZSTD, BytezipError, ChecksumError, FormatError, ModelError
+from bytezip.mixing import History
 from bytezip.model import save_model
 from conftest import ARCHIVE_START, english_text, image_pixels, wav_bytes
 
@@ -314,6 +315,9 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
     z = lambda b: codec._zstd_compress(b)
     garbage = np.random.default_rng(3).bytes(40)
     F, C, Mo = (FormatError,), (ChecksumError,), (ModelError,)
+    HISTORY = fmt.HISTORY_ZSTD
+    hz = lambda start, size: varint(start) + varint(size) + z(bytes(CHUNK))   # a history zstd payload's span
+    v10 = lambda blob: blob[:4] + b"\x0a" + blob[5:]
     return [
         ("empty file", b"", F, "empty file"),
         ("magic only", fmt.MAGIC, F, "truncated"),
@@ -327,7 +331,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("version 5 (before the carried weights)", fmt.MAGIC + b"\5\0" + head[6:], F, "version 5"),
         ("version 6 (one geometric mix)", fmt.MAGIC + b"\6\0" + head[6:], F, "version 6"),
         ("version 7 (torch's CPU square root)", fmt.MAGIC + b"\7\0" + head[6:], F, "version 7"),
-        ("version 11", fmt.MAGIC + b"\x0b\0" + head[6:], F, "version 11"),
+        ("version 12", fmt.MAGIC + b"\x0c\0" + head[6:], F, "version 12"),
         ("unknown flags", ARCHIVE_START + b"\x08" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),
@@ -417,26 +421,52 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
                                                        digest=bytes(range(8))), Mo, "was made with model"),
         ("neural chunk beyond the model's context", archive([(NEURAL, 512, garbage)], chunk_size=512, model_id=M,
                                                             digest=digest), F, "context"),
+        ("history zstd chunk in a version 10 archive", v10(archive([(HISTORY, CHUNK, hz(0, 1))], model_id=M,
+                                                                   digest=digest, round_chunks=2)), F, "version 10"),
+        ("history zstd chunk without a shared history", archive([(HISTORY, CHUNK, hz(0, 1))], model_id=M,
+                                                                digest=digest), F, "without a shared history"),
+        ("history zstd span beyond the history", archive([(RAW, CHUNK, bytes(CHUNK)), (HISTORY, CHUNK, hz(0, 65))],
+                                                         model_id=M, digest=digest, round_chunks=1), F,
+         "history bytes 0-65 of 64"),
+        ("history zstd span of 0 bytes", archive([(RAW, CHUNK, bytes(CHUNK)), (HISTORY, CHUNK, hz(0, 0))],
+                                                 model_id=M, digest=digest, round_chunks=1), F, "history bytes 0-0"),
+        ("history zstd span start beyond the history", archive([(RAW, CHUNK, bytes(CHUNK)),
+                                                                (HISTORY, CHUNK, hz(1 << 40, 1))], model_id=M,
+                                                               digest=digest, round_chunks=1), F, "history span"),
+        ("history zstd span over 1 MiB", archive([(RAW, CHUNK, bytes(CHUNK)), (HISTORY, CHUNK, hz(0, (1 << 20) + 1))],
+                                                 model_id=M, digest=digest, round_chunks=1), F, "history prefix size 1048577 exceeds"),
+        ("history zstd garbage frame", archive([(RAW, CHUNK, bytes(CHUNK)), (HISTORY, CHUNK, hz(0, 8)[:2] + garbage)],
+                                               model_id=M, digest=digest, round_chunks=1), F, "history zstd chunk 1"),
         ("neural garbage", archive([(NEURAL, CHUNK, garbage)], model_id=M, digest=digest), F + C, ""),
         ("neural payload of 0xff", archive([(NEURAL, CHUNK, b"\xff" * 30)], model_id=M, digest=digest), F + C, ""),
         ("neural payload of one byte", archive([(NEURAL, CHUNK, b"\x01")], model_id=M, digest=digest), F + C, ""),
     ]
 
 
+def shared_history(blob: bytes) -> bool:
+    try:
+        return fmt.Reader(io.BytesIO(blob)).header().round_chunks > 0
+    except BytezipError:
+        return False
+
+
 def test_hostile_archives(tiny, tmp_path):
     """Each is rejected with the expected one-line error, by `read_info` (what `list` does) where the structure
-    is at fault, and before any large allocation (Python-level peak, tracemalloc, under 2 MB)."""
+    is at fault, and before any large allocation (Python-level peak, tracemalloc, under 2 MB beyond the shared
+    history's fixed tables where the archive has one)."""
     cases = hostile_cases(tiny.cm.digest)
     assert len({name for name, *_ in cases}) == len(cases)
     path = tmp_path / "h.bzp"
     peaks = {}
+    fresh = History()
+    tables = sum(t.nbytes for t in fresh.counts) + fresh.match_table.nbytes
     for name, blob, errors, fragment in cases:
         path.write_bytes(blob)
         tracemalloc.start()
         try:
             with open(path, "rb") as fh, pytest.raises(errors) as e, deadline(60):
                 bytezip.Decompressor().copy_stream(fh, NullSink())
-            peaks[name] = tracemalloc.get_traced_memory()[1]
+            peaks[name] = tracemalloc.get_traced_memory()[1] - (tables if shared_history(blob) else 0)
         finally:
             tracemalloc.stop()
         msg = str(e.value)
@@ -447,7 +477,7 @@ def test_hostile_archives(tiny, tmp_path):
         except BytezipError as e2:
             assert e2.__class__ is FormatError, (name, e2)
         else:
-            in_payload = any(k in fragment for k in ("zstd", "lzma", "declares", "context"))
+            in_payload = any(k in fragment for k in ("zstd", "lzma", "declares", "context", "history"))
             assert errors != (FormatError,) or in_payload, (name, "read_info accepted it")
     worst = max(peaks, key=peaks.get)
     print(f"\n{len(cases)} hostile archives rejected; largest Python peak {peaks[worst] / 1e6:.2f} MB ({worst})")
