@@ -40,6 +40,7 @@ of chunks; the decoder one step per byte for all lanes, right after the model st
 """
 from __future__ import annotations
 
+import bisect
 import ctypes
 import functools
 import hashlib
@@ -60,6 +61,7 @@ from .predictors.match import (HISTORY_MATCH_BITS, HISTORY_MATCH_MIN, HIT_HALVE,
 HISTORY_MAX = 1 << 26         # history bytes kept for matching; its context counts keep learning beyond
 SPAN_ANCHOR = 32              # a history zstd chunk's span: the chunk's contexts looked up every this many bytes
 SPAN_VERIFY = 32              # ... and kept where this many bytes agree
+SPAN_CHUNKS = 4               # ... the span at most this many chunk lengths
 EXTEND_PIECE = 1 << 18        # the history learns this many bytes at a time (~40 MB of scratch)
 SHARED_ORDERS = tuple(i.order for i in of_kind(INPUTS, Kind.HISTORY_ORDER))   # what a History counts
 N_MODELS = len(INPUTS)        # the mixer's inputs (`predictors.INPUTS`)
@@ -144,8 +146,9 @@ class History:
     def span_of(self, chunk: bytes) -> tuple[int, int] | None:
         """(start, size) of the history bytes that a chunk repeats, for a history zstd chunk's dictionary (the
         format's codec 5): each SPAN_ANCHOR-th context of the chunk looked up in the match table and kept where
-        the SPAN_VERIFY bytes from there agree; the span covers those places, at most MAX_HISTORY_PREFIX bytes
-        about their median. None: no such place."""
+        the SPAN_VERIFY bytes from there agree; the span covers the most of those places that lie within
+        SPAN_CHUNKS chunk lengths (zstd's level 19 takes ~0.1 s to load a 1 MiB dictionary, a chunk's mixing
+        about as long). None: no such place."""
         n, seen = len(chunk), len(self.data)
         if n < SPAN_VERIFY or seen < SPAN_VERIFY:
             return None
@@ -158,10 +161,12 @@ class History:
                                                                                        a + SPAN_VERIFY]]
         if not starts:
             return None
-        middle = sorted(starts)[len(starts) // 2]
-        lo = max(0, min(starts), middle - fmt.MAX_HISTORY_PREFIX // 2)
-        hi = min(seen, max(starts) + n, lo + fmt.MAX_HISTORY_PREFIX)
-        return lo, hi - lo
+        starts.sort()
+        reach = min(SPAN_CHUNKS * n, fmt.MAX_HISTORY_PREFIX) - n
+        ends = [bisect.bisect_right(starts, a + reach) for a in starts]
+        first = max(range(len(starts)), key=lambda i: ends[i] - i)        # the densest window, the earliest of ties
+        lo = max(0, starts[first])
+        return lo, min(seen, starts[ends[first] - 1] + n) - lo
 
     def _extend(self, data: bytes):
         new = np.frombuffer(data, dtype=np.uint8).astype(np.int64)

@@ -155,7 +155,7 @@ def test_a_block_repeated_costs_a_few_bytes_a_chunk():
     block = english_text()[:40_000]
     once, twice = (bytezip.Compressor(model=cm, solid=False).compress(d) for d in (block, block * 2))
     repeats = [r.coded_size for r in bytezip.read_info(io.BytesIO(twice)).chunks if r.codec == fmt.HISTORY_ZSTD]
-    assert len(repeats) >= 9 and max(repeats) < 40                   # of the 10 chunks that repeat the first 10
+    assert sum(size < 40 for size in repeats) >= 9                   # of the 10 chunks that repeat the first 10
     assert len(twice) < len(once) + 1000                            # (the rounds differ: 3 and 2 chunks)
     assert bytezip.decompress(twice, model=cm) == block * 2
 
