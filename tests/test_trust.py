@@ -28,7 +28,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import bytezip
-from bytezip import codec, format as fmt, loading
+from bytezip import codec, format as fmt, loading, plain
 from bytezip.format import LZMA, NEURAL, RAW, ZSTD, BytezipError, ChecksumError, FormatError, ModelError
 from bytezip.mixing import History
 from bytezip.model import save_model
@@ -794,7 +794,7 @@ def shipped_hostile_archives() -> tuple[dict[str, bytes], dict[str, bytes]]:
     def arch(chunk_size, round_chunks, chunks, *, version=fmt.VERSION, model=True):
         head = (fmt.MAGIC + bytes([version, 0]) + varint(chunk_size) + varint(round_chunks) + b"\0"
                 + (bytes([len(M)]) + M + D + b"\0" if model else b"\0"))
-        checks, body = fmt.GroupChecks(round_chunks), b""
+        checks, body = fmt.GroupChecks(round_chunks, version >= 10 and round_chunks > 0), b""   # as `fmt.growing`
         for codec_, raw, payload in chunks:       # group checks as the encoder writes them, so the work is done
             body += fmt.chunk_record_bytes(codec_, len(raw), payload) + (checks.add(raw) if version >= 9 else b"")
         blob = head + body + end_record(len(chunks), sum(len(raw) for _, raw, _ in chunks))
@@ -810,6 +810,8 @@ def shipped_hostile_archives() -> tuple[dict[str, bytes], dict[str, bytes]]:
     z16m, z64k, z4k = bytes(1 << 24), bytes(1 << 16), bytes(4096)
     one = (fmt.MIXED, z4k, b"\x01")
     padded = (fmt.MIXED, z4k, b"\x01" + bytes(4096 // fmt.MAX_MODEL_RATIO - 1))   # a long run, within the ratio
+    zeros = (ZSTD, z4k, codec._zstd_compress(z4k))  # 128: 512 KiB of history (what fits in 4 KB), then spans of all of it
+    history = (fmt.HISTORY_ZSTD, z4k, plain.history_zstd_compress(z4k, 0, bytes(128 * 4096)))
     bounded, costly = {}, {}
     for v in (8, 9):
         bounded[f"v{v}: 16 MiB zstd chunks of zeros, shared history (finding 2)"] = fill(
@@ -823,6 +825,7 @@ def shipped_hostile_archives() -> tuple[dict[str, bytes], dict[str, bytes]]:
         "4 KiB zstd chunks of zeros in a round of 1024": fill(4096, 1024, (ZSTD, z4k, codec._zstd_compress(z4k))),
         "64 KiB zstd chunks of zeros, no history": fill(1 << 16, 0, (ZSTD, z64k, codec._zstd_compress(z64k))),
         "700 mixed chunks of one byte in a round of 1024": fill(4096, 1024, one, 700),
+        "history zstd chunks reading 512 KiB of history each": arch(4096, 1024, [zeros] * 128 + [history] * 60),
         "16 MiB zstd chunks of zeros, no model": fill(1 << 24, 0, (ZSTD, z16m, codec._zstd_compress(z16m)),
                                                       model=False),
         "16 MiB lzma chunk of zeros, no model": fill(1 << 24, 0, (LZMA, z16m, codec._lzma_compress(z16m)), 1,
