@@ -44,6 +44,7 @@ from .neural import neural_encode, neural_frequencies  # noqa: F401
 from .options import DEFAULT_LANES, DEFAULT_LEVEL, LEVELS, CodingOptions, coding_options
 from .pcm import PcmLayout
 from .plain import plain_decode, smallest
+from .predictors import inputs_for
 from .plain import lzma_compress as _lzma_compress, zstd_compress as _zstd_compress  # noqa: F401
 
 ROUNDS = LEVELS[DEFAULT_LEVEL].rounds   # an input known to be n chunks is coded in about this many rounds ...
@@ -402,7 +403,8 @@ class Decompressor:
                                                                           header.round_chunks),
                                      dictionary=model.dictionary if header.dictionary_digest else None,
                                      workers=self.workers, lanes=self.lanes,
-                                     names=[f"{fmt.CODEC_NAMES[r.codec]} chunk {k}" for k, r, _, _ in neural])
+                                     names=[f"{fmt.CODEC_NAMES[r.codec]} chunk {k}" for k, r, _, _ in neural],
+                                     inputs=inputs_for(reader.version))
                 decoded = {id(r): o for (_, r, _, _), o in zip(neural, outs)}
             round_bytes = []
             for k, ((r, p), j) in enumerate(zip(pending, index), records):

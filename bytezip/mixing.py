@@ -52,9 +52,11 @@ from . import format as fmt
 from .format import BytezipError
 from .image import ImageLayout
 from .pcm import PcmLayout
-from .predictors import INPUTS, WEIGHT_GROUPS, ImageModel, Input, Kind, PcmModel, Predictor, check, of_kind
+from .predictors import (INPUTS, WEIGHT_GROUPS, ImageModel, Input, Kind, PcmModel, Predictor, carry_over, check,
+                         of_kind)
 from .predictors.base import ONE
-from .predictors.context import OWN_HASH_BITS, SHARED_HASH_BITS, context_rows, ppm_blend
+from .predictors.context import (FIELD_MAX, FIELD_WINDOW, FIELDS, OWN_HASH_BITS, SHARED_HASH_BITS, SINCE_MAX, SKIP_2_3,
+                                 context_rows, ppm_blend)
 from .predictors.match import (HISTORY_MATCH_BITS, HISTORY_MATCH_MIN, HIT_HALVE, MATCH_HASH_BITS, MATCH_MIN,
                                bucket_of, hash_last, match_distribution)
 
@@ -96,7 +98,8 @@ kernels.check_constants({"ONE": ONE, "N_BUCKETS": N_BUCKETS, "N_SETS": N_SETS, "
                          "N_KINDS": len(Kind), "MATCH_MIN": MATCH_MIN, "MATCH_HASH_BITS": MATCH_HASH_BITS,
                          "HISTORY_MATCH_MIN": HISTORY_MATCH_MIN, "HISTORY_MATCH_BITS": HISTORY_MATCH_BITS,
                          "OWN_HASH_BITS": OWN_HASH_BITS, "SHARED_HASH_BITS": SHARED_HASH_BITS,
-                         "HIT_HALVE": HIT_HALVE})
+                         "HIT_HALVE": HIT_HALVE, "SKIP_2_3": SKIP_2_3, "FIELDS": FIELDS, "FIELD_WINDOW": FIELD_WINDOW,
+                         "FIELD_MAX": FIELD_MAX, "SINCE_MAX": SINCE_MAX})
 
 
 @functools.cache
@@ -125,6 +128,7 @@ class History:
         self.match_table = np.full(1 << HISTORY_MATCH_BITS, -1, dtype=np.int64)
         self._tail = np.zeros(0, dtype=np.int64)                       # the last bytes, as context for the next
         self.carried: dict[str, np.ndarray] = {}                       # where the next round's mixers start
+        self.carried_inputs = INPUTS                                   # ... the inputs of its geo_weights' columns
 
     def learn_weights(self, parts: list[tuple["Mixer | None", np.ndarray]]):
         """Carry the mean of the weights that the given lanes (bool [L] for each mixer of a finished round) ended
@@ -135,6 +139,7 @@ class History:
             n = sum(int(lanes.sum()) for _, lanes in parts)
             self.carried = {k: sum(mixer.final[k][lanes].sum(0) for mixer, lanes in parts) // n
                             for k in parts[0][0].final}
+            self.carried_inputs = parts[0][0].inputs
 
     def extend(self, data: bytes):
         """Learn from a finished round's bytes (every chunk of it, whatever its codec), in file order, a piece of
@@ -260,6 +265,8 @@ class Mixer:
         self.geo_weights[:, :, 0] = ONE
         self.blend = np.full((L, N_BUCKETS, 1 + N_GEO), ONE // (1 + N_GEO), dtype=np.int64)
         for name, start in self.history.carried.items():
+            if name == "geo_weights" and self.history.carried_inputs != inputs:   # a version-1 user dictionary's
+                start = carry_over(start, self.history.carried_inputs, inputs)
             getattr(self, name)[:] = start
         self.final = {"geo_weights": self.geo_weights.copy(), "blend": self.blend.copy()}  # at each chunk's end
         self._kernel = self._kernel_state() if kernels.available() else None
@@ -367,13 +374,15 @@ class Mixer:
                                 else np.zeros(len(L), np.int64)
                                 for src, ptr in zip(self.sources, self.ptr[1:])])
         own_rows = context_rows(self.prev, self.own_orders, OWN_HASH_BITS)
+        own = [table[L, row] for table, row in zip(self.counts, own_rows)]
+        chain = sum(k < SKIP_2_3 for k in self.own_orders)                # the rest blend on the neural alone
         shared_rows = context_rows(self.prev, SHARED_ORDERS, SHARED_HASH_BITS)
         external, wset_offset = self._external_inputs()
         wset = bucket + wset_offset
         rows = {Kind.NEURAL: [p_nn],
                 Kind.MATCH: [match_distribution(has[m], self.hits[m, L, bucket], self.tries[m, L, bucket],
                                                 predicted[m]) for m in range(self.n_match)],
-                Kind.CHUNK_ORDER: ppm_blend(p_nn, [table[L, row] for table, row in zip(self.counts, own_rows)]),
+                Kind.CHUNK_ORDER: ppm_blend(p_nn, own[:chain]) + [ppm_blend(p_nn, [c])[0] for c in own[chain:]],
                 Kind.HISTORY_ORDER: ppm_blend(p_nn, [table[row] for table, row in zip(self.history.counts,
                                                                                      shared_rows)],
                                               self._priors(p_nn, shared_rows)),

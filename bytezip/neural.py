@@ -27,6 +27,7 @@ from . import format as fmt
 from .format import FormatError
 from .loading import CodingModel, cpu_threads, resolve_device, set_threads  # noqa: F401  (set_threads: codec's)
 from .mixing import History, Mixer, mix_round
+from .predictors import INPUTS, Input
 from .options import DEFAULT_LANES
 
 INFO_CAP_BITS = 24           # a byte costs at most this much in the range coder (its precision)
@@ -172,14 +173,16 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
                   timings: dict[str, float] | None = None, history: History | None = None,
                   signal_of: Callable[[np.ndarray], object | None] = lambda lanes: None,
                   dictionary: History | None = None, workers: int = 1, lanes: int = DEFAULT_LANES,
-                  names: list[str] | None = None, whole: bool = True) -> list[bytes]:
+                  names: list[str] | None = None, whole: bool = True, inputs: tuple[Input, ...] = INPUTS
+                  ) -> list[bytes]:
     """Decode several neural/mixed chunks as lanes (one model step per byte for all lanes of a batch);
     mixed chunks read `history` (the rounds before theirs), the priming `dictionary` and, for audio or
     images, the predictor `signal_of(lanes)` gives for those lanes. At most `lanes` chunks are decoded at a
     time (memory follows that, not what the archive declares), each batch split into `workers` parts decoded
     on as many threads (each lane is independent, so any split decodes the same bytes); the weights they hand
     on are the mean over all mixed lanes, as one batch's. `names` (e.g. "mixed chunk 5") name the chunks in
-    errors; `whole=False` decodes only the first `sizes` bytes of each payload's chunk. `timings`, when given
+    errors; `whole=False` decodes only the first `sizes` bytes of each payload's chunk; `inputs`: the mixer's, as
+    the archive's format version has them (`predictors.inputs_for`). `timings`, when given
     (one worker), accumulates seconds per part of the loop (what `bytezip.speed` reports)."""
     lock = threading.Lock()
     names = names or [f"{'mixed' if x else 'neural'} chunk" for x in mixed]
@@ -191,7 +194,7 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     def decode(lanes: np.ndarray):
         return _decode_lanes(m, [payloads[i] for i in lanes], [sizes[i] for i in lanes], [mixed[i] for i in lanes],
                              report if progress else None, timings, history, signal_of(lanes), dictionary,
-                             [names[i] for i in lanes], whole)
+                             [names[i] for i in lanes], whole, inputs)
     outs, parts = [], []
     for first in range(0, len(sizes), max(1, lanes)):
         batch = np.arange(first, min(len(sizes), first + max(1, lanes)))
@@ -206,7 +209,8 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
 def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed: list[bool],
                   progress: Callable[[int], None] | None, timings: dict[str, float] | None,
                   history: History | None, signal: object | None, dictionary: History | None,
-                  names: list[str], whole: bool = True) -> tuple[list[bytes], Mixer | None]:
+                  names: list[str], whole: bool = True, inputs: tuple[Input, ...] = INPUTS
+                  ) -> tuple[list[bytes], Mixer | None]:
     """One batch of `neural_decode`: the decoded chunks, and the mixer (None if no lane is mixed). A lane whose
     bytes so far hold more information than its payload can code (`information_bits`) is rejected at once, so
     garbage costs a few steps, not the whole chunk; one whose payload is longer than what its chunk holds (zero
@@ -223,7 +227,7 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     stepper = m.exact.stepper(len(sizes), -(-longest // P))
     mixer = None
     if any(mixed):
-        mixer = Mixer(sizes, history, signal, dictionary)
+        mixer = Mixer(sizes, history, signal, dictionary, inputs=inputs)
     use_mixed = None if all(mixed) else np.array(mixed)[:, None]     # None: every lane mixed, or none
     active = np.flatnonzero(lengths > 0)
     ends = {n - 1 for n in sizes}                                     # steps at which some lane's chunk ends

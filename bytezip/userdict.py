@@ -10,11 +10,15 @@ model, so a small file's header has no model fields, and a decoder refuses the a
 
 The dictionary file:
 
-    magic b"\\x89BZD" | version u8 = 1 | a zstd frame, with its content size, of the body:
+    magic b"\\x89BZD" | version u8 = 2 | a zstd frame, with its content size, of the body:
     body   model_id_len u8 | model_id (ASCII, a plain model name) | model_digest 8 bytes | priming u8 (0, or 1:
            the model's priming dictionary digest follows) | priming_digest 8 bytes | weights u8 (0, or 1: the
-           mixer's start weights follow) | geo_weights GEO_SETS x N_MODELS and blend N_BUCKETS x (1 + N_GEO)
-           as little-endian int64 (`History.carried`) | sample bytes (the rest)
+           mixer's start weights follow) | geo_weights GEO_SETS x (the mixer's inputs) and blend N_BUCKETS x
+           (1 + N_GEO) as little-endian int64 (`History.carried`) | sample bytes (the rest)
+
+Version 2 (format 11) has a column of geo_weights for each of `predictors.INPUTS`; version 1, still read, one
+for each of `predictors.INPUTS_V10`: a mixer with other inputs starts from the columns of the inputs it shares
+(`predictors.carry_over`), so a version-1 dictionary keeps decoding its archives and codes new ones.
 
 The sample is the files' bytes one after another, at most MAX_DICT_SIZE (1 MiB) in all: identical files are
 kept once, and when there are more, files are taken evenly across the (sorted) list until the size is reached;
@@ -43,18 +47,25 @@ if TYPE_CHECKING:
     from .mixing import History
 
 MAGIC = b"\x89BZD"
-VERSION = 1
+VERSION = 2
+READ_VERSIONS = (1, 2)
 MAX_DICT_SIZE = 1 << 20       # sample bytes a dictionary holds at most (and a reader accepts)
 WEIGHT_BYTES = 1 << 14        # sample bytes coded at training time to learn the mixer's start weights
 WEIGHT_ROUND = 8              # ... as rounds of this many chunks
 ZSTD_LEVEL = 19
 
 
-def shapes() -> dict[str, tuple[int, int]]:
+def weight_inputs(version: int = VERSION) -> tuple:
+    """The mixer inputs whose columns a dictionary of this version's geo_weights has."""
+    from .predictors import INPUTS, INPUTS_V10
+    return INPUTS if version >= 2 else INPUTS_V10
+
+
+def shapes(version: int = VERSION) -> dict[str, tuple[int, int]]:
     """The mixer's start weights a dictionary carries, by name (`SHAPES`; the mixer, and its kernels, are
     imported when a dictionary is first read or made, not with this module: the command line imports it)."""
-    from .mixing import GEO_SETS, N_BUCKETS, N_GEO, N_MODELS
-    return {"geo_weights": (GEO_SETS, N_MODELS), "blend": (N_BUCKETS, 1 + N_GEO)}
+    from .mixing import GEO_SETS, N_BUCKETS, N_GEO
+    return {"geo_weights": (GEO_SETS, len(weight_inputs(version))), "blend": (N_BUCKETS, 1 + N_GEO)}
 
 
 def __getattr__(name: str):
@@ -77,6 +88,7 @@ class UserDictionary:
     priming_digest: bytes = b""                 # the model's own priming dictionary (`bytezip.dictionary`), if any
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     path: str | None = None
+    version: int = VERSION                      # of the file it was read from: what its weights' columns follow
     _primed: History | None = field(default=None, repr=False, compare=False)
 
     def body(self) -> bytes:
@@ -84,7 +96,7 @@ class UserDictionary:
         head = bytes([len(mid)]) + mid + self.model_digest
         head += bytes([1]) + self.priming_digest if self.priming_digest else bytes([0])
         if self.weights:
-            head += bytes([1]) + b"".join(self.weights[k].astype("<i8").tobytes() for k in shapes())
+            head += bytes([1]) + b"".join(self.weights[k].astype("<i8").tobytes() for k in shapes(self.version))
         else:
             head += bytes([0])
         return head + self.data
@@ -101,11 +113,12 @@ class UserDictionary:
             primed = History()
             primed.extend(self.data)
             primed.carried = {k: v.copy() for k, v in self.weights.items()}
+            primed.carried_inputs = weight_inputs(self.version)
             self._primed = primed
         return copy.deepcopy(self._primed)
 
     def to_bytes(self) -> bytes:
-        return MAGIC + bytes([VERSION]) + zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(self.body())
+        return MAGIC + bytes([self.version]) + zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(self.body())
 
     def save(self, path: str | os.PathLike) -> int:
         blob = self.to_bytes()
@@ -118,10 +131,12 @@ def from_bytes(blob: bytes, path: str | None = None) -> UserDictionary:
     name = path or "dictionary"
     if not blob.startswith(MAGIC):
         raise DictionaryError(f"{name}: not a bytezip dictionary (bad magic)")
-    if len(blob) < len(MAGIC) + 1 or blob[len(MAGIC)] != VERSION:
-        raise DictionaryError(f"{name}: unsupported dictionary version (this bytezip reads version {VERSION})")
+    if len(blob) < len(MAGIC) + 1 or blob[len(MAGIC)] not in READ_VERSIONS:
+        raise DictionaryError(f"{name}: unsupported dictionary version (this bytezip reads versions "
+                              f"{', '.join(map(str, READ_VERSIONS))})")
+    version = blob[len(MAGIC)]
     frame = blob[len(MAGIC) + 1:]
-    limit = MAX_DICT_SIZE + 4096 + 8 * sum(a * b for a, b in shapes().values())
+    limit = MAX_DICT_SIZE + 4096 + 8 * sum(a * b for a, b in shapes(version).values())
     try:
         size = zstandard.get_frame_parameters(frame).content_size
         if size == zstandard.CONTENTSIZE_UNKNOWN or size > limit:
@@ -148,7 +163,7 @@ def from_bytes(blob: bytes, path: str | None = None) -> UserDictionary:
         raise DictionaryError(f"{name}: corrupted dictionary (flags {flag}, {has_weights})")
     weights = {}
     if has_weights:
-        for k, shape in shapes().items():
+        for k, shape in shapes(version).items():
             weights[k] = np.frombuffer(take(8 * shape[0] * shape[1]), dtype="<i8").astype(np.int64).reshape(shape)
         from .mixing import BLEND_MIN, GEO_W_MAX, ONE
         if np.abs(weights["geo_weights"]).max() > GEO_W_MAX or not (
@@ -157,7 +172,7 @@ def from_bytes(blob: bytes, path: str | None = None) -> UserDictionary:
     data = body[at:]
     if len(data) > MAX_DICT_SIZE:
         raise DictionaryError(f"{name}: corrupted dictionary ({len(data)} sample bytes)")
-    return UserDictionary(data, mid.decode("ascii"), model_digest, priming, weights, path)
+    return UserDictionary(data, mid.decode("ascii"), model_digest, priming, weights, path, version)
 
 
 def load(path: str | os.PathLike) -> UserDictionary:

@@ -186,5 +186,6 @@ def test_every_shipped_format_version_still_decodes(archive):
     original = archive.parent / ("text.txt" if archive.name.startswith("text-") else archive.stem)
     blob = archive.read_bytes()
     assert blob[4] == int(archive.parent.name[1:])
-    assert bytezip.decompress(blob) == original.read_bytes()
+    dictionary = archive.parent / "records.dict" if blob[5] & fmt.FLAG_USER_DICT else None   # (its README)
+    assert bytezip.decompress(blob, dictionary=dictionary) == original.read_bytes()
     assert bytezip.read_info(io.BytesIO(blob)).original_size == original.stat().st_size

@@ -47,6 +47,9 @@ def test_mixer_steps_match_numpy_exactly(monkeypatch, with_dictionary, vector_co
     data = np.zeros((len(sizes), n), dtype=np.int64)
     for i, size in enumerate(sizes):
         data[i, :size] = np.frombuffer(text[30000 + 997 * i:][:size], dtype=np.uint8)
+    # a table for the field context: delimited lines, then a line longer than its window
+    table = b"".join(b"%d,%d\t%x;%d|x\n" % (i, i * i, i * 7919, i % 7) for i in range(24)) + b"7," * 150
+    data[3, :650] = np.frombuffer(table[:650], dtype=np.uint8)
     neural = np.random.default_rng(0).integers(1, 3000, (len(sizes), n, 256))
     slow, fast = mixers(monkeypatch, sizes, history, None, dictionary)
     for t in range(n):

@@ -221,3 +221,17 @@ def test_headline_200_records(tmp_path):
                        capture_output=True, text=True)
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_version_1_dictionary_still_decodes_and_codes():
+    """A version-1 dictionary (made by format 10's bytezip: geo weights for `predictors.INPUTS_V10`) decodes its
+    archive (tests/archives/v10, a `test_codec` sample too) and codes a format-11 one: the mixer starts from
+    the weights of the inputs it shares with the dictionary (`predictors.carry_over`)."""
+    v10 = ROOT / "tests" / "archives" / "v10"
+    old = userdict.load(v10 / "records.dict")
+    assert old.version == 1 and old.weights["geo_weights"].shape[1] == len(userdict.weight_inputs(1))
+    assert userdict.from_bytes(old.to_bytes()).digest == old.digest               # re-saved, still version 1
+    record = (v10 / "record.json").read_bytes()
+    assert Decompressor(dictionary=old).decompress((v10 / "record.json.bzp").read_bytes()) == record
+    blob = Compressor(dictionary=old).compress(record)
+    assert blob[4] == fmt.VERSION and Decompressor(dictionary=old).decompress(blob) == record

@@ -5,16 +5,58 @@
    number of distinct bytes seen; with a priming dictionary, each history order with the dictionary's same
    order instead. ---- */
 
-/* context_rows: order 1 is the previous byte, higher orders a hash of the last k bytes */
+INLINE int is_delimiter(i64 b) { return b == ',' || b == '\t' || b == ';' || b == '|'; }
+
+/* field_position: the delimiters since the last newline within FIELD_WINDOW bytes (up to FIELD_MAX, plus
+   FIELD_MAX + 1 where no newline is in the window) and the bytes since the last delimiter or newline (up to
+   SINCE_MAX) */
+INLINE void field_position(const Mixer *m, i64 lane, i64 *field, i64 *since) {
+    i64 f = 0, s = SINCE_MAX;
+    int newline = 0, stopped = 0;
+    for (int j = 1; j <= FIELD_WINDOW; j++) {
+        const i64 b = prev(m, lane, j);
+        const int nl = b == '\n', delim = is_delimiter(b);
+        if ((nl || delim) && !stopped) {
+            stopped = 1;
+            if (j <= SINCE_MAX) s = j - 1;
+        }
+        if (nl) {
+            newline = 1;
+            break;
+        }
+        f += delim;
+    }
+    *field = (f < FIELD_MAX ? f : FIELD_MAX) + (newline ? 0 : FIELD_MAX + 1);
+    *since = s;
+}
+
+/* the row of an own context that is not the last k bytes (SKIP_2_3, FIELDS): a hash of its keys */
+INLINE i64 skip_row(const Mixer *m, i64 lane, i64 code, int bits) {
+    i64 keys[3], n = 2, h = 0;
+    if (code == SKIP_2_3) {
+        keys[0] = prev(m, lane, 2);
+        keys[1] = prev(m, lane, 3);
+    } else {
+        field_position(m, lane, keys, keys + 1);
+        keys[2] = prev(m, lane, 1);
+        n = 3;
+    }
+    for (i64 i = 0; i < n; i++) h = (h * MUL + keys[i] + 1) & MASK;
+    return (h ^ (h >> bits)) & ((1 << bits) - 1);
+}
+
+/* context_rows: order 1 is the previous byte, higher orders a hash of the last k bytes; after the orders, the
+   contexts that are not the last k bytes (codes SKIP_2_3 and up) */
 INLINE void context_rows(const Mixer *m, i64 lane, const i64 *orders, i64 n_orders, int bits, i64 *out) {
-    i64 h = 0;
+    i64 h = 0, chain = 0;
+    while (chain < n_orders && orders[chain] < SKIP_2_3) chain++;
     int k = 0;
-    if (!n_orders) return;
-    for (int j = 1; j <= orders[n_orders - 1]; j++) {
+    for (int j = 1; chain && j <= orders[chain - 1]; j++) {
         i64 p = prev(m, lane, j);
         h = (h * MUL + p + 1) & MASK;
         if (j == orders[k]) out[k++] = j == 1 ? p : ((h ^ (h >> bits)) & ((1 << bits) - 1));
     }
+    for (i64 i = chain; i < n_orders; i++) out[i] = skip_row(m, lane, orders[i], bits);
 }
 
 INLINE i64 own_rows(const Mixer *m, i64 k) { return m->own_orders[k] == 1 ? 256 : 1 << OWN_BITS; }

@@ -116,6 +116,10 @@ INLINE void input_row(const Mixer *m, const Input *s, i64 l, i64 bucket, const i
         match_input(m, s->arg, l, bucket, p);
         break;
     case KIND_CHUNK_ORDER:
+        if (m->own_orders[s->arg] >= SKIP_2_3) {           /* not in the chain of orders: on the neural alone */
+            chunk_order_input(m, s->arg, l, own[s->arg], below->neural, p);
+            break;
+        }
         chunk_order_input(m, s->arg, l, own[s->arg], below->own, p);
         below->own = p;
         break;

@@ -8,19 +8,26 @@ one line below. Changing this tuple changes what the coder writes: that is a new
 """
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 from .base import ONE, Input, Kind, Predictor
+from .context import FIELDS, SKIP_2_3
 from .image import ImageModel
 from .pcm import PcmModel
 
 _CONTEXT = ONE >> 6           # the starting weight of each match and context model
 
 INPUTS: tuple[Input, ...] = (
-    Input("neural", Kind.NEURAL, ONE - 10 * _CONTEXT),
+    Input("neural", Kind.NEURAL, ONE - 12 * _CONTEXT),
     Input("chunk match", Kind.MATCH, _CONTEXT, arg=0),
     Input("history match", Kind.MATCH, _CONTEXT, arg=1, needs="history"),
     Input("chunk order 1", Kind.CHUNK_ORDER, _CONTEXT, arg=0, order=1),
     Input("chunk order 2", Kind.CHUNK_ORDER, _CONTEXT, arg=1, order=2),
     Input("chunk order 3", Kind.CHUNK_ORDER, _CONTEXT, arg=2, order=3),
+    Input("chunk skip 2-3", Kind.CHUNK_ORDER, _CONTEXT, arg=3, order=SKIP_2_3),
+    Input("chunk fields", Kind.CHUNK_ORDER, _CONTEXT, arg=4, order=FIELDS),
     Input("history order 1", Kind.HISTORY_ORDER, _CONTEXT, arg=0, order=1, needs="history or dictionary"),
     Input("history order 2", Kind.HISTORY_ORDER, _CONTEXT, arg=1, order=2, needs="history or dictionary"),
     Input("history order 3", Kind.HISTORY_ORDER, _CONTEXT, arg=2, order=3, needs="history or dictionary"),
@@ -30,6 +37,12 @@ INPUTS: tuple[Input, ...] = (
     Input("image", Kind.EXTERNAL, ONE, arg=1, predictor=ImageModel),
     Input("dictionary match", Kind.MATCH, _CONTEXT, arg=2, needs="dictionary text"),
 )
+
+# Format 11 added the chunk's skip and field contexts; archives of formats 8-10 decode with the inputs they
+# were made with (and a version-1 user dictionary's start weights follow these)
+NEW_IN_11 = ("chunk skip 2-3", "chunk fields")
+INPUTS_V10: tuple[Input, ...] = tuple(dataclasses.replace(i, weight=ONE - 10 * _CONTEXT) if i.kind == Kind.NEURAL
+                                      else i for i in INPUTS if i.name not in NEW_IN_11)
 
 # the linear mix keeps a weight set per (weight group, match bucket); a predictor picks its bytes' group
 WEIGHT_GROUPS = ("other", "audio low byte", "audio high byte", "image")
@@ -59,5 +72,21 @@ def of_kind(inputs: tuple[Input, ...], kind: Kind) -> tuple[Input, ...]:
     return tuple(i for i in inputs if i.kind == kind)
 
 
+def inputs_for(version: int) -> tuple[Input, ...]:
+    """The mixer's inputs in an archive of this format version: each decodes with the mixer it was made with."""
+    return INPUTS if version >= 11 else INPUTS_V10
+
+
+def carry_over(weights: np.ndarray, source: tuple[Input, ...], target: tuple[Input, ...]) -> np.ndarray:
+    """Geometric weights [..., len(source)] for the inputs `target`, by name: an input the source lacks starts as
+    in a fresh mixer (the neural input at ONE, the others at 0)."""
+    at = {i.name: k for k, i in enumerate(source)}
+    out = np.zeros(weights.shape[:-1] + (len(target),), dtype=np.int64)
+    for k, i in enumerate(target):
+        out[..., k] = weights[..., at[i.name]] if i.name in at else (ONE if i.kind == Kind.NEURAL else 0)
+    return out
+
+
 check(INPUTS)
-__all__ = ["INPUTS", "WEIGHT_GROUPS", "Input", "Kind", "Predictor", "ImageModel", "PcmModel", "check", "of_kind"]
+check(INPUTS_V10)
+__all__ = ["INPUTS", "INPUTS_V10", "WEIGHT_GROUPS", "carry_over", "inputs_for", "Input", "Kind", "Predictor", "ImageModel", "PcmModel", "check", "of_kind"]

@@ -23,7 +23,8 @@ class Kind(enum.IntEnum):
     """How the mixer obtains an input (the numbers are the C enum's, csrc/mixer.h, checked at load)."""
     NEURAL = 0                # the MEGABYTE distribution (exactly one, first: the context models blend on it)
     MATCH = 1                 # a match model; arg: 0 over the lane's chunk, 1 the shared history, 2 the dictionary
-    CHUNK_ORDER = 2           # a context model over the lane's chunk; arg: its index, order: its order
+    CHUNK_ORDER = 2           # a context model over the lane's chunk; arg: its index, order: its order (or above
+                              # every order: a context not of the last k bytes, `context.SKIP_2_3` or `FIELDS`)
     HISTORY_ORDER = 3         # a context model over the shared history; arg: its index, order: its order
     EXTERNAL = 4              # a `Predictor`'s distribution; arg: its index among the external inputs
 

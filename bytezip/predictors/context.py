@@ -1,7 +1,14 @@
 """Context models, the numpy twin of csrc/context.c: byte counts per context of order k (the previous byte for
 order 1, a hash of the last k bytes above), over the lane's own chunk and over the shared history, each order
 blended with the one below it as PPM does (the neural distribution below the first order), with an escape
-weight from the number of distinct bytes seen in the context."""
+weight from the number of distinct bytes seen in the context.
+
+Over the lane's own chunk there are also contexts that are not the last k bytes (an `Input.order` of SKIP_2_3
+or FIELDS, above any order), each blended on the neural distribution alone, as paq8px's sparse and record
+models do for what the last bytes do not tell: SKIP_2_3, the second and third bytes back without the last one
+(fields of 2-4 bytes in binaries and tables, x86 operands); FIELDS, where the byte is in a delimited line (the
+field's index since the last newline, the bytes since the last delimiter) and the previous byte, which tells
+a CSV or TSV column, a log's field, a table's cell from the next."""
 from __future__ import annotations
 
 from typing import Callable
@@ -16,16 +23,46 @@ ESCAPE = 1                    # a context's weight on the order below: ESCAPE x 
 MUL, MASK = 0x2F0B3, 0xFFFFFF  # the rolling hash of contexts (and of the match models' keys)
 
 
+SKIP_2_3 = 65                 # an own context of bytes 2 and 3 back (an `Input.order`, above every order)
+FIELDS = 66                   # an own context of the field in a delimited line and the previous byte
+FIELD_WINDOW = 256            # FIELDS looks this many bytes back for the line's start and its delimiters
+FIELD_MAX = 31                # ... and counts fields up to this
+SINCE_MAX = 15                # ... and bytes since the last delimiter up to this
+DELIMITERS = b",\t;|"
+
+
 def context_rows(prev: Callable[[int], np.ndarray], orders: tuple[int, ...], bits: int) -> list[np.ndarray]:
-    """Each context model's row for the next byte: the previous byte (order 1), or a hash of the last k; prev(j)
-    gives the j-th previous byte (1 = the last one) for every lane or position."""
+    """Each context model's row for the next byte: the previous byte (order 1), or a hash of the last k, or of a
+    context that is not the last k (`SKIP_2_3`, `FIELDS`: orders above every order, after them); prev(j) gives
+    the j-th previous byte (1 = the last one, 0 before the start) for every lane or position."""
+    chain = [k for k in orders if k < SKIP_2_3]
     out, h = [], 0
-    for j in range(1, max(orders) + 1):
+    for j in range(1, max(chain, default=0) + 1):
         p = prev(j)
         h = (h * MUL + p + 1) & MASK
-        if j in orders:
+        if j in chain:
             out.append(p if j == 1 else (h ^ (h >> bits)) & ((1 << bits) - 1))
+    for k in orders[len(chain):]:
+        keys = [prev(2), prev(3)] if k == SKIP_2_3 else [*field_position(prev), prev(1)]
+        h = 0
+        for key in keys:
+            h = (h * MUL + key + 1) & MASK
+        out.append((h ^ (h >> bits)) & ((1 << bits) - 1))
     return out
+
+
+def field_position(prev: Callable[[int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(field, since) for the next byte: the delimiters (`DELIMITERS`) since the last newline within
+    FIELD_WINDOW bytes, up to FIELD_MAX, plus FIELD_MAX + 1 when no newline is in the window; and the bytes
+    since the last delimiter or newline, up to SINCE_MAX."""
+    back = np.stack([prev(j) for j in range(1, FIELD_WINDOW + 1)], -1)   # [..., W]: 1, 2, ... bytes back
+    newline = back == 10
+    delimiter = np.isin(back, np.frombuffer(DELIMITERS, dtype=np.uint8))
+    before_line = np.cumsum(newline, -1) > 0                           # at or beyond the last newline
+    field = np.minimum((delimiter & ~before_line).sum(-1), FIELD_MAX) + np.where(newline.any(-1), 0, FIELD_MAX + 1)
+    stop = newline | delimiter
+    since = np.where(stop[..., :SINCE_MAX].any(-1), stop[..., :SINCE_MAX].argmax(-1), SINCE_MAX)
+    return field, since
 
 
 def ppm_blend(base: np.ndarray, counts: list[np.ndarray], priors: list[np.ndarray] | None = None
