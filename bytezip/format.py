@@ -74,8 +74,9 @@ at zstd's speed (a model payload may not code that few: MAX_MODEL_RATIO); an lzm
 trailing zero bytes dropped (its distributions: the exact model's, or for "mixed" those of `bytezip.mixing`, whose geometric stage is new in version 5,
 the dictionary match model, the learnt blend and the weights carried from round to round in 6, a second
 geometric mix (weights per class of the previous byte) in 7, in 8 every square root of the exact model
-correctly rounded, where 7 took torch's CPU one, and in 11 two context models over the chunk that are not the
-last k bytes: bytes 2-3 back, and the field of a delimited line, `predictors.context`); chunk_count and original_size match the records; the checksum matches the
+correctly rounded, where 7 took torch's CPU one, and in 11 three context models over the chunk that are not
+the last k bytes, off for samples and pixels: bytes 2-3 back, the field of a delimited line, the byte in the
+line above, `predictors.context`); chunk_count and original_size match the records; the checksum matches the
 decoded bytes; nothing follows. A model-coded chunk (version 9 on) has raw_size <= MAX_MODEL_RATIO x coded_size
 (64: a chunk the model would code in fewer bits, 1/8 bit a byte, is stored with zstd or lzma instead), so
 model decoding work is bounded by the archive's size: at most 64 model steps per lane per archive byte. Its size
@@ -102,7 +103,7 @@ find it from the stream's end (the last 8 bytes) and decode any byte range from 
 decoded; nothing follows it.
 
 Decoders read versions 8 to 11 (`READ_VERSIONS`); version 10 is version 11 without history zstd chunks and
-the two new context models;
+the three new context models;
 version 9 is version 10 with rounds that do not grow;
 version 8 is version 9 without the group checks and the model ratio limit, its checksum over the decoded bytes
 in record order. A sample archive of each version, with its

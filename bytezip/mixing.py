@@ -55,8 +55,8 @@ from .pcm import PcmLayout
 from .predictors import (INPUTS, WEIGHT_GROUPS, ImageModel, Input, Kind, PcmModel, Predictor, carry_over, check,
                          of_kind)
 from .predictors.base import ONE
-from .predictors.context import (FIELD_MAX, FIELD_WINDOW, FIELDS, OWN_HASH_BITS, SHARED_HASH_BITS, SINCE_MAX, SKIP_2_3,
-                                 context_rows, ppm_blend)
+from .predictors.context import (ABOVE, FIELD_MAX, FIELD_WINDOW, FIELDS, OWN_HASH_BITS, SHARED_HASH_BITS, SINCE_MAX,
+                                 SKIP_2_3, context_rows, ppm_blend)
 from .predictors.match import (HISTORY_MATCH_BITS, HISTORY_MATCH_MIN, HIT_HALVE, MATCH_HASH_BITS, MATCH_MIN,
                                bucket_of, hash_last, match_distribution)
 
@@ -98,7 +98,8 @@ kernels.check_constants({"ONE": ONE, "N_BUCKETS": N_BUCKETS, "N_SETS": N_SETS, "
                          "N_KINDS": len(Kind), "MATCH_MIN": MATCH_MIN, "MATCH_HASH_BITS": MATCH_HASH_BITS,
                          "HISTORY_MATCH_MIN": HISTORY_MATCH_MIN, "HISTORY_MATCH_BITS": HISTORY_MATCH_BITS,
                          "OWN_HASH_BITS": OWN_HASH_BITS, "SHARED_HASH_BITS": SHARED_HASH_BITS,
-                         "HIT_HALVE": HIT_HALVE, "SKIP_2_3": SKIP_2_3, "FIELDS": FIELDS, "FIELD_WINDOW": FIELD_WINDOW,
+                         "HIT_HALVE": HIT_HALVE, "SKIP_2_3": SKIP_2_3, "FIELDS": FIELDS, "ABOVE": ABOVE,
+                         "FIELD_WINDOW": FIELD_WINDOW,
                          "FIELD_MAX": FIELD_MAX, "SINCE_MAX": SINCE_MAX})
 
 
@@ -278,7 +279,8 @@ class Mixer:
             return self.external[i.arg] is not None
         return {"": True, "history": bool(self.history.size),
                 "history or dictionary": bool(self.history.size) or self.dictionary is not None,
-                "dictionary text": self.sources[1] is not None}[i.needs]
+                "dictionary text": self.sources[1] is not None,
+                "no signal": all(p is None for p in self.external)}[i.needs]
 
     def _kernel_state(self) -> kernels.MixerState:
         """This mixer's arrays, and the scratch that a step's mix leaves for its update, for the C kernel."""

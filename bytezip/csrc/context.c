@@ -30,12 +30,26 @@ INLINE void field_position(const Mixer *m, i64 lane, i64 *field, i64 *since) {
     *since = s;
 }
 
-/* the row of an own context that is not the last k bytes (SKIP_2_3, FIELDS): a hash of its keys */
+/* the byte in the line above at the next byte's column (0 where that line is shorter or not in the window) */
+INLINE i64 byte_above(const Mixer *m, i64 lane) {
+    i64 j1 = 0;
+    for (int j = 1; j <= FIELD_WINDOW; j++)
+        if (prev(m, lane, j) == '\n') {
+            if (!j1) j1 = j;
+            else return j - j1 > j1 ? prev(m, lane, j - j1) : 0;
+        }
+    return 0;
+}
+
+/* the row of an own context that is not the last k bytes (SKIP_2_3, FIELDS, ABOVE): a hash of its keys */
 INLINE i64 skip_row(const Mixer *m, i64 lane, i64 code, int bits) {
     i64 keys[3], n = 2, h = 0;
     if (code == SKIP_2_3) {
         keys[0] = prev(m, lane, 2);
         keys[1] = prev(m, lane, 3);
+    } else if (code == ABOVE) {
+        keys[0] = byte_above(m, lane);
+        keys[1] = prev(m, lane, 1);
     } else {
         field_position(m, lane, keys, keys + 1);
         keys[2] = prev(m, lane, 1);

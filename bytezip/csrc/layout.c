@@ -8,7 +8,7 @@ int kernel_layout(const char **names, i64 *values, int max) {
         {"MAX_INPUTS", MAX_INPUTS}, {"MAX_ORDERS", MAX_ORDERS}, {"N_KINDS", N_KINDS},
         {"MATCH_MIN", MATCH_MIN}, {"MATCH_HASH_BITS", MATCH_BITS}, {"HISTORY_MATCH_MIN", HISTORY_MATCH_MIN},
         {"HISTORY_MATCH_BITS", HISTORY_MATCH_BITS}, {"OWN_HASH_BITS", OWN_BITS}, {"SHARED_HASH_BITS", SHARED_BITS},
-        {"HIT_HALVE", HIT_HALVE}, {"MAX_LAYERS", MAX_LAYERS}, {"SKIP_2_3", SKIP_2_3}, {"FIELDS", FIELDS},
+        {"HIT_HALVE", HIT_HALVE}, {"MAX_LAYERS", MAX_LAYERS}, {"SKIP_2_3", SKIP_2_3}, {"FIELDS", FIELDS}, {"ABOVE", ABOVE},
         {"FIELD_WINDOW", FIELD_WINDOW}, {"FIELD_MAX", FIELD_MAX}, {"SINCE_MAX", SINCE_MAX},
         {"sizeof Input", sizeof(Input)}, {"sizeof Source", sizeof(Source)}, {"sizeof Mixer", sizeof(Mixer)},
         {"sizeof Linear", sizeof(Linear)}, {"sizeof Block", sizeof(Block)}, {"sizeof Attn", sizeof(Attn)},

@@ -13,21 +13,22 @@ import dataclasses
 import numpy as np
 
 from .base import ONE, Input, Kind, Predictor
-from .context import FIELDS, SKIP_2_3
+from .context import ABOVE, FIELDS, SKIP_2_3
 from .image import ImageModel
 from .pcm import PcmModel
 
 _CONTEXT = ONE >> 6           # the starting weight of each match and context model
 
 INPUTS: tuple[Input, ...] = (
-    Input("neural", Kind.NEURAL, ONE - 12 * _CONTEXT),
+    Input("neural", Kind.NEURAL, ONE - 13 * _CONTEXT),
     Input("chunk match", Kind.MATCH, _CONTEXT, arg=0),
     Input("history match", Kind.MATCH, _CONTEXT, arg=1, needs="history"),
     Input("chunk order 1", Kind.CHUNK_ORDER, _CONTEXT, arg=0, order=1),
     Input("chunk order 2", Kind.CHUNK_ORDER, _CONTEXT, arg=1, order=2),
     Input("chunk order 3", Kind.CHUNK_ORDER, _CONTEXT, arg=2, order=3),
-    Input("chunk skip 2-3", Kind.CHUNK_ORDER, _CONTEXT, arg=3, order=SKIP_2_3),
-    Input("chunk fields", Kind.CHUNK_ORDER, _CONTEXT, arg=4, order=FIELDS),
+    Input("chunk skip 2-3", Kind.CHUNK_ORDER, _CONTEXT, arg=3, order=SKIP_2_3, needs="no signal"),
+    Input("chunk fields", Kind.CHUNK_ORDER, _CONTEXT, arg=4, order=FIELDS, needs="no signal"),
+    Input("chunk above", Kind.CHUNK_ORDER, _CONTEXT, arg=5, order=ABOVE, needs="no signal"),
     Input("history order 1", Kind.HISTORY_ORDER, _CONTEXT, arg=0, order=1, needs="history or dictionary"),
     Input("history order 2", Kind.HISTORY_ORDER, _CONTEXT, arg=1, order=2, needs="history or dictionary"),
     Input("history order 3", Kind.HISTORY_ORDER, _CONTEXT, arg=2, order=3, needs="history or dictionary"),
@@ -38,9 +39,9 @@ INPUTS: tuple[Input, ...] = (
     Input("dictionary match", Kind.MATCH, _CONTEXT, arg=2, needs="dictionary text"),
 )
 
-# Format 11 added the chunk's skip and field contexts; archives of formats 8-10 decode with the inputs they
+# Format 11 added the chunk's skip, field and above contexts; archives of formats 8-10 decode with the inputs they
 # were made with (and a version-1 user dictionary's start weights follow these)
-NEW_IN_11 = ("chunk skip 2-3", "chunk fields")
+NEW_IN_11 = ("chunk skip 2-3", "chunk fields", "chunk above")
 INPUTS_V10: tuple[Input, ...] = tuple(dataclasses.replace(i, weight=ONE - 10 * _CONTEXT) if i.kind == Kind.NEURAL
                                       else i for i in INPUTS if i.name not in NEW_IN_11)
 

@@ -39,7 +39,8 @@ class Input:
     order: int = 0            # context models: the number of bytes of context
     needs: str = ""           # what it reads, without which it is off (no weight, no floor): "history" (the
                               # shared history holds bytes), "history or dictionary", "dictionary text" (a
-                              # priming dictionary and no signal predictor); "" = always on
+                              # priming dictionary and no signal predictor), "no signal" (no audio or image
+                              # predictor in these lanes: their bytes are samples or pixels); "" = always on
     predictor: type | None = None   # EXTERNAL: the `Predictor` class whose instance computes it
 
 

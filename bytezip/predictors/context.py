@@ -3,8 +3,8 @@ order 1, a hash of the last k bytes above), over the lane's own chunk and over t
 blended with the one below it as PPM does (the neural distribution below the first order), with an escape
 weight from the number of distinct bytes seen in the context.
 
-Over the lane's own chunk there are also contexts that are not the last k bytes (an `Input.order` of SKIP_2_3
-or FIELDS, above any order), each blended on the neural distribution alone, as paq8px's sparse and record
+Over the lane's own chunk there are also contexts that are not the last k bytes (an `Input.order` of SKIP_2_3,
+FIELDS or ABOVE, above any order), each blended on the neural distribution alone, as paq8px's sparse and record
 models do for what the last bytes do not tell: SKIP_2_3, the second and third bytes back without the last one
 (fields of 2-4 bytes in binaries and tables, x86 operands); FIELDS, where the byte is in a delimited line (the
 field's index since the last newline, the bytes since the last delimiter) and the previous byte, which tells
@@ -25,7 +25,8 @@ MUL, MASK = 0x2F0B3, 0xFFFFFF  # the rolling hash of contexts (and of the match 
 
 SKIP_2_3 = 65                 # an own context of bytes 2 and 3 back (an `Input.order`, above every order)
 FIELDS = 66                   # an own context of the field in a delimited line and the previous byte
-FIELD_WINDOW = 256            # FIELDS looks this many bytes back for the line's start and its delimiters
+ABOVE = 67                    # an own context of the byte in the line above at this column and the previous byte
+FIELD_WINDOW = 256            # FIELDS and ABOVE look this many bytes back for the lines and delimiters
 FIELD_MAX = 31                # ... and counts fields up to this
 SINCE_MAX = 15                # ... and bytes since the last delimiter up to this
 DELIMITERS = b",\t;|"
@@ -43,12 +44,25 @@ def context_rows(prev: Callable[[int], np.ndarray], orders: tuple[int, ...], bit
         if j in chain:
             out.append(p if j == 1 else (h ^ (h >> bits)) & ((1 << bits) - 1))
     for k in orders[len(chain):]:
-        keys = [prev(2), prev(3)] if k == SKIP_2_3 else [*field_position(prev), prev(1)]
+        keys = ([prev(2), prev(3)] if k == SKIP_2_3 else [byte_above(prev), prev(1)] if k == ABOVE
+                else [*field_position(prev), prev(1)])
         h = 0
         for key in keys:
             h = (h * MUL + key + 1) & MASK
         out.append((h ^ (h >> bits)) & ((1 << bits) - 1))
     return out
+
+
+def byte_above(prev: Callable[[int], np.ndarray]) -> np.ndarray:
+    """The byte in the line above at the next byte's column: with the last two newlines j1 < j2 bytes back
+    (within FIELD_WINDOW), the byte j2 - j1 back where that is beyond the last newline; else 0."""
+    back = np.stack([prev(j) for j in range(1, FIELD_WINDOW + 1)], -1)
+    seen = np.cumsum(back == 10, -1)
+    j1 = (seen < 1).sum(-1) + 1                                     # past the window where there is none
+    j2 = (seen < 2).sum(-1) + 1
+    d = np.clip(j2 - j1, 1, FIELD_WINDOW)
+    above = np.take_along_axis(back, (d - 1)[..., None], -1)[..., 0]
+    return np.where((j2 <= FIELD_WINDOW) & (d > j1), above, 0)
 
 
 def field_position(prev: Callable[[int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
