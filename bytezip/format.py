@@ -11,7 +11,8 @@ before anything is allocated for it.
              canonical weights) | dictionary u8 (0 none, 1 one follows) | dictionary_digest 8 bytes (SHA-256 prefix
              of the dictionary's bytes) (the fields after model_id only when model_id is not empty);
              with flag 0x02: user_digest 8 bytes, and nothing else
-    chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed, 4 lzma, 5 history zstd) | raw_size | coded_size | payload (coded_size bytes)
+    chunk    codec u8 (0 raw, 1 zstd, 2 neural, 3 mixed, 4 lzma, 5 history zstd) | raw_size | coded_size
+             | payload (coded_size bytes)
              | group_check 4 bytes (only after the last record of each group, see below)
     end      0xFF | chunk_count | original_size | checksum 8 bytes (SHA-256 prefix of the header's bytes followed
              by the original bytes in the order the user gets them)
@@ -70,7 +71,8 @@ prefix_start | prefix_size | a magicless zstd frame coded with the shared histor
 [prefix_start, prefix_start + prefix_size) as its raw-content dictionary (`History.data` as it stands when the
 chunk's round begins: the rounds before it, after the user dictionary's sample if any), 1 <= prefix_size <=
 MAX_HISTORY_PREFIX and the span within the history: a block repeated far back costs a few bytes a chunk, decoded
-at zstd's speed (a model payload may not code that few: MAX_MODEL_RATIO); an lzma payload is a raw LZMA2 stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
+at zstd's speed (a model payload may not code that few: MAX_MODEL_RATIO); an lzma payload is a raw LZMA2
+stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
 trailing zero bytes dropped (its distributions: the exact model's, or for "mixed" those of `bytezip.mixing`, whose geometric stage is new in version 5,
 the dictionary match model, the learnt blend and the weights carried from round to round in 6, a second
 geometric mix (weights per class of the previous byte) in 7, in 8 every square root of the exact model

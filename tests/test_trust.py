@@ -434,7 +434,8 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
                                                                 (HISTORY, CHUNK, hz(1 << 40, 1))], model_id=M,
                                                                digest=digest, round_chunks=1), F, "history span"),
         ("history zstd span over 1 MiB", archive([(RAW, CHUNK, bytes(CHUNK)), (HISTORY, CHUNK, hz(0, (1 << 20) + 1))],
-                                                 model_id=M, digest=digest, round_chunks=1), F, "history prefix size 1048577 exceeds"),
+                                                 model_id=M, digest=digest, round_chunks=1), F,
+         "history prefix size 1048577 exceeds"),
         ("history zstd garbage frame", archive([(RAW, CHUNK, bytes(CHUNK)), (HISTORY, CHUNK, hz(0, 8)[:2] + garbage)],
                                                model_id=M, digest=digest, round_chunks=1), F, "history zstd chunk 1"),
         ("neural garbage", archive([(NEURAL, CHUNK, garbage)], model_id=M, digest=digest), F + C, ""),
@@ -810,7 +811,8 @@ def shipped_hostile_archives() -> tuple[dict[str, bytes], dict[str, bytes]]:
     z16m, z64k, z4k = bytes(1 << 24), bytes(1 << 16), bytes(4096)
     one = (fmt.MIXED, z4k, b"\x01")
     padded = (fmt.MIXED, z4k, b"\x01" + bytes(4096 // fmt.MAX_MODEL_RATIO - 1))   # a long run, within the ratio
-    zeros = (ZSTD, z4k, codec._zstd_compress(z4k))  # 128: 512 KiB of history (what fits in 4 KB), then spans of all of it
+    zeros = (ZSTD, z4k, codec._zstd_compress(z4k))  # 128 of them: 512 KiB of history (what fits in 4 KB) ...
+                                                    # ... then history zstd chunks with spans of all of it
     history = (fmt.HISTORY_ZSTD, z4k, plain.history_zstd_compress(z4k, 0, bytes(128 * 4096)))
     bounded, costly = {}, {}
     for v in (8, 9):

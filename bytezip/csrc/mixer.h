@@ -8,7 +8,8 @@ enum {
     MATCH_MIN = 4, MATCH_BITS = 12, HISTORY_MATCH_MIN = 5, HISTORY_MATCH_BITS = 20, OWN_BITS = 10,
     SHARED_BITS = 16, W_SHIFT = 3, BLEND_SHIFT = 4, BLEND_MIN = ONE >> 5, EXP_RANGE = 16 * 256,
     GEO_W_MAX = 16 * ONE, HIT_HALVE = 1000,
-    SKIP_2_3 = 65, FIELDS = 66, ABOVE = 67, FIELD_WINDOW = 256, FIELD_MAX = 31, SINCE_MAX = 15,   /* predictors/context.py */
+    /* the chunk contexts that are not the last k bytes (predictors/context.py) */
+    SKIP_2_3 = 65, FIELDS = 66, ABOVE = 67, FIELD_WINDOW = 256, FIELD_MAX = 31, SINCE_MAX = 15,
 };
 static const i64 MUL = 0x2F0B3, MASK = 0xFFFFFF;
 

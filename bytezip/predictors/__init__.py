@@ -90,4 +90,5 @@ def carry_over(weights: np.ndarray, source: tuple[Input, ...], target: tuple[Inp
 
 check(INPUTS)
 check(INPUTS_V10)
-__all__ = ["INPUTS", "INPUTS_V10", "WEIGHT_GROUPS", "carry_over", "inputs_for", "Input", "Kind", "Predictor", "ImageModel", "PcmModel", "check", "of_kind"]
+__all__ = ["INPUTS", "INPUTS_V10", "WEIGHT_GROUPS", "carry_over", "inputs_for", "Input", "Kind", "Predictor",
+           "ImageModel", "PcmModel", "check", "of_kind"]

@@ -24,7 +24,8 @@ class Kind(enum.IntEnum):
     NEURAL = 0                # the MEGABYTE distribution (exactly one, first: the context models blend on it)
     MATCH = 1                 # a match model; arg: 0 over the lane's chunk, 1 the shared history, 2 the dictionary
     CHUNK_ORDER = 2           # a context model over the lane's chunk; arg: its index, order: its order (or above
-                              # every order: a context not of the last k bytes, `context.SKIP_2_3` or `FIELDS`)
+                              # every order: a context not of the last k bytes, `context.SKIP_2_3`, `FIELDS`,
+                              # `ABOVE`)
     HISTORY_ORDER = 3         # a context model over the shared history; arg: its index, order: its order
     EXTERNAL = 4              # a `Predictor`'s distribution; arg: its index among the external inputs
 

@@ -8,7 +8,8 @@ FIELDS or ABOVE, above any order), each blended on the neural distribution alone
 models do for what the last bytes do not tell: SKIP_2_3, the second and third bytes back without the last one
 (fields of 2-4 bytes in binaries and tables, x86 operands); FIELDS, where the byte is in a delimited line (the
 field's index since the last newline, the bytes since the last delimiter) and the previous byte, which tells
-a CSV or TSV column, a log's field, a table's cell from the next."""
+a CSV or TSV column, a log's field, a table's cell from the next; ABOVE, the byte in the line above at the
+same column and the previous byte (aligned logs, indented JSON and code, fixed-width tables)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -34,7 +35,7 @@ DELIMITERS = b",\t;|"
 
 def context_rows(prev: Callable[[int], np.ndarray], orders: tuple[int, ...], bits: int) -> list[np.ndarray]:
     """Each context model's row for the next byte: the previous byte (order 1), or a hash of the last k, or of a
-    context that is not the last k (`SKIP_2_3`, `FIELDS`: orders above every order, after them); prev(j) gives
+    context that is not the last k (`SKIP_2_3`, `FIELDS`, `ABOVE`: above every order, after them); prev(j) gives
     the j-th previous byte (1 = the last one, 0 before the start) for every lane or position."""
     chain = [k for k in orders if k < SKIP_2_3]
     out, h = [], 0
