@@ -7,12 +7,17 @@
 
 INLINE int is_delimiter(i64 b) { return b == ',' || b == '\t' || b == ';' || b == '|'; }
 
-/* field_position: the delimiters since the last newline within FIELD_WINDOW bytes (up to FIELD_MAX, plus
-   FIELD_MAX + 1 where no newline is in the window) and the bytes since the last delimiter or newline (up to
-   SINCE_MAX) */
-INLINE void field_position(const Mixer *m, i64 lane, i64 *field, i64 *since) {
-    i64 f = 0, s = SINCE_MAX;
-    int newline = 0, stopped = 0;
+/* where the next byte is in its line, from one scan of FIELD_WINDOW bytes back: field, the delimiters since the
+   last newline (up to FIELD_MAX, plus FIELD_MAX + 1 where no newline is in the window); since, the bytes since
+   the last delimiter or newline (up to SINCE_MAX); above, the byte in the line above at the next byte's column
+   (0 where that line is shorter or not in the window) */
+typedef struct {
+    i64 field, since, above;
+} LinePosition;
+
+INLINE LinePosition line_position(const Mixer *m, i64 lane) {
+    i64 f = 0, s = SINCE_MAX, j1 = 0, above = 0;        /* j1: the last newline, bytes back */
+    int stopped = 0;
     for (int j = 1; j <= FIELD_WINDOW; j++) {
         const i64 b = prev(m, lane, j);
         const int nl = b == '\n', delim = is_delimiter(b);
@@ -21,46 +26,42 @@ INLINE void field_position(const Mixer *m, i64 lane, i64 *field, i64 *since) {
             if (j <= SINCE_MAX) s = j - 1;
         }
         if (nl) {
-            newline = 1;
-            break;
+            if (j1) {                                   /* the newline before it: the line above is in the window */
+                above = j - j1 > j1 ? prev(m, lane, j - j1) : 0;
+                break;
+            }
+            j1 = j;
         }
-        f += delim;
+        if (!j1) f += delim;
     }
-    *field = (f < FIELD_MAX ? f : FIELD_MAX) + (newline ? 0 : FIELD_MAX + 1);
-    *since = s;
+    return (LinePosition){(f < FIELD_MAX ? f : FIELD_MAX) + (j1 ? 0 : FIELD_MAX + 1), s, above};
 }
 
-/* the byte in the line above at the next byte's column (0 where that line is shorter or not in the window) */
-INLINE i64 byte_above(const Mixer *m, i64 lane) {
-    i64 j1 = 0;
-    for (int j = 1; j <= FIELD_WINDOW; j++)
-        if (prev(m, lane, j) == '\n') {
-            if (!j1) j1 = j;
-            else return j - j1 > j1 ? prev(m, lane, j - j1) : 0;
-        }
-    return 0;
-}
+/* a context row from the rolling hash of its keys */
+INLINE i64 hashed_row(i64 h, int bits) { return (h ^ (h >> bits)) & ((1 << bits) - 1); }
 
-/* the row of an own context that is not the last k bytes (SKIP_2_3, FIELDS, ABOVE): a hash of its keys */
-INLINE i64 skip_row(const Mixer *m, i64 lane, i64 code, int bits) {
+/* the row of an own context that is not the last k bytes (SKIP_2_3, FIELDS, ABOVE): a hash of its keys; `line`:
+   the lane's line_position, for FIELDS and ABOVE */
+INLINE i64 skip_row(const Mixer *m, i64 lane, i64 code, const LinePosition *line, int bits) {
     i64 keys[3], n = 2, h = 0;
     if (code == SKIP_2_3) {
         keys[0] = prev(m, lane, 2);
         keys[1] = prev(m, lane, 3);
     } else if (code == ABOVE) {
-        keys[0] = byte_above(m, lane);
+        keys[0] = line->above;
         keys[1] = prev(m, lane, 1);
     } else {
-        field_position(m, lane, keys, keys + 1);
+        keys[0] = line->field;
+        keys[1] = line->since;
         keys[2] = prev(m, lane, 1);
         n = 3;
     }
     for (i64 i = 0; i < n; i++) h = (h * MUL + keys[i] + 1) & MASK;
-    return (h ^ (h >> bits)) & ((1 << bits) - 1);
+    return hashed_row(h, bits);
 }
 
 /* context_rows: order 1 is the previous byte, higher orders a hash of the last k bytes; after the orders, the
-   contexts that are not the last k bytes (codes SKIP_2_3 and up) */
+   contexts that are not the last k bytes (codes SKIP_2_3 and up, rising: the line is scanned once for them) */
 INLINE void context_rows(const Mixer *m, i64 lane, const i64 *orders, i64 n_orders, int bits, i64 *out) {
     i64 h = 0, chain = 0;
     while (chain < n_orders && orders[chain] < SKIP_2_3) chain++;
@@ -68,9 +69,11 @@ INLINE void context_rows(const Mixer *m, i64 lane, const i64 *orders, i64 n_orde
     for (int j = 1; chain && j <= orders[chain - 1]; j++) {
         i64 p = prev(m, lane, j);
         h = (h * MUL + p + 1) & MASK;
-        if (j == orders[k]) out[k++] = j == 1 ? p : ((h ^ (h >> bits)) & ((1 << bits) - 1));
+        if (j == orders[k]) out[k++] = j == 1 ? p : hashed_row(h, bits);
     }
-    for (i64 i = chain; i < n_orders; i++) out[i] = skip_row(m, lane, orders[i], bits);
+    LinePosition line = {0, 0, 0};
+    if (n_orders > chain && orders[n_orders - 1] >= FIELDS) line = line_position(m, lane);
+    for (i64 i = chain; i < n_orders; i++) out[i] = skip_row(m, lane, orders[i], &line, bits);
 }
 
 INLINE i64 own_rows(const Mixer *m, i64 k) { return m->own_orders[k] == 1 ? 256 : 1 << OWN_BITS; }

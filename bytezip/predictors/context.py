@@ -35,49 +35,50 @@ DELIMITERS = b",\t;|"
 
 def context_rows(prev: Callable[[int], np.ndarray], orders: tuple[int, ...], bits: int) -> list[np.ndarray]:
     """Each context model's row for the next byte: the previous byte (order 1), or a hash of the last k, or of a
-    context that is not the last k (`SKIP_2_3`, `FIELDS`, `ABOVE`: above every order, after them); prev(j) gives
-    the j-th previous byte (1 = the last one, 0 before the start) for every lane or position."""
+    context that is not the last k (`SKIP_2_3`, `FIELDS`, `ABOVE`: above every order, after them, the line
+    scanned once for the last two); prev(j) gives the j-th previous byte (1 = the last one, 0 before the start)
+    for every lane or position."""
     chain = [k for k in orders if k < SKIP_2_3]
     out, h = [], 0
     for j in range(1, max(chain, default=0) + 1):
         p = prev(j)
         h = (h * MUL + p + 1) & MASK
         if j in chain:
-            out.append(p if j == 1 else (h ^ (h >> bits)) & ((1 << bits) - 1))
+            out.append(p if j == 1 else _hashed_row(h, bits))
+    if any(k >= FIELDS for k in orders):
+        field, since, above = line_position(prev)
     for k in orders[len(chain):]:
-        keys = ([prev(2), prev(3)] if k == SKIP_2_3 else [byte_above(prev), prev(1)] if k == ABOVE
-                else [*field_position(prev), prev(1)])
+        keys = [prev(2), prev(3)] if k == SKIP_2_3 else [above, prev(1)] if k == ABOVE else [field, since, prev(1)]
         h = 0
         for key in keys:
             h = (h * MUL + key + 1) & MASK
-        out.append((h ^ (h >> bits)) & ((1 << bits) - 1))
+        out.append(_hashed_row(h, bits))
     return out
 
 
-def byte_above(prev: Callable[[int], np.ndarray]) -> np.ndarray:
-    """The byte in the line above at the next byte's column: with the last two newlines j1 < j2 bytes back
-    (within FIELD_WINDOW), the byte j2 - j1 back where that is beyond the last newline; else 0."""
-    back = np.stack([prev(j) for j in range(1, FIELD_WINDOW + 1)], -1)
-    seen = np.cumsum(back == 10, -1)
-    j1 = (seen < 1).sum(-1) + 1                                     # past the window where there is none
-    j2 = (seen < 2).sum(-1) + 1
-    d = np.clip(j2 - j1, 1, FIELD_WINDOW)
-    above = np.take_along_axis(back, (d - 1)[..., None], -1)[..., 0]
-    return np.where((j2 <= FIELD_WINDOW) & (d > j1), above, 0)
+def _hashed_row(h, bits: int):
+    """A context row from the rolling hash of its keys."""
+    return (h ^ (h >> bits)) & ((1 << bits) - 1)
 
 
-def field_position(prev: Callable[[int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(field, since) for the next byte: the delimiters (`DELIMITERS`) since the last newline within
-    FIELD_WINDOW bytes, up to FIELD_MAX, plus FIELD_MAX + 1 when no newline is in the window; and the bytes
-    since the last delimiter or newline, up to SINCE_MAX."""
+def line_position(prev: Callable[[int], np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the next byte is in its line, from the FIELD_WINDOW bytes back: (field, since, above) -- the
+    delimiters (`DELIMITERS`) since the last newline, up to FIELD_MAX, plus FIELD_MAX + 1 when no newline is in
+    the window; the bytes since the last delimiter or newline, up to SINCE_MAX; the byte in the line above at
+    the next byte's column (with the last two newlines j1 < j2 bytes back, the byte j2 - j1 back where that is
+    beyond the last newline; else 0)."""
     back = np.stack([prev(j) for j in range(1, FIELD_WINDOW + 1)], -1)   # [..., W]: 1, 2, ... bytes back
     newline = back == 10
     delimiter = np.isin(back, np.frombuffer(DELIMITERS, dtype=np.uint8))
-    before_line = np.cumsum(newline, -1) > 0                           # at or beyond the last newline
-    field = np.minimum((delimiter & ~before_line).sum(-1), FIELD_MAX) + np.where(newline.any(-1), 0, FIELD_MAX + 1)
+    seen = np.cumsum(newline, -1)                                       # newlines at or nearer than each byte
+    field = np.minimum((delimiter & (seen == 0)).sum(-1), FIELD_MAX) + np.where(newline.any(-1), 0, FIELD_MAX + 1)
     stop = newline | delimiter
     since = np.where(stop[..., :SINCE_MAX].any(-1), stop[..., :SINCE_MAX].argmax(-1), SINCE_MAX)
-    return field, since
+    j1 = (seen < 1).sum(-1) + 1                                         # past the window where there is none
+    j2 = (seen < 2).sum(-1) + 1
+    d = np.clip(j2 - j1, 1, FIELD_WINDOW)
+    above = np.where((j2 <= FIELD_WINDOW) & (d > j1), np.take_along_axis(back, (d - 1)[..., None], -1)[..., 0], 0)
+    return field, since, above
 
 
 def ppm_blend(base: np.ndarray, counts: list[np.ndarray], priors: list[np.ndarray] | None = None
