@@ -5,6 +5,8 @@
    global_step / local_step: one patch / one byte of the exact model (`exact.Stepper`) for all lanes, and
    attention_forward the exact attention of the parallel forward: the same IEEE operations as the torch
    code in the same order (compiled without FMA contraction), and sums of integers as there.
+   decoding_start / decode_steps: the decoding loop of `neural._decode_lanes` over those, with constriction's
+   range decoder.
    So archives are the same byte for byte whichever path codes them; tests/test_kernels.py compares them.
 
    Built by setuptools as an optional extension: where it cannot be built, bytezip runs the numpy code.
@@ -25,6 +27,7 @@
 #include "csrc/image.c"       /* the pixel predictor */
 #include "csrc/pcm.c"         /* the sample predictor */
 #include "csrc/exact.c"       /* the exact model: linear layers, attention, steps */
+#include "csrc/decode.c"      /* the decoding loop: model, mixer and constriction's range decoder */
 #include "csrc/cpu.c"         /* detect_cpu and the VNNI int8 products */
 #include "csrc/layout.c"      /* kernel_layout, checked at load */
 #include "csrc/products.c"    /* integer-valued matrix products (fused multiply-adds allowed) */

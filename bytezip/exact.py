@@ -517,6 +517,18 @@ class Stepper:
             raise MemoryError("the local model's step is out of memory")
         return freqs
 
+    def kernel_steps(self) -> dict | None:
+        """The fields of a `kernels.Decoding` that let the C decoding loop (csrc/decode.c) take this stepper's
+        steps, or None where they run in torch. Set `t` after."""
+        if not self.kernel or self.m.torch_io:
+            return None
+        (gk, gv), (lk, lv) = self._caches["g"], self._caches["l"]
+        patch, prev, g = self._addresses
+        return dict(B=self.B, P=self.m.P, t=self.t, global_=ctypes.addressof(self.m.global_kernel),
+                    local=ctypes.addressof(self.m.local_kernel), patch=patch, prev=prev, g=g,
+                    gk=ctypes.addressof(gk), gv=ctypes.addressof(gv), lk=ctypes.addressof(lk),
+                    lv=ctypes.addressof(lv), g_length=self.g_caches[0].length)
+
     def _torch_step(self) -> torch.Tensor:
         m, P = self.m, self.m.P
         k, p = divmod(self.t, P)

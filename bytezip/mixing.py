@@ -333,6 +333,34 @@ class Mixer:
             self._flat_inputs = inputs
         return inputs
 
+    def kernel_steps(self) -> dict | None:
+        """The fields of a `kernels.Decoding` that let the C decoding loop (csrc/decode.c) mix and learn in
+        steps of its own, the sample and pixel predictors' included, or None without the kernels. The arrays
+        behind them are this mixer's. Call `resync` after."""
+        if self._kernel is None:
+            return None
+        L = len(self.lanes)
+        kinds = [0 if p is None else 1 if isinstance(p, PcmModel) else 2 for p in self.external]
+        if any(kinds):      # rows and offsets the loop writes each step
+            rows, offset = [np.zeros((L, 256), dtype=np.int64) for _ in kinds], np.zeros(L, dtype=np.int64)
+        else:               # flat: the same every step
+            rows, offset = self._external_inputs()
+        history = self.history.data if self.history is not None and len(self.history.data) else None
+        self._steps_arrays = (rows, offset, kernels.pointers(rows), np.array(kinds or [0], dtype=np.int64),
+                              (ctypes.c_void_p * max(len(kinds), 1))(
+                                  *(None if p is None else ctypes.addressof(p._kernel) for p in self.external)),
+                              np.zeros((L, 256 + 3), dtype=np.int64))
+        rows, offset, row_table, kind_array, predictor_table, scratch = self._steps_arrays
+        return dict(mixer=ctypes.addressof(self._kernel), external=ctypes.addressof(row_table),
+                    wset_offset=kernels.pointer(offset), n_external=len(kinds),
+                    predictor_kind=kernels.pointer(kind_array), predictor=ctypes.addressof(predictor_table),
+                    history=kernels.pointer(history), history_n=0 if history is None else len(history),
+                    scratch=kernels.pointer(scratch))
+
+    def resync(self):
+        """After steps taken in C (`kernel_steps`): the position the kernel reached."""
+        self.t = self._kernel.t
+
     def mix(self, neural: np.ndarray) -> np.ndarray:
         """Neural frequencies [L, 256] (int64) -> mixed frequencies [L, 256] (int64, each >= 1)."""
         if self._kernel is None:
@@ -427,7 +455,7 @@ class Mixer:
                 predictor.learn(self, byte)
         if self._kernel is not None:
             kernels.LIB.mixer_update(ctypes.byref(self._kernel), byte.ctypes.data)
-            self.t = self._kernel.t
+            self.resync()
             return
         L, t, b = self.lanes, self.t, self._bucket
         p_x = self._inputs[L, :, byte]                                       # [L, n]

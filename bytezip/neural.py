@@ -13,6 +13,7 @@ incremental model step per byte for all lanes.
 """
 from __future__ import annotations
 
+import ctypes
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ import constriction
 import numpy as np
 
 from . import format as fmt
+from . import kernels
 from .format import FormatError
 from .loading import CodingModel, cpu_threads, resolve_device, set_threads  # noqa: F401  (set_threads: codec's)
 from .mixing import History, Mixer, mix_round
@@ -36,9 +38,6 @@ FORWARD_BATCH = 16           # chunks per parallel forward on a GPU (memory ~ ba
                              # time: the C kernels gain nothing from a batch, and one chunk's intermediates stay
                              # in cache (14.6 against 16.9 us a byte for 16 at once, 2-core Xeon, 2026-12-04)
 PROGRESS_STEPS = 64          # decoding reports progress every this many steps
-DECODE_PART_LANES = 2        # lanes a decoding thread takes at least: a thread's steps hold the GIL between kernel
-                             # calls, and one lane a thread decoded a 45 KB text 12% slower than both in one thread
-                             # (2-core EPYC, 2026-12-07; 2 lanes a thread: 12% faster than 4 in one)
 
 _CODER_MODEL = constriction.stream.model.Categorical(perfect=False)
 
@@ -198,7 +197,7 @@ def neural_decode(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     outs, parts = [], []
     for first in range(0, len(sizes), max(1, lanes)):
         batch = np.arange(first, min(len(sizes), first + max(1, lanes)))
-        groups, results = run_split(len(batch), workers, lambda part: decode(batch[part]), DECODE_PART_LANES)
+        groups, results = run_split(len(batch), workers, lambda part: decode(batch[part]))
         outs += [out for decoded, _ in results for out in decoded]
         parts += [(mixer, np.array(mixed)[batch[part]]) for (_, mixer), part in zip(results, groups)]
     if history is not None:
@@ -214,29 +213,99 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     """One batch of `neural_decode`: the decoded chunks, and the mixer (None if no lane is mixed). A lane whose
     bytes so far hold more information than its payload can code (`information_bits`) is rejected at once, so
     garbage costs a few steps, not the whole chunk; one whose payload is longer than what its chunk holds (zero
-    words padding a payload that decodes a long run, which anyone can write) is rejected at its end."""
-    lap = Laps(timings) if timings is not None else (lambda part: None)
+    words padding a payload that decodes a long run) is rejected at its end. The steps run in C
+    (csrc/decode.c) where the kernels can take them all, else in Python (`_python_steps`); with `timings`
+    always in Python, whose loop the stopwatch splits into parts."""
     P = m.exact.cfg.patch_size
-    decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in payloads]
-    payload_sizes = np.array([len(p) for p in payloads])
-    limits = 8 * payload_sizes + fmt.INFO_SLACK_BITS
-    lengths = np.array(sizes)
-    bits = np.zeros(len(sizes))
     longest = max(sizes)
     out = np.zeros((len(sizes), longest), dtype=np.uint8)
     stepper = m.exact.stepper(len(sizes), -(-longest // P))
-    mixer = None
-    if any(mixed):
-        mixer = Mixer(sizes, history, signal, dictionary, inputs=inputs)
-    use_mixed = None if all(mixed) else np.array(mixed)[:, None]     # None: every lane mixed, or none
+    mixer = Mixer(sizes, history, signal, dictionary, inputs=inputs) if any(mixed) else None
+    lanes = LaneCoding(payloads, sizes, mixed, names, whole, out)
+    model_steps, mixer_steps = stepper.kernel_steps(), mixer.kernel_steps() if mixer else None
+    if timings is None and model_steps is not None and (mixer is None or mixer_steps is not None):
+        _kernel_steps(lanes, stepper, model_steps, mixer, mixer_steps, progress)
+    else:
+        _python_steps(lanes, stepper, mixer, progress, timings)
+    return [out[i, :n].tobytes() for i, n in enumerate(sizes)], mixer
+
+
+class LaneCoding:
+    """What both decoding loops share of a batch: each lane's payload, size, whether it is mixed and its name,
+    the output [lanes, longest], and the errors they raise, worded once."""
+
+    def __init__(self, payloads: list[bytes], sizes: list[int], mixed: list[bool], names: list[str], whole: bool,
+                 out: np.ndarray):
+        self.payloads, self.sizes, self.mixed, self.names = payloads, sizes, mixed, names
+        self.whole, self.out = whole, out
+        self.payload_bits = 8.0 * np.array([len(p) for p in payloads])
+
+    def invalid(self, i: int) -> FormatError:  # constriction: "compressed data that is invalid for the employed
+        return FormatError(f"corrupted archive ({self.names[i]} is not a valid range-coder stream)")   # model"
+
+    def too_much(self, i: int) -> FormatError:
+        return FormatError(f"corrupted archive ({self.names[i]} decodes to more than its {len(self.payloads[i])} "
+                           f"bytes can hold)")
+
+    def longer(self, i: int) -> FormatError:
+        return FormatError(f"corrupted archive ({self.names[i]} is longer than what it decodes to)")
+
+    def report(self, progress: Callable[[int], None] | None, steps: int, reported: int) -> int:
+        """Calls progress with the bytes decoded since `reported` after `steps` steps; returns the new count."""
+        done = sum(min(n, steps) for n in self.sizes)
+        if progress and done > reported:
+            progress(done - reported)
+        return done
+
+
+def _kernel_steps(lanes: LaneCoding, stepper, model_steps: dict, mixer: Mixer | None, mixer_steps,
+                  progress: Callable[[int], None] | None):
+    """The decoding loop in C, PROGRESS_STEPS steps a call (the GIL released in each)."""
+    B, longest = len(lanes.sizes), lanes.out.shape[1]
+    words = [_bytes_to_words(p) for p in lanes.payloads]
+    state = {name: np.zeros(B, dtype=np.uint64) for name in ("lower", "range", "point")}
+    arrays = dict(next=np.zeros(B, dtype=np.int64), n_words=np.array([len(w) for w in words], dtype=np.int64),
+                  lengths=np.array(lanes.sizes, dtype=np.int64), payload_bits=lanes.payload_bits,
+                  bits=np.zeros(B), out=lanes.out, freqs=np.empty((B, 256), dtype=np.int64),
+                  mixed=np.empty((B, 256), dtype=np.int64), symbols=np.zeros(B, dtype=np.int64),
+                  mixed_lane=np.array(lanes.mixed, dtype=np.int64), **state)
+    word_table = kernels.pointers(words)
+    d = kernels.Decoding(**model_steps, whole=int(lanes.whole), width=longest, slack=float(fmt.INFO_SLACK_BITS),
+                         words=ctypes.addressof(word_table), **{k: kernels.pointer(a) for k, a in arrays.items()})
+    for name, value in (mixer_steps or {}).items():
+        setattr(d, name, value)
+    kernels.LIB.decoding_start(ctypes.byref(d))
+    reported = 0
+    while d.t < longest:
+        failed = kernels.LIB.decode_steps(ctypes.byref(d), PROGRESS_STEPS)
+        if failed < 0:
+            raise MemoryError("the decoding loop is out of memory")
+        if failed:                                      # csrc/decode.c: NOT_A_STREAM, TOO_MUCH_INFORMATION, LONGER...
+            raise (lanes.invalid, lanes.too_much, lanes.longer)[failed - 1](d.failed_lane)
+        reported = lanes.report(progress, d.t, reported)
+    stepper.t = d.t
+    if mixer:
+        mixer.resync()
+
+
+def _python_steps(lanes: LaneCoding, stepper, mixer: Mixer | None, progress: Callable[[int], None] | None,
+                  timings: dict[str, float] | None):
+    """The decoding loop in Python, a step at a time: where the kernels are not built, for a model that steps
+    in torch, and for `timings` (what `bytezip.speed` splits into parts)."""
+    lap = Laps(timings) if timings is not None else (lambda part: None)
+    decoders = [constriction.stream.queue.RangeDecoder(_bytes_to_words(p)) for p in lanes.payloads]
+    lengths = np.array(lanes.sizes)
+    bits = np.zeros(len(lengths))
+    limits = lanes.payload_bits + fmt.INFO_SLACK_BITS
+    use_mixed = None if all(lanes.mixed) else np.array(lanes.mixed)[:, None]   # None: every lane mixed, or none
     active = np.flatnonzero(lengths > 0)
-    ends = {n - 1 for n in sizes}                                     # steps at which some lane's chunk ends
-    symbols = np.zeros(len(sizes), dtype=np.int64)
+    ends = {n - 1 for n in lanes.sizes}                               # steps at which some lane's chunk ends
+    symbols = np.zeros(len(lengths), dtype=np.int64)
     reported = 0
     lap("setup")
-    for t in range(longest):
+    for t in range(lanes.out.shape[1]):
         freqs = as_numpy(stepper.next_frequencies())
-        lap("model_patch_steps" if t % P == 0 else "model_byte_steps")
+        lap("model_patch_steps" if t % stepper.m.P == 0 else "model_byte_steps")
         if mixer:
             freqs = mixer.mix(freqs) if use_mixed is None else np.where(use_mixed, mixer.mix(freqs), freqs)
         lap("mixer_mix")
@@ -246,32 +315,26 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
             try:
                 symbols[i] = decoders[i].decode(_CODER_MODEL, probs[i:i + 1])[0]
             except AssertionError:  # constriction: "compressed data that is invalid for the employed entropy model"
-                raise FormatError(f"corrupted archive ({names[i]} is not a valid range-coder stream)") from None
+                raise lanes.invalid(i) from None
         bits[active] += symbol_bits(probs[active, symbols[active]])
         if (bits[active] > limits[active]).any():
-            i = active[np.argmax(bits[active] > limits[active])]
-            raise FormatError(f"corrupted archive ({names[i]} decodes to more than its {len(payloads[i])} "
-                              f"bytes can hold)")
+            raise lanes.too_much(active[np.argmax(bits[active] > limits[active])])
         if t in ends:
             ending = active[lengths[active] == t + 1]
-            longer = ending[8 * payload_sizes[ending] > bits[ending] + fmt.INFO_SLACK_BITS]
-            if whole and longer.size:
-                raise FormatError(f"corrupted archive ({names[longer[0]]} is longer than what it decodes to)")
+            longer = ending[lanes.payload_bits[ending] > bits[ending] + fmt.INFO_SLACK_BITS]
+            if lanes.whole and longer.size:
+                raise lanes.longer(longer[0])
             active = active[lengths[active] > t + 1]
-        out[:, t] = symbols
+        lanes.out[:, t] = symbols
         lap("coder_decode")
         stepper.push(symbols)
         lap("model_push")
         if mixer:
             mixer.update(symbols)
         lap("mixer_update")
-        if progress and t % PROGRESS_STEPS == PROGRESS_STEPS - 1:
-            done = sum(min(n, t + 1) for n in sizes)
-            progress(done - reported)
-            reported = done
-    if progress:
-        progress(sum(sizes) - reported)
-    return [out[i, :n].tobytes() for i, n in enumerate(sizes)], mixer
+        if t % PROGRESS_STEPS == PROGRESS_STEPS - 1:
+            reported = lanes.report(progress, t + 1, reported)
+    lanes.report(progress, lanes.out.shape[1], reported)
 
 
 class Laps:

@@ -1,11 +1,12 @@
 """The compiled kernels compute exactly what the numpy code does: step by step, and whole archives."""
 import io
+import re
 
 import numpy as np
 import pytest
 
 import bytezip
-from bytezip import format as fmt, kernels, mixing
+from bytezip import format as fmt, kernels, mixing, neural
 
 from conftest import english_text, wav_bytes
 from test_image import photo
@@ -94,6 +95,57 @@ def test_archives_are_the_same_with_and_without_kernels(trained_model, monkeypat
     assert fast == slow
     assert fmt.MIXED in [c.codec for c in bytezip.read_info(io.BytesIO(fast)).chunks]
     assert bytezip.Decompressor(model=cm).decompress(slow) == data
+
+
+def decode_both_loops(cm, payloads, sizes, mixed, history_bytes, **kw):
+    """neural_decode's steps in C and in Python (`timings` keeps them there), each with a fresh history of
+    `history_bytes` (decoding hands weights on to it): (output or error text) each."""
+    results = []
+    for timings in (None, {}):
+        history = mixing.History()
+        history.extend(history_bytes)
+        try:
+            results.append(neural.neural_decode(cm, payloads, sizes, mixed, timings=timings, history=history, **kw))
+        except fmt.FormatError as e:
+            results.append(str(e))
+    return results
+
+
+def test_the_c_decoding_loop_decodes_what_the_python_loop_does(trained_model):
+    """csrc/decode.c reimplements constriction's range decoder and its lazy categorical model: every stream
+    decodes to the same bytes in both loops, neural and mixed lanes of different lengths together, one
+    batch or split among threads; damaged and random payloads fail with the same error, or decode alike."""
+    cm = bytezip.coding_model(trained_model)
+    text = english_text()
+    chunks = [text[i * 256:i * 256 + n] for i, n in enumerate([256, 213, 64, 256, 1, 133])]
+    history = mixing.History()
+    history.extend(text[-9000:])
+    neural_payloads, mixed_payloads, _ = neural.encode_lanes(cm, chunks, True, history)
+    mixed = [i % 2 == 1 for i in range(len(chunks))]
+    payloads = [m if x else n for n, m, x in zip(neural_payloads, mixed_payloads, mixed)]
+    sizes = [len(c) for c in chunks]
+    for workers in (1, 3):
+        c_loop, python_loop = decode_both_loops(cm, payloads, sizes, mixed, text[-9000:], workers=workers)
+        assert c_loop == python_loop == chunks
+    rng = np.random.default_rng(1)
+    outcomes = set()
+    for trial in range(25):
+        damaged = list(payloads)
+        i = trial % len(damaged)
+        if trial < 12:                                       # one byte changed
+            b = bytearray(damaged[i])
+            b[rng.integers(len(b))] ^= int(rng.integers(1, 256))
+            damaged[i] = bytes(b)
+        elif trial < 24:                                     # random bytes, of every length up to 40
+            damaged[i] = rng.integers(0, 256, int(rng.integers(1, 41)), dtype=np.uint8).tobytes()
+        else:                                                # a point no interval holds (constriction's InvalidData)
+            damaged[i] = b"\xff" * 8
+        c_loop, python_loop = decode_both_loops(cm, damaged, sizes, mixed, text[-9000:], whole=trial % 3 > 0)
+        assert c_loop == python_loop, trial
+        outcomes.add(re.sub(r".*chunk (.*)\)", r"\1", re.sub(r"\d+", "N", c_loop)) if isinstance(c_loop, str)
+                     else "decoded")
+    assert outcomes == {"decoded", "decodes to more than its N bytes can hold", "is longer than what it decodes to",
+                        "is not a valid range-coder stream"}, outcomes
 
 
 @pytest.mark.parametrize("config, lanes", [(None, 9), ({"d_local": 24, "n_local_layers": 2}, 5)])
