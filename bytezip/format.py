@@ -73,7 +73,8 @@ chunk's round begins: the rounds before it, after the user dictionary's sample i
 MAX_HISTORY_PREFIX and the span within the history: a block repeated far back costs a few bytes a chunk, decoded
 at zstd's speed (a model payload may not code that few: MAX_MODEL_RATIO); an lzma payload is a raw LZMA2
 stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
-trailing zero bytes dropped (its distributions: the exact model's, or for "mixed" those of `bytezip.mixing`, whose geometric stage is new in version 5,
+trailing zero bytes dropped, so it never ends in one (any version: a decoder rejects one that does at its
+record, where zero words would pad a payload that decodes a long run) (its distributions: the exact model's, or for "mixed" those of `bytezip.mixing`, whose geometric stage is new in version 5,
 the dictionary match model, the learnt blend and the weights carried from round to round in 6, a second
 geometric mix (weights per class of the previous byte) in 7, in 8 every square root of the exact model
 correctly rounded, where 7 took torch's CPU one, and in 11 three context models over the chunk that are not
@@ -576,6 +577,9 @@ class Reader:
             last_short = raw < header.chunk_size
             rec = ChunkRecord(codec, raw, coded, self.pos)
             payload = self.read(coded, f"chunk {count}")
+            if codec in MODEL_CODECS and payload[-1] == 0:
+                raise FormatError(f"corrupted archive (chunk {count}: a {CODEC_NAMES[codec]} payload ends in a zero "
+                                  f"byte, which every encoder drops)")
             if groups and groups.ends_group():
                 rec.check = self.read(GROUP_CHECK_BYTES, f"group check after chunk {count}")
             yield rec, payload

@@ -811,6 +811,7 @@ def shipped_hostile_archives() -> tuple[dict[str, bytes], dict[str, bytes]]:
     z16m, z64k, z4k = bytes(1 << 24), bytes(1 << 16), bytes(4096)
     one = (fmt.MIXED, z4k, b"\x01")
     padded = (fmt.MIXED, z4k, b"\x01" + bytes(4096 // fmt.MAX_MODEL_RATIO - 1))   # a long run, within the ratio
+    ones = (fmt.MIXED, z4k, b"\x01" * (4096 // fmt.MAX_MODEL_RATIO))
     zeros = (ZSTD, z4k, codec._zstd_compress(z4k))  # 128 of them: 512 KiB of history (what fits in 4 KB) ...
                                                     # ... then history zstd chunks with spans of all of it
     history = (fmt.HISTORY_ZSTD, z4k, plain.history_zstd_compress(z4k, 0, bytes(128 * 4096)))
@@ -833,9 +834,11 @@ def shipped_hostile_archives() -> tuple[dict[str, bytes], dict[str, bytes]]:
         "16 MiB lzma chunk of zeros, no model": fill(1 << 24, 0, (LZMA, z16m, codec._lzma_compress(z16m)), 1,
                                                      model=False),
     })
-    costly["mixed chunks of one byte padded to 64 with zeros, rounds of 1"] = fill(4096, 1, padded)   # one chunk
-    costly["mixed chunks of one byte padded to 64 with zeros, a round of 64"] = fill(4096, 64, padded)
-    costly["v9: mixed chunks of one byte padded to 64 with zeros, a round of 64"] = fill(4096, 64, padded, version=9)
+    for v in (9, fmt.VERSION):    # zero bytes: rejected at the record (no encoder writes them); others decode
+        bounded[f"v{v}: mixed chunks of one byte padded to 64 with zeros, a round of 64"] = fill(
+            4096, 64, padded, version=v)
+        costly[f"v{v}: mixed chunks of 64 bytes 0x01, a round of 64"] = fill(4096, 64, ones, version=v)
+    costly["mixed chunks of 64 bytes 0x01, rounds of 1"] = fill(4096, 1, ones)
     return bounded, costly
 
 
@@ -881,6 +884,16 @@ def test_costly_hostile_archives_are_rejected_in_bounded_memory(tmp_path):
     print()
     rows = run_hostile(shipped_hostile_archives()[1], tmp_path)
     assert not [r for r in rows if r[3] > HOSTILE_RSS], rows
+
+
+def test_a_model_payload_ending_in_a_zero_byte_is_rejected_at_its_record(tiny):
+    """Every encoder drops a model payload's trailing zero bytes, so one that ends in one is corruption, found
+    from the records alone (zero words padding a payload that decodes a long run cost a round of model steps)."""
+    M, digest = MODEL_NAME.encode(), tiny.cm.digest
+    for codec in (fmt.MIXED, NEURAL):
+        blob = archive([(codec, CHUNK, b"\x01" + bytes(7))], model_id=M, digest=digest)
+        with pytest.raises(FormatError, match=f"chunk 0: a {fmt.CODEC_NAMES[codec]} payload ends in a zero byte"):
+            bytezip.read_info(io.BytesIO(blob))
 
 
 def test_a_banded_image_declares_no_more_than_an_encoder_holds(tiny):
