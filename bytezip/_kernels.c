@@ -6,7 +6,7 @@
    attention_forward the exact attention of the parallel forward: the same IEEE operations as the torch
    code in the same order (compiled without FMA contraction), and sums of integers as there.
    decoding_start / decode_steps: the decoding loop of `neural._decode_lanes` over those, with constriction's
-   range decoder.
+   range decoder; mix_round_steps: the encoder's mixer loop of `mixing.mix_round`.
    So archives are the same byte for byte whichever path codes them; tests/test_kernels.py compares them.
 
    Built by setuptools as an optional extension: where it cannot be built, bytezip runs the numpy code.
@@ -27,7 +27,7 @@
 #include "csrc/image.c"       /* the pixel predictor */
 #include "csrc/pcm.c"         /* the sample predictor */
 #include "csrc/exact.c"       /* the exact model: linear layers, attention, steps */
-#include "csrc/decode.c"      /* the decoding loop: model, mixer and constriction's range decoder */
+#include "csrc/steps.c"       /* the coding loops: decoding (with constriction's range decoder), mixing */
 #include "csrc/cpu.c"         /* detect_cpu and the VNNI int8 products */
 #include "csrc/layout.c"      /* kernel_layout, checked at load */
 #include "csrc/products.c"    /* integer-valued matrix products (fused multiply-adds allowed) */

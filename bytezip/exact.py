@@ -518,7 +518,7 @@ class Stepper:
         return freqs
 
     def kernel_steps(self) -> dict | None:
-        """The fields of a `kernels.Decoding` that let the C decoding loop (csrc/decode.c) take this stepper's
+        """The fields of a `kernels.Decoding` that let the C decoding loop (csrc/steps.c) take this stepper's
         steps, or None where they run in torch. Set `t` after."""
         if not self.kernel or self.m.torch_io:
             return None

@@ -44,6 +44,8 @@ def _load():
     lib.attention_forward.restype = ctypes.c_int
     lib.decoding_start.argtypes, lib.decoding_start.restype = [ctypes.c_void_p], None
     lib.decode_steps.argtypes, lib.decode_steps.restype = [ctypes.c_void_p, ctypes.c_int64], ctypes.c_int
+    lib.mix_round_steps.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64]
+    lib.mix_round_steps.restype = ctypes.c_int
     lib.detect_cpu.argtypes, lib.detect_cpu.restype = [ctypes.c_int], ctypes.c_int
     lib.kernel_layout.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.kernel_layout.restype = ctypes.c_int
@@ -194,16 +196,21 @@ class PcmState(ctypes.Structure):
                                                   "lms", "lms_input", "exp")])
 
 
-class Decoding(ctypes.Structure):
-    """One decoding batch's state (mirrors `Decoding` in csrc/decode.c; `neural._decode_lanes` fills it)."""
-    _fields_ = ([(n, ctypes.c_int64) for n in ("B", "P", "t", "whole")]
-                + [(n, ctypes.c_void_p) for n in ("global_", "local", "patch", "prev", "g", "gk", "gv", "lk", "lv")]
-                + [("g_length", ctypes.c_int64)]
-                + [(n, ctypes.c_void_p) for n in ("mixer", "mixed_lane", "external", "wset_offset")]
+class MixerSteps(ctypes.Structure):
+    """What a mixer's steps in C read beyond its state (mirrors `MixerSteps` in csrc/steps.c;
+    `mixing.Mixer.kernel_steps` fills it)."""
+    _fields_ = ([(n, ctypes.c_void_p) for n in ("mixer", "external", "wset_offset")]
                 + [("n_external", ctypes.c_int64)]
                 + [(n, ctypes.c_void_p) for n in ("predictor_kind", "predictor", "history")]
-                + [("history_n", ctypes.c_int64)]
-                + [(n, ctypes.c_void_p) for n in ("scratch", "words", "n_words", "next", "lower", "range", "point",
+                + [("history_n", ctypes.c_int64), ("scratch", ctypes.c_void_p)])
+
+
+class Decoding(ctypes.Structure):
+    """One decoding batch's state (mirrors `Decoding` in csrc/steps.c; `neural._decode_lanes` fills it)."""
+    _fields_ = ([(n, ctypes.c_int64) for n in ("B", "P", "t", "whole")]
+                + [(n, ctypes.c_void_p) for n in ("global_", "local", "patch", "prev", "g", "gk", "gv", "lk", "lv")]
+                + [("g_length", ctypes.c_int64), ("mix", MixerSteps)]
+                + [(n, ctypes.c_void_p) for n in ("mixed_lane", "words", "n_words", "next", "lower", "range", "point",
                                                   "lengths", "payload_bits")]
                 + [("slack", ctypes.c_double)]
                 + [(n, ctypes.c_void_p) for n in ("bits", "out")] + [("width", ctypes.c_int64)]
@@ -213,5 +220,6 @@ class Decoding(ctypes.Structure):
 # each structure by its name in csrc/ (sizes checked at load)
 STRUCTURES = {"Input": InputSpec, "Source": Source, "Mixer": MixerState, "Linear": Linear, "Block": Block,
               "Attn": Attn, "Stack": Stack, "LocalModel": LocalModel, "GlobalModel": GlobalModel,
-              "ImageState": ImageState, "PcmState": PcmState, "Decoding": Decoding}
+              "ImageState": ImageState, "PcmState": PcmState, "MixerSteps": MixerSteps,
+              "Decoding": Decoding}
 LIB = _load()

@@ -333,14 +333,16 @@ class Mixer:
             self._flat_inputs = inputs
         return inputs
 
-    def kernel_steps(self) -> dict | None:
-        """The fields of a `kernels.Decoding` that let the C decoding loop (csrc/decode.c) mix and learn in
-        steps of its own, the sample and pixel predictors' included, or None without the kernels. The arrays
-        behind them are this mixer's. Call `resync` after."""
-        if self._kernel is None:
+    def kernel_steps(self) -> "kernels.MixerSteps | None":
+        """What lets the C loops (csrc/steps.c: the decoder's, and `mix_round`'s) mix and learn in steps of their
+        own, the sample and pixel predictors' included, or None where a step needs Python: no kernels, or a
+        predictor they do not know (one declared in Python alone, `predictors.Predictor`). The arrays behind it
+        are this mixer's. Call `resync` after."""
+        kinds = [0 if p is None else 1 if isinstance(p, PcmModel) else 2 if isinstance(p, ImageModel) else None
+                 for p in self.external]
+        if self._kernel is None or None in kinds:
             return None
         L = len(self.lanes)
-        kinds = [0 if p is None else 1 if isinstance(p, PcmModel) else 2 for p in self.external]
         if any(kinds):      # rows and offsets the loop writes each step
             rows, offset = [np.zeros((L, 256), dtype=np.int64) for _ in kinds], np.zeros(L, dtype=np.int64)
         else:               # flat: the same every step
@@ -351,11 +353,10 @@ class Mixer:
                                   *(None if p is None else ctypes.addressof(p._kernel) for p in self.external)),
                               np.zeros((L, 256 + 3), dtype=np.int64))
         rows, offset, row_table, kind_array, predictor_table, scratch = self._steps_arrays
-        return dict(mixer=ctypes.addressof(self._kernel), external=ctypes.addressof(row_table),
-                    wset_offset=kernels.pointer(offset), n_external=len(kinds),
-                    predictor_kind=kernels.pointer(kind_array), predictor=ctypes.addressof(predictor_table),
-                    history=kernels.pointer(history), history_n=0 if history is None else len(history),
-                    scratch=kernels.pointer(scratch))
+        return kernels.MixerSteps(ctypes.addressof(self._kernel), ctypes.addressof(row_table), kernels.pointer(offset),
+                                  len(kinds), kernels.pointer(kind_array), ctypes.addressof(predictor_table),
+                                  kernels.pointer(history), 0 if history is None else len(history),
+                                  kernels.pointer(scratch))
 
     def resync(self):
         """After steps taken in C (`kernel_steps`): the position the kernel reached."""
@@ -538,9 +539,16 @@ def mix_round(neural: list[np.ndarray], chunks: list[bytes], history: History | 
     elif out is None:
         out = [np.empty_like(f) for f in neural]
     mixer = Mixer([len(c) for c in chunks], history, signal, dictionary, inputs=inputs)
-    for t in range(longest):
-        mixer.mix_rows(neural, out)
-        mixer.update(data[t])
+    steps = mixer.kernel_steps()
+    if steps is None:
+        for t in range(longest):
+            mixer.mix_rows(neural, out)
+            mixer.update(data[t])
+        return out, mixer
+    if kernels.LIB.mix_round_steps(ctypes.byref(steps), kernels.pointers(neural), kernels.pointers(out),
+                                   data.ctypes.data, longest):
+        raise MemoryError("the mixer is out of memory")
+    mixer.resync()
     return out, mixer
 
 

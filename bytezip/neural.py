@@ -214,7 +214,7 @@ def _decode_lanes(m: CodingModel, payloads: list[bytes], sizes: list[int], mixed
     bytes so far hold more information than its payload can code (`information_bits`) is rejected at once, so
     garbage costs a few steps, not the whole chunk; one whose payload is longer than what its chunk holds (zero
     words padding a payload that decodes a long run) is rejected at its end. The steps run in C
-    (csrc/decode.c) where the kernels can take them all, else in Python (`_python_steps`); with `timings`
+    (csrc/steps.c) where the kernels can take them all, else in Python (`_python_steps`); with `timings`
     always in Python, whose loop the stopwatch splits into parts."""
     P = m.exact.cfg.patch_size
     longest = max(sizes)
@@ -272,15 +272,15 @@ def _kernel_steps(lanes: LaneCoding, stepper, model_steps: dict, mixer: Mixer | 
     word_table = kernels.pointers(words)
     d = kernels.Decoding(**model_steps, whole=int(lanes.whole), width=longest, slack=float(fmt.INFO_SLACK_BITS),
                          words=ctypes.addressof(word_table), **{k: kernels.pointer(a) for k, a in arrays.items()})
-    for name, value in (mixer_steps or {}).items():
-        setattr(d, name, value)
+    if mixer_steps is not None:
+        d.mix = mixer_steps
     kernels.LIB.decoding_start(ctypes.byref(d))
     reported = 0
     while d.t < longest:
         failed = kernels.LIB.decode_steps(ctypes.byref(d), PROGRESS_STEPS)
         if failed < 0:
             raise MemoryError("the decoding loop is out of memory")
-        if failed:                                      # csrc/decode.c: NOT_A_STREAM, TOO_MUCH_INFORMATION, LONGER...
+        if failed:                                      # csrc/steps.c: NOT_A_STREAM, TOO_MUCH_INFORMATION, LONGER...
             raise (lanes.invalid, lanes.too_much, lanes.longer)[failed - 1](d.failed_lane)
         reported = lanes.report(progress, d.t, reported)
     stepper.t = d.t

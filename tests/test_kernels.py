@@ -112,7 +112,7 @@ def decode_both_loops(cm, payloads, sizes, mixed, history_bytes, **kw):
 
 
 def test_the_c_decoding_loop_decodes_what_the_python_loop_does(trained_model):
-    """csrc/decode.c reimplements constriction's range decoder and its lazy categorical model: every stream
+    """csrc/steps.c reimplements constriction's range decoder and its lazy categorical model: every stream
     decodes to the same bytes in both loops, neural and mixed lanes of different lengths together, one
     batch or split among threads; damaged and random payloads fail with the same error, or decode alike."""
     cm = bytezip.coding_model(trained_model)

@@ -16,6 +16,7 @@ int kernel_layout(const char **names, i64 *values, int max) {
         {"sizeof Stack", sizeof(Stack)}, {"sizeof LocalModel", sizeof(LocalModel)},
         {"sizeof GlobalModel", sizeof(GlobalModel)}, {"sizeof ImageState", sizeof(ImageState)},
         {"sizeof PcmState", sizeof(PcmState)}, {"sizeof Decoding", sizeof(Decoding)},
+        {"sizeof MixerSteps", sizeof(MixerSteps)},
     };
     const int n = (int)(sizeof layout / sizeof layout[0]);
     for (int i = 0; i < n && i < max; i++) {

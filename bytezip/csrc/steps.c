@@ -1,9 +1,10 @@
-/* ---- the decoding loop (`neural._decode_lanes`, whose Python loop is its twin where this one cannot run):
-   each step, the exact model's frequencies for every lane (exact.c), mixed where the lane is mixed
-   (mixer.c), one symbol of each unfinished lane's range-coder stream under them, checked against what its
-   payload can hold, then fed back to the model and the mixer. Run in C, a step costs no Python and holds no
-   lock, so a round's lanes split among threads decode in parallel and a lane alone pays for its arithmetic
-   only.
+/* ---- the coding loops in C, so that a step costs no Python and holds no lock (a round's lanes split among
+   threads code in parallel, and a lane alone pays for its arithmetic only). Decoding (`neural._decode_lanes`,
+   whose Python loop is its twin where this one cannot run): each step, the exact model's frequencies for
+   every lane (exact.c), mixed where the lane is mixed (mixer.c), one symbol of each unfinished lane's
+   range-coder stream under them, checked against what its payload can hold, then fed back to the model and
+   the mixer. Encoding (`mixing.mix_round`): the mixer over a round whose bytes are known, step by step.
+   Both run the sample and pixel predictors (pcm.c, image.c) where the mixer has them.
 
    The range decoder is constriction's (0.5: `stream.queue.RangeDecoder`, 32-bit words and a 64-bit state, and
    `stream.model.Categorical(perfect=False)`, its lazy categorical model of float64 probabilities at 24-bit
@@ -13,8 +14,22 @@
 enum { CODER_PRECISION = 24, CODER_FREE = (1 << CODER_PRECISION) - 256 };
 enum { NO_PREDICTOR, SAMPLES, PIXELS };  /* an external input's predictor: none, PcmState, ImageState */
 
+/* What a mixer's steps read beyond `Mixer` (mirrors `kernels.MixerSteps`; `mixing.Mixer.kernel_steps`) */
+typedef struct {
+    Mixer *mixer;
+    i64 *const *external;          /* the external inputs [L, 256] and weight set offsets [L]: written each step
+                                      where a predictor is, else flat */
+    i64 *wset_offset;
+    i64 n_external;
+    const i64 *predictor_kind;     /* [n_external] */
+    void *const *predictor;        /* [n_external] the predictors' kernel states (`mixing.Mixer.external`) */
+    const uint8_t *history;        /* what the pixel predictor reads of earlier rounds */
+    i64 history_n;
+    i64 *scratch;                  /* [L, 256 + 3] a predictor's distributions, active and high flags, prev */
+} MixerSteps;
+
 /* The state of one decoding batch (mirrors `kernels.Decoding`); the arrays are numpy's, the caches and
-   model steppers' those of `exact.Stepper`, the mixer that of `mixing.Mixer` (NULL: no lane is mixed). */
+   model steppers' those of `exact.Stepper`. */
 typedef struct {
     i64 B, P, t, whole;            /* lanes, patch size, steps done, 1: check each chunk's end */
     const GlobalModel *global;
@@ -23,17 +38,8 @@ typedef struct {
     float *g;                      /* [B, P, dl] the global model's conditioning of this patch */
     float **gk, **gv, **lk, **lv;  /* the caches' keys and values, a pointer per layer */
     i64 g_length;                  /* the global caches' length in patches */
-    Mixer *mixer;
+    MixerSteps mix;                /* mix.mixer NULL: no lane is mixed */
     const i64 *mixed_lane;         /* [B] 1 where the lane is mixed (NULL: all are) */
-    i64 *const *external;          /* the mixer's external inputs [B, 256] and weight set offsets [B]: written
-                                      each step where a predictor is, else flat */
-    i64 *wset_offset;
-    i64 n_external;
-    const i64 *predictor_kind;     /* [n_external] */
-    void *const *predictor;        /* [n_external] the predictors' kernel states (`mixing.Mixer.external`) */
-    const uint8_t *history;        /* what the pixel predictor reads of earlier rounds */
-    i64 history_n;
-    i64 *scratch;                  /* [B, 256 + 3] a predictor's distributions, active and high flags, prev */
     const uint32_t *const *words;  /* [B] each lane's payload as 32-bit words (little-endian bytes) */
     const i64 *n_words;            /* [B] */
     i64 *next;                     /* [B] the next word to read */
@@ -107,9 +113,9 @@ INLINE int decode_symbol(Decoding *d, i64 b, const i64 *f, double *p) {
 
 /* the external inputs' rows and weight set offsets for this step, as `mixing.Mixer._external_inputs` has
    them: each predictor's distribution where it is active, else flat, and the group of the last active one */
-static void predict(Decoding *d) {
+static void predict(MixerSteps *d) {
     const Mixer *m = d->mixer;
-    const i64 B = d->B, t = m->t;
+    const i64 B = m->L, t = m->t;
     i64 *p = d->scratch, *active = p + B * 256, *high = active + B, *prev = high + B;
     for (i64 b = 0; b < B; b++) {
         prev[b] = t >= 1 ? m->hist[b * m->width + t - 1] : 0;
@@ -134,14 +140,28 @@ static void predict(Decoding *d) {
     }
 }
 
-/* after the step's bytes are coded: the predictors learn from them (before the mixer does, as in Python) */
-static void learn(Decoding *d) {
-    const i64 B = d->B;
+/* after the step's bytes [L] are coded: the predictors learn from them, then the mixer (as in Python) */
+static void learn(MixerSteps *d, const i64 *byte) {
+    const i64 B = d->mixer->L;
     const i64 *prev = d->scratch + B * 256 + 2 * B;
     for (i64 e = 0; e < d->n_external; e++) {
-        if (d->predictor_kind[e] == SAMPLES) pcm_update(d->predictor[e], d->mixer->t, d->symbols, prev);
-        if (d->predictor_kind[e] == PIXELS) image_update(d->predictor[e], d->symbols);
+        if (d->predictor_kind[e] == SAMPLES) pcm_update(d->predictor[e], d->mixer->t, byte, prev);
+        if (d->predictor_kind[e] == PIXELS) image_update(d->predictor[e], byte);
     }
+    mixer_update(d->mixer, byte);
+}
+
+/* The encoder's mixer over a round (`mixing.mix_round`): for each step t < steps, row t of each lane's neural
+   frequencies neural[l] [size, 256] mixed into row t of out[l] (lanes whose chunk has ended skipped), then
+   the bytes data[t] [L] learnt. Returns 0, or -1 out of memory. */
+int mix_round_steps(MixerSteps *d, const i64 *const *neural, i64 *const *out, const i64 *data, i64 steps) {
+    const i64 L = d->mixer->L;
+    for (i64 t = 0; t < steps; t++) {
+        predict(d);
+        if (mixer_mix_rows(d->mixer, neural, out, (const i64 *const *)d->external, d->wset_offset)) return -1;
+        learn(d, data + t * L);
+    }
+    return 0;
 }
 
 /* `steps` steps of every lane (or fewer, to the longest lane's end). Returns DECODED, or what went wrong
@@ -160,15 +180,16 @@ int decode_steps(Decoding *d, i64 steps) {
             for (i64 b = 0; b < B; b++) d->prev[b] = d->patch[b * P + p - 1];
         }
         if (local_step(d->local, B, p, d->prev, d->g, d->lk, d->lv, d->freqs)) return OUT_OF_MEMORY;
-        if (d->mixer) {
-            predict(d);
-            if (mixer_mix(d->mixer, d->freqs, (const i64 *const *)d->external, d->wset_offset, d->mixed))
+        MixerSteps *mix = &d->mix;
+        if (mix->mixer) {
+            predict(mix);
+            if (mixer_mix(mix->mixer, d->freqs, (const i64 *const *)mix->external, mix->wset_offset, d->mixed))
                 return OUT_OF_MEMORY;
         }
         double probability[B > 0 ? B : 1];
         for (i64 b = 0; b < B; b++) {
             if (t >= d->lengths[b]) continue;
-            const int mixed = d->mixer && (!d->mixed_lane || d->mixed_lane[b]);
+            const int mixed = mix->mixer && (!d->mixed_lane || d->mixed_lane[b]);
             const int s = decode_symbol(d, b, (mixed ? d->mixed : d->freqs) + b * 256, probability + b);
             if (s < 0) {
                 d->failed_lane = b;
@@ -193,10 +214,7 @@ int decode_steps(Decoding *d, i64 steps) {
             d->out[b * d->width + t] = (uint8_t)d->symbols[b];
             d->patch[b * P + p] = d->symbols[b];
         }
-        if (d->mixer) {
-            learn(d);
-            mixer_update(d->mixer, d->symbols);
-        }
+        if (mix->mixer) learn(mix, d->symbols);
     }
     return DECODED;
 }
