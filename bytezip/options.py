@@ -42,9 +42,10 @@ class Level:
     """How a level codes. Level 1 runs no model (lzma, zstd or raw per chunk, and the whole input as one lzma
     or zstd chunk): it decodes at tens of MB/s where the model decodes at KB/s on a CPU. The others group the
     chunks into rounds: a chunk reads only the rounds before its own, so more rounds leave more history to more
-    chunks; a round costs its chunks' length in sequential steps, and a step of one lane costs about 1.7 times
-    a lane's share of a step of 8 or more on an AVX2 CPU (far more on AVX-512 or a GPU), so level 9 decodes at
-    30-42% of the default's speed there (`benchmarks/runs/2026-12-07-levels-sizes`)."""
+    chunks; a round costs its chunks' length in sequential steps, its lanes split among the threads. With the
+    steps in C a lane-step costs about the same at 1 to 16 lanes a thread on an AVX2 CPU (so level 9 decodes
+    at 54-63% of the default's speed there, and levels 2-5 gain nothing on the default: their larger rounds
+    cost as much a lane; `benchmarks/runs/2026-12-07-decode-loop`); a GPU still gains from many lanes."""
     rounds: int | None       # rounds an input of known size is coded in, about (they grow 1, 1, 2, 4, ... to the
                              # largest first); None: no model at all
     lanes: int | None = None     # the largest round, where the level fixes it (9: one chunk a round)
