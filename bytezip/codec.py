@@ -39,7 +39,7 @@ from .image import ImageLayout
 from .loading import CodingModel, archive_model, coding_model, dictionary_model, resolve_device  # noqa: F401
 from .loading import resolve_model_path  # noqa: F401
 from .mixing import History, signal_model
-from .neural import Laps, default_workers, encode_lanes, neural_decode, run_split
+from .neural import Laps, default_decode_lanes, default_workers, encode_lanes, neural_decode, run_split
 from .neural import neural_encode, neural_frequencies  # noqa: F401
 from .options import DEFAULT_LANES, DEFAULT_LEVEL, LEVELS, CodingOptions, coding_options
 from .pcm import PcmLayout
@@ -304,14 +304,15 @@ class Decompressor:
     def __init__(self, *, options: CodingOptions | None = None, **fields):
         """Options as for `Compressor` (the same `CodingOptions`; those an archive records are not read here):
         `model` (default: the one the archive names), `device`, `threads`, `lanes` (the most neural chunks
-        decoded together, default DEFAULT_LANES), `workers` (threads that decode a batch's lanes in as many
+        decoded together, default `neural.default_decode_lanes`: one a worker on a CPU), `workers` (threads that decode a batch's lanes in as many
         parts; default: one per CPU thread torch would use, one on a GPU), `dictionary` (the user dictionary,
         a path or a loaded `UserDictionary`, for archives made with one; others decode without it)."""
         self.options = o = coding_options(options, **fields)
         loading.set_threads(o.torch_threads)
         self.user_dict = userdict.resolve(o.dictionary)
-        self._model_arg, self.device, self.lanes = o.model, o.device, o.lanes or DEFAULT_LANES
+        self._model_arg, self.device = o.model, o.device
         self.workers = o.workers or default_workers(o.device)
+        self.lanes = o.lanes or default_decode_lanes(o.device, self.workers)
 
     def _model_for(self, header: fmt.Header) -> CodingModel:
         m = archive_model(header.model_id, self._model_arg, self.device)
