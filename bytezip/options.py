@@ -45,7 +45,7 @@ class Level:
     chunks into rounds: a chunk reads only the rounds before its own, so more rounds leave more history to more
     chunks; a round costs its chunks' length in sequential steps, its lanes split among the threads. With the
     steps in C a lane-step costs about the same at 1 to 16 lanes a thread on an AVX2 CPU (so level 9 decodes
-    at 54-63% of the default's speed there, and levels 2-5 gain nothing on the default: their larger rounds
+    at 54-59% of the default's speed there, and levels 2-5 gain nothing on the default: their larger rounds
     cost as much a lane; `benchmarks/runs/2026-12-07-decode-loop`); a GPU still gains from many lanes."""
     rounds: int | None       # rounds an input of known size is coded in, about (they grow 1, 1, 2, 4, ... to the
                              # largest first); None: no model at all
