@@ -249,8 +249,9 @@ class LaneCoding:
         self.whole, self.out = whole, out
         self.payload_bits = 8.0 * np.array([len(p) for p in payloads])
 
-    def invalid(self, i: int) -> FormatError:  # constriction: "compressed data that is invalid for the employed
-        return FormatError(f"corrupted archive ({self.names[i]} is not a valid range-coder stream)")   # model"
+    def invalid(self, i: int) -> FormatError:
+        """constriction's "compressed data that is invalid for the employed entropy model", or its C copy's."""
+        return FormatError(f"corrupted archive ({self.names[i]} is not a valid range-coder stream)")
 
     def too_much(self, i: int) -> FormatError:
         return FormatError(f"corrupted archive ({self.names[i]} decodes to more than its {len(self.payloads[i])} "
@@ -267,8 +268,8 @@ class LaneCoding:
         return done
 
 
-def _kernel_steps(lanes: LaneCoding, stepper, model_steps: dict, mixer: Mixer | None, mixer_steps,
-                  progress: Callable[[int], None] | None):
+def _kernel_steps(lanes: LaneCoding, stepper, model_steps: dict, mixer: Mixer | None,
+                  mixer_steps: kernels.MixerSteps | None, progress: Callable[[int], None] | None):
     """The decoding loop in C, PROGRESS_STEPS steps a call (the GIL released in each)."""
     B, longest = len(lanes.sizes), lanes.out.shape[1]
     words = [_bytes_to_words(p) for p in lanes.payloads]
