@@ -74,12 +74,13 @@ MAX_HISTORY_PREFIX and the span within the history: a block repeated far back co
 at zstd's speed (a model payload may not code that few: MAX_MODEL_RATIO); an lzma payload is a raw LZMA2
 stream (`lzma_filters`); a neural payload is the range coder's little-endian 32-bit words with
 trailing zero bytes dropped, so it never ends in one (any version: a decoder rejects one that does at its
-record, where zero words would pad a payload that decodes a long run) (its distributions: the exact model's, or for "mixed" those of `bytezip.mixing`, whose geometric stage is new in version 5,
+record, where zero words would pad a payload that decodes a long run); its distributions: the exact model's,
+or for "mixed" those of `bytezip.mixing`, whose geometric stage is new in version 5,
 the dictionary match model, the learnt blend and the weights carried from round to round in 6, a second
 geometric mix (weights per class of the previous byte) in 7, in 8 every square root of the exact model
 correctly rounded, where 7 took torch's CPU one, and in 11 three context models over the chunk that are not
 the last k bytes, off for samples and pixels: bytes 2-3 back, the field of a delimited line, the byte in the
-line above, `predictors.context`); chunk_count and original_size match the records; the checksum matches the
+line above, `predictors.context`; chunk_count and original_size match the records; the checksum matches the
 decoded bytes; nothing follows. A model-coded chunk (version 9 on) has raw_size <= MAX_MODEL_RATIO x coded_size
 (64: a chunk the model would code in fewer bits, 1/8 bit a byte, is stored with zstd or lzma instead), so
 model decoding work is bounded by the archive's size: at most 64 model steps per lane per archive byte. Its size

@@ -10,8 +10,8 @@
 3. where decode time goes: the codec's own decode loop (`neural.neural_decode`) with its stopwatch on
    (`timings`: global model step, local model step, mixer, coder, the rest; timed, the steps run in the loop's
    Python twin, not in C, so the coder and the rest read higher than in the codec's own runs), plus the top
-   torch operators from `torch.profiler` over a few steps; and where encode time goes, the same way from the encoder's own
-   timings (`Compressor.code_candidates`: model forward, mixer, range coder, zstd, lzma);
+   torch operators from `torch.profiler` over a few steps; and where encode time goes, the same way from the
+   encoder's own timings (`Compressor.code_candidates`: model forward, mixer, range coder, zstd, lzma);
 4. decode bytes/s at lanes 1, 16, 64, 256 on the text sample (its first `lanes` chunks, coded as mixed chunks
    whichever codec would have won, so that the model's path is measured; the breakdown decodes those too).
 
