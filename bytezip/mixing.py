@@ -103,6 +103,11 @@ kernels.check_constants({"ONE": ONE, "N_BUCKETS": N_BUCKETS, "N_SETS": N_SETS, "
                          "FIELD_MAX": FIELD_MAX, "SINCE_MAX": SINCE_MAX})
 
 
+# the predictors the C loops step themselves, by csrc/steps.c's numbers (0: no predictor)
+STEP_PREDICTORS = {PcmModel: 1, ImageModel: 2}
+kernels.check_constants({"SAMPLES": STEP_PREDICTORS[PcmModel], "PIXELS": STEP_PREDICTORS[ImageModel]})
+
+
 @functools.cache
 def _log_exp_tables() -> tuple[np.ndarray, np.ndarray]:
     """LOG2[p] = round(256 log2 p) for p in 0..ONE (0 as 1) and EXP2[d] = round(ONE 2^(-d/256)); checked
@@ -338,8 +343,7 @@ class Mixer:
         own, the sample and pixel predictors' included, or None where a step needs Python: no kernels, or a
         predictor they do not know (one declared in Python alone, `predictors.Predictor`). The arrays behind it
         are this mixer's. Call `resync` after."""
-        kinds = [0 if p is None else 1 if isinstance(p, PcmModel) else 2 if isinstance(p, ImageModel) else None
-                 for p in self.external]
+        kinds = [0 if p is None else STEP_PREDICTORS.get(type(p)) for p in self.external]
         if self._kernel is None or None in kinds:
             return None
         L = len(self.lanes)
@@ -348,11 +352,11 @@ class Mixer:
         else:               # flat: the same every step
             rows, offset = self._external_inputs()
         history = self.history.data if self.history is not None and len(self.history.data) else None
-        self._steps_arrays = (rows, offset, kernels.pointers(rows), np.array(kinds or [0], dtype=np.int64),
-                              (ctypes.c_void_p * max(len(kinds), 1))(
-                                  *(None if p is None else ctypes.addressof(p._kernel) for p in self.external)),
-                              np.zeros((L, 256 + 3), dtype=np.int64))
-        rows, offset, row_table, kind_array, predictor_table, scratch = self._steps_arrays
+        row_table, kind_array = kernels.pointers(rows), np.array(kinds or [0], dtype=np.int64)
+        predictor_table = (ctypes.c_void_p * max(len(kinds), 1))(
+            *(None if p is None else ctypes.addressof(p._kernel) for p in self.external))
+        scratch = np.zeros((L, 256 + 3), dtype=np.int64)
+        self._steps_arrays = rows, offset, row_table, kind_array, predictor_table, scratch   # what the C side reads
         return kernels.MixerSteps(ctypes.addressof(self._kernel), ctypes.addressof(row_table), kernels.pointer(offset),
                                   len(kinds), kernels.pointer(kind_array), ctypes.addressof(predictor_table),
                                   kernels.pointer(history), 0 if history is None else len(history),

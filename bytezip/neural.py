@@ -164,12 +164,10 @@ def default_decode_lanes(device, workers: int) -> int:
     return DEFAULT_LANES if resolve_device(device).type == "cuda" else workers
 
 
-def run_split(n: int, workers: int, work: Callable[[np.ndarray], object], min_lanes: int = 1
-              ) -> tuple[list[np.ndarray], list]:
-    """work(lanes) for n lanes split into at most `workers` runs of neighbours of at least `min_lanes` each (but
-    one), on as many threads (the C kernels and torch release the GIL; torch runs on one core each): the groups,
-    and their results in order."""
-    groups = np.array_split(np.arange(n), max(1, min(workers, n // min_lanes)))
+def run_split(n: int, workers: int, work: Callable[[np.ndarray], object]) -> tuple[list[np.ndarray], list]:
+    """work(lanes) for n lanes split into at most `workers` runs of neighbours, on as many threads (the C kernels
+    and torch release the GIL; torch runs on one core each): the groups, and their results in order."""
+    groups = np.array_split(np.arange(n), max(1, min(workers, n)))
     if len(groups) == 1:
         return groups, [work(groups[0])]
     with torch_threads(max(1, cpu_threads() // len(groups))), ThreadPoolExecutor(len(groups)) as pool:

@@ -11,6 +11,7 @@ int kernel_layout(const char **names, i64 *values, int max) {
         {"HIT_HALVE", HIT_HALVE}, {"MAX_LAYERS", MAX_LAYERS},
         {"SKIP_2_3", SKIP_2_3}, {"FIELDS", FIELDS}, {"ABOVE", ABOVE},
         {"FIELD_WINDOW", FIELD_WINDOW}, {"FIELD_MAX", FIELD_MAX}, {"SINCE_MAX", SINCE_MAX},
+        {"SAMPLES", SAMPLES}, {"PIXELS", PIXELS},
         {"sizeof Input", sizeof(Input)}, {"sizeof Source", sizeof(Source)}, {"sizeof Mixer", sizeof(Mixer)},
         {"sizeof Linear", sizeof(Linear)}, {"sizeof Block", sizeof(Block)}, {"sizeof Attn", sizeof(Attn)},
         {"sizeof Stack", sizeof(Stack)}, {"sizeof LocalModel", sizeof(LocalModel)},
