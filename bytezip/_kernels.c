@@ -21,6 +21,7 @@
 #include "csrc/common.h"      /* types, vector clones, CPU flags, exact sums, integer division */
 #include "csrc/mixer.h"       /* the mixer's constants, Input, Source and Mixer */
 #include "csrc/match.c"       /* match models */
+#include "csrc/record.c"      /* the record length finder (for the RECORD context) */
 #include "csrc/context.c"     /* context models (PPM orders over the chunk and the history) */
 #include "csrc/mixer.c"       /* the wiring: mixer_mix, mixer_mix_rows, mixer_update */
 #include "csrc/signal.h"      /* Laplace tables shared by the signal predictors */

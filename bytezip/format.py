@@ -1,11 +1,11 @@
-"""The .bzp archive format (version 11): frames, each a header, one record per chunk with a check after each group,
+"""The .bzp archive format (version 12): frames, each a header, one record per chunk with a check after each group,
 and an end record.
 
 All integers are unsigned LEB128 varints unless a width is given. The layout is written so that an
 archive can be produced and consumed as a stream, one chunk at a time, and every declared size is bounded
 before anything is allocated for it.
 
-    header   magic b"\\x89BZP" | version u8 = 11 | flags u8 | chunk_size | round_chunks | signal
+    header   magic b"\\x89BZP" | version u8 = 12 | flags u8 | chunk_size | round_chunks | signal
              | signal fields (see below) | model fields | png_size | png envelope (png_size bytes; only with flag 0x01)
     model    without flag 0x02: model_id_len u8 | model_id (ASCII) | model_digest 8 bytes (SHA-256 prefix of the
              canonical weights) | dictionary u8 (0 none, 1 one follows) | dictionary_digest 8 bytes (SHA-256 prefix
@@ -106,8 +106,9 @@ find it from the stream's end (the last 8 bytes) and decode any byte range from 
 (`bytezip.frames.read_range`). A decoder reading the stream in order checks the table against the frames it
 decoded; nothing follows it.
 
-Decoders read versions 8 to 11 (`READ_VERSIONS`); version 10 is version 11 without history zstd chunks and
-the three new context models;
+Decoders read versions 8 to 12 (`READ_VERSIONS`); version 11 is version 12 whose mixed chunks' mixer has no
+record context (`predictors.INPUTS_V11`: the layout is the same, the coded bytes differ); version 10 is version
+11 without history zstd chunks and the three context models it added;
 version 9 is version 10 with rounds that do not grow;
 version 8 is version 9 without the group checks and the model ratio limit, its checksum over the decoded bytes
 in record order. A sample archive of each version, with its
@@ -128,8 +129,8 @@ from .pcm import PcmLayout
 from .png import CHANNELS, DIGEST_BYTES as PNG_DIGEST_BYTES, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
 
 MAGIC = b"\x89BZP"
-VERSION = 11
-READ_VERSIONS = (8, 9, 10, 11)    # every version that has shipped since the format was frozen keeps decoding
+VERSION = 12
+READ_VERSIONS = (8, 9, 10, 11, 12)    # every version that has shipped since the format was frozen keeps decoding
 CHECK_GROUP = 64          # records per group check: at least this many, in whole rounds
 GROUP_CHECK_BYTES = 4
 MAX_MODEL_CHUNK = 1 << 16  # chunk size limit of an archive that names a model

@@ -136,7 +136,7 @@ class MixerState(ctypes.Structure):
                 + [("spec", ctypes.c_void_p)]
                 + [(n, ctypes.c_int64 * MAX_ORDERS) for n in ("own_orders", "shared_orders")]
                 + [(n, ctypes.c_void_p) for n in ("hist", "sizes", "match_table", "ptr", "len", "hits", "tries")]
-                + [("counts", ctypes.c_void_p * MAX_ORDERS)]
+                + [("counts", ctypes.c_void_p * MAX_ORDERS), ("record", ctypes.c_void_p)]
                 + [(n, ctypes.c_void_p) for n in ("weights", "floor", "geo_weights", "blend", "final_geo",
                                                   "final_blend")]
                 + [(n, Source) for n in ("history", "dict_match", "priors")]

@@ -55,8 +55,9 @@ from .pcm import PcmLayout
 from .predictors import (INPUTS, WEIGHT_GROUPS, ImageModel, Input, Kind, PcmModel, Predictor, carry_over, check,
                          of_kind)
 from .predictors.base import ONE
-from .predictors.context import (ABOVE, FIELD_MAX, FIELD_WINDOW, FIELDS, OWN_HASH_BITS, SHARED_HASH_BITS, SINCE_MAX,
-                                 SKIP_2_3, context_rows, ppm_blend)
+from .predictors import record
+from .predictors.context import (ABOVE, FIELD_MAX, FIELD_WINDOW, FIELDS, OWN_HASH_BITS, RECORD, SHARED_HASH_BITS,
+                                 SINCE_MAX, SKIP_2_3, context_rows, ppm_blend)
 from .predictors.match import (HISTORY_MATCH_BITS, HISTORY_MATCH_MIN, HIT_HALVE, MATCH_HASH_BITS, MATCH_MIN,
                                bucket_of, hash_last, match_distribution)
 
@@ -99,8 +100,8 @@ kernels.check_constants({"ONE": ONE, "N_BUCKETS": N_BUCKETS, "N_SETS": N_SETS, "
                          "HISTORY_MATCH_MIN": HISTORY_MATCH_MIN, "HISTORY_MATCH_BITS": HISTORY_MATCH_BITS,
                          "OWN_HASH_BITS": OWN_HASH_BITS, "SHARED_HASH_BITS": SHARED_HASH_BITS,
                          "HIT_HALVE": HIT_HALVE, "SKIP_2_3": SKIP_2_3, "FIELDS": FIELDS, "ABOVE": ABOVE,
-                         "FIELD_WINDOW": FIELD_WINDOW,
-                         "FIELD_MAX": FIELD_MAX, "SINCE_MAX": SINCE_MAX})
+                         "RECORD": RECORD, "FIELD_WINDOW": FIELD_WINDOW, "FIELD_MAX": FIELD_MAX,
+                         "SINCE_MAX": SINCE_MAX, "RECORD_STATE": record.STATE, "RECORD_VOTES": record.RECORD_VOTES})
 
 
 # the predictors the C loops step themselves, by csrc/steps.c's numbers (0: no predictor)
@@ -257,6 +258,7 @@ class Mixer:
         self.tries = np.full((self.n_match, L, N_BUCKETS), 2, dtype=np.int64)
         self.counts = [np.zeros((L, 256 if k == 1 else 1 << OWN_HASH_BITS, 256), dtype=np.int16)
                        for k in self.own_orders]                          # counts < 2^15: chunks <= 32 KB
+        self.record = record.fresh_state(L) if RECORD in self.own_orders else None   # what finds RECORD's length
         # audio and image bytes keep the linear mix alone
         self.geometric = all(p.geometric for p in present)
         # what the second and third match models read; the dictionary is text, so not for audio or image bytes
@@ -309,14 +311,18 @@ class Mixer:
             L, self.hist.shape[1], self.t, self.geometric, self.dictionary is not None, n, self.n_match,
             len(self.own_orders), len(SHARED_ORDERS), ptr(self._spec), orders(self.own_orders), orders(SHARED_ORDERS),
             ptr(self.hist), ptr(self.sizes), ptr(self.match_table), ptr(self.ptr), ptr(self.len), ptr(self.hits),
-            ptr(self.tries), (ctypes.c_void_p * kernels.MAX_ORDERS)(*map(ptr, self.counts)), ptr(self.weights),
+            ptr(self.tries), (ctypes.c_void_p * kernels.MAX_ORDERS)(*map(ptr, self.counts)), ptr(self.record),
+            ptr(self.weights),
             ptr(self.floor), ptr(self.geo_weights), ptr(self.blend), ptr(self.final["geo_weights"]),
             ptr(self.final["blend"]), kernels.Source.of(self.sources[0]),
             kernels.Source.of(self.sources[1], with_counts=False), kernels.Source.of(self.dictionary),
             ptr(self._log2_i32), ptr(self._exp2), ptr(BYTE_CLASS), *(ptr(self._scratch[k]) for k in scratch))
 
-    def prev(self, j: int) -> np.ndarray:
-        """Each lane's j-th previous byte [L] (1 = the last one; 0 before the chunk's start)."""
+    def prev(self, j: int | np.ndarray) -> np.ndarray:
+        """Each lane's j-th previous byte [L] (1 = the last one; 0 before the chunk's start); j an int or one per
+        lane."""
+        if isinstance(j, np.ndarray):
+            return np.where(self.t >= j, self.hist[self.lanes, np.clip(self.t - j, 0, None)], 0)
         return self.hist[:, self.t - j] if self.t >= j else np.zeros(len(self.lanes), dtype=np.int64)
 
     def _external_inputs(self) -> tuple[list[np.ndarray], np.ndarray]:
@@ -408,8 +414,10 @@ class Mixer:
                              + [src.data[np.maximum(ptr, 0)] if src is not None and len(src.data)
                                 else np.zeros(len(L), np.int64)
                                 for src, ptr in zip(self.sources, self.ptr[1:])])
-        own_rows = context_rows(self.prev, self.own_orders, OWN_HASH_BITS)
-        own = [table[L, row] for table, row in zip(self.counts, own_rows)]
+        own_rows = context_rows(self.prev, self.own_orders, OWN_HASH_BITS,
+                                None if self.record is None else record.record_length(self.record))
+        own = [np.where(row[:, None] >= 0, table[L, np.maximum(row, 0)], 0)           # off (-1): no counts
+               for table, row in zip(self.counts, own_rows)]
         chain = sum(k < SKIP_2_3 for k in self.own_orders)                # the rest blend on the neural alone
         shared_rows = context_rows(self.prev, SHARED_ORDERS, SHARED_HASH_BITS)
         external, wset_offset = self._external_inputs()
@@ -488,7 +496,9 @@ class Mixer:
         self.len[self.ptr < 0] = 0
         # context models
         for table, row in zip(self.counts, self._rows):
-            table[L, row, byte] += 1
+            table[L[row >= 0], row[row >= 0], byte[row >= 0]] += 1
+        if self.record is not None:
+            record.learn(self.record, t, byte)
         self.hist[:, t] = byte
         self.t = t + 1
         if self.geometric:                        # what a lane hands on: its weights at its chunk's end

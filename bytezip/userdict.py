@@ -10,15 +10,16 @@ model, so a small file's header has no model fields, and a decoder refuses the a
 
 The dictionary file:
 
-    magic b"\\x89BZD" | version u8 = 2 | a zstd frame, with its content size, of the body:
+    magic b"\\x89BZD" | version u8 = 3 | a zstd frame, with its content size, of the body:
     body   model_id_len u8 | model_id (ASCII, a plain model name) | model_digest 8 bytes | priming u8 (0, or 1:
            the model's priming dictionary digest follows) | priming_digest 8 bytes | weights u8 (0, or 1: the
            mixer's start weights follow) | geo_weights GEO_SETS x (the mixer's inputs) and blend N_BUCKETS x
            (1 + N_GEO) as little-endian int64 (`History.carried`) | sample bytes (the rest)
 
-Version 2 (format 11) has a column of geo_weights for each of `predictors.INPUTS`; version 1, still read, one
-for each of `predictors.INPUTS_V10`: a mixer with other inputs starts from the columns of the inputs it shares
-(`predictors.carry_over`), so a version-1 dictionary keeps decoding its archives and codes new ones.
+Version 3 (format 12) has a column of geo_weights for each of `predictors.INPUTS`; version 2 (format 11), still
+read, one for each of `predictors.INPUTS_V11`, and version 1 one for each of `predictors.INPUTS_V10`: a mixer
+with other inputs starts from the columns of the inputs it shares (`predictors.carry_over`), so an older
+dictionary keeps decoding its archives and codes new ones.
 
 The sample is the files' bytes one after another, at most MAX_DICT_SIZE (1 MiB) in all: identical files are
 kept once, and when there are more, files are taken evenly across the (sorted) list until the size is reached;
@@ -47,8 +48,8 @@ if TYPE_CHECKING:
     from .mixing import History
 
 MAGIC = b"\x89BZD"
-VERSION = 2
-READ_VERSIONS = (1, 2)
+VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 MAX_DICT_SIZE = 1 << 20       # sample bytes a dictionary holds at most (and a reader accepts)
 WEIGHT_BYTES = 1 << 14        # sample bytes coded at training time to learn the mixer's start weights
 WEIGHT_ROUND = 8              # ... as rounds of this many chunks
@@ -57,8 +58,8 @@ ZSTD_LEVEL = 19
 
 def weight_inputs(version: int = VERSION) -> tuple:
     """The mixer inputs whose columns a dictionary of this version's geo_weights has."""
-    from .predictors import INPUTS, INPUTS_V10
-    return INPUTS if version >= 2 else INPUTS_V10
+    from .predictors import INPUTS, INPUTS_V10, INPUTS_V11
+    return {1: INPUTS_V10, 2: INPUTS_V11}.get(version, INPUTS)
 
 
 def shapes(version: int = VERSION) -> dict[str, tuple[int, int]]:

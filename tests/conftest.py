@@ -54,6 +54,14 @@ def image_pixels(h=48, w=64, seed=0) -> bytes:
     return img.clip(0, 255).astype(np.uint8).tobytes()
 
 
+def structures(n: int, size: int, seed=0) -> bytes:
+    """n fixed-size binary records (a counter, a tag, a small random field, zero padding) of `size` >= 8 bytes
+    each: data with a record length and no newline."""
+    rng = np.random.default_rng(seed)
+    return b"".join(i.to_bytes(2, "little") + b"\xab" + bytes(rng.integers(0, 4, 2, dtype=np.uint8))
+                    + b"R" + bytes(size - 6) for i in range(n))
+
+
 def one_error_line(r, *parts):
     """stderr is exactly one line `bytezip: ...` containing every part, with no traceback."""
     lines = r.stderr.strip().splitlines()

@@ -8,7 +8,8 @@ import pytest
 import bytezip
 from bytezip import format as fmt, kernels, mixing, neural
 
-from conftest import english_text, wav_bytes
+from bytezip.predictors import record
+from conftest import english_text, structures, wav_bytes
 from test_image import photo
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the C kernels were not built (no C compiler at "
@@ -51,14 +52,18 @@ def test_mixer_steps_match_numpy_exactly(monkeypatch, with_dictionary, vector_co
     # a table for the field context: delimited lines, then a line longer than its window
     table = b"".join(b"%d,%d\t%x;%d|x\n" % (i, i * i, i * 7919, i % 7) for i in range(24)) + b"7," * 150
     data[3, :650] = np.frombuffer(table[:650], dtype=np.uint8)
+    # records for the record context: 14-byte structures, then 9-byte ones (the length found changes)
+    records = structures(25, 14, seed=1)[:350] + structures(40, 9, seed=2)[:350]
+    data[1, :700] = np.frombuffer(records, dtype=np.uint8)
     neural = np.random.default_rng(0).integers(1, 3000, (len(sizes), n, 256))
     slow, fast = mixers(monkeypatch, sizes, history, None, dictionary)
     for t in range(n):
         np.testing.assert_array_equal(fast.mix(neural[:, t]), slow.mix(neural[:, t]), err_msg=f"step {t}")
         slow.update(data[:, t])
         fast.update(data[:, t])
-    for name in ("weights", "geo_weights", "blend", "ptr", "len", "hits", "tries", "match_table", "hist"):
+    for name in ("weights", "geo_weights", "blend", "ptr", "len", "hits", "tries", "match_table", "hist", "record"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
+    assert fast.record[1, record.LENGTH] == 9               # the record context was on in lane 1, and moved
     for name in slow.final:
         np.testing.assert_array_equal(fast.final[name], slow.final[name], err_msg=f"final {name}")
     assert (fast.final["blend"] != slow.blend).any()        # the short lanes' snapshots are not the end state

@@ -86,3 +86,22 @@ def test_a_mismatched_c_build_is_refused_at_load(monkeypatch):
         kernels._load()
     with pytest.raises(ImportError, match="N_SETS: C 16, Python 20"):
         kernels.check_constants({"N_SETS": 20})
+
+
+def test_the_record_length_is_found_from_the_bytes_so_far():
+    """The record context's length (paq8's record model): a table of 14-byte structures is found after a few
+    records, a change to 9-byte ones moves it, and text with its irregular lines has none."""
+    from bytezip.predictors import record
+    from conftest import english_text, structures
+
+    def lengths(data: bytes) -> list[int]:
+        state, out = record.fresh_state(1), []
+        for t, b in enumerate(data):
+            out.append(int(record.record_length(state)[0]))
+            record.learn(state, t, np.array([b]))
+        return out
+
+    found = lengths(structures(30, 14) + structures(40, 9))
+    assert found[0] == 0 and 0 < found.index(14) < 14 * 12 and found[14 * 30 - 1] == 14
+    assert found[-1] == 9 and found.index(9) < 14 * 30 + 9 * 12
+    assert set(lengths(english_text()[:3000])) == {0}

@@ -331,7 +331,7 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
         ("version 5 (before the carried weights)", fmt.MAGIC + b"\5\0" + head[6:], F, "version 5"),
         ("version 6 (one geometric mix)", fmt.MAGIC + b"\6\0" + head[6:], F, "version 6"),
         ("version 7 (torch's CPU square root)", fmt.MAGIC + b"\7\0" + head[6:], F, "version 7"),
-        ("version 12", fmt.MAGIC + b"\x0c\0" + head[6:], F, "version 12"),
+        ("the next version", fmt.MAGIC + bytes([fmt.VERSION + 1, 0]) + head[6:], F, f"version {fmt.VERSION + 1}"),
         ("unknown flags", ARCHIVE_START + b"\x08" + head[6:], F, "flags"),
         ("chunk size 0", archive(chunk_size=0), F, "chunk size 0"),
         ("chunk size 2^24 + 1", archive(chunk_size=big + 1), F, "exceeds"),

@@ -223,15 +223,18 @@ def test_headline_200_records(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_version_1_dictionary_still_decodes_and_codes():
-    """A version-1 dictionary (made by format 10's bytezip: geo weights for `predictors.INPUTS_V10`) decodes its
-    archive (tests/archives/v10, a `test_codec` sample too) and codes a format-11 one: the mixer starts from
-    the weights of the inputs it shares with the dictionary (`predictors.carry_over`)."""
-    v10 = ROOT / "tests" / "archives" / "v10"
-    old = userdict.load(v10 / "records.dict")
-    assert old.version == 1 and old.weights["geo_weights"].shape[1] == len(userdict.weight_inputs(1))
-    assert userdict.from_bytes(old.to_bytes()).digest == old.digest               # re-saved, still version 1
-    record = (v10 / "record.json").read_bytes()
-    assert Decompressor(dictionary=old).decompress((v10 / "record.json.bzp").read_bytes()) == record
+@pytest.mark.parametrize("version, folder", [(1, "v10"), (2, "v11")])
+def test_older_dictionaries_still_decode_and_code(version, folder):
+    """A version-1 dictionary (made by format 10's bytezip: geo weights for `predictors.INPUTS_V10`) and a
+    version-2 one (format 11's: `predictors.INPUTS_V11`) decode their archives (tests/archives/v10 and v11,
+    `test_codec` samples too) and code an archive of today's format: the mixer starts from the weights of the
+    inputs it shares with the dictionary (`predictors.carry_over`)."""
+    samples = ROOT / "tests" / "archives" / folder
+    old = userdict.load(samples / "records.dict")
+    assert old.version == version
+    assert old.weights["geo_weights"].shape[1] == len(userdict.weight_inputs(version)) < len(userdict.weight_inputs())
+    assert userdict.from_bytes(old.to_bytes()).digest == old.digest               # re-saved, still its version
+    record = (samples / "record.json").read_bytes()
+    assert Decompressor(dictionary=old).decompress((samples / "record.json.bzp").read_bytes()) == record
     blob = Compressor(dictionary=old).compress(record)
     assert blob[4] == fmt.VERSION and Decompressor(dictionary=old).decompress(blob) == record

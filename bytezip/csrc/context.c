@@ -40,11 +40,17 @@ INLINE LinePosition line_position(const Mixer *m, i64 lane) {
 /* a context row from the rolling hash of its keys */
 INLINE i64 hashed_row(i64 h, int bits) { return (h ^ (h >> bits)) & ((1 << bits) - 1); }
 
-/* the row of an own context that is not the last k bytes (SKIP_2_3, FIELDS, ABOVE): a hash of its keys; `line`:
-   the lane's line_position, for FIELDS and ABOVE */
+/* the row of an own context that is not the last k bytes (SKIP_2_3, FIELDS, ABOVE, RECORD): a hash of its keys,
+   or -1 where it is off (RECORD before a record length is found); `line`: the lane's line_position, for FIELDS
+   and ABOVE */
 INLINE i64 skip_row(const Mixer *m, i64 lane, i64 code, const LinePosition *line, int bits) {
     i64 keys[3], n = 2, h = 0;
-    if (code == SKIP_2_3) {
+    if (code == RECORD) {
+        const i64 r = m->record[lane * RECORD_STATE + REC_LENGTH];
+        if (!r) return -1;
+        keys[0] = prev(m, lane, (int)r);
+        keys[1] = prev(m, lane, (int)(2 * r));
+    } else if (code == SKIP_2_3) {
         keys[0] = prev(m, lane, 2);
         keys[1] = prev(m, lane, 3);
     } else if (code == ABOVE) {
@@ -61,7 +67,8 @@ INLINE i64 skip_row(const Mixer *m, i64 lane, i64 code, const LinePosition *line
 }
 
 /* context_rows: order 1 is the previous byte, higher orders a hash of the last k bytes; after the orders, the
-   contexts that are not the last k bytes (codes SKIP_2_3 and up, rising: the line is scanned once for them) */
+   contexts that are not the last k bytes (codes SKIP_2_3 and up, rising: the line is scanned once for FIELDS
+   and ABOVE) */
 INLINE void context_rows(const Mixer *m, i64 lane, const i64 *orders, i64 n_orders, int bits, i64 *out) {
     i64 h = 0, chain = 0;
     while (chain < n_orders && orders[chain] < SKIP_2_3) chain++;
@@ -72,7 +79,11 @@ INLINE void context_rows(const Mixer *m, i64 lane, const i64 *orders, i64 n_orde
         if (j == orders[k]) out[k++] = j == 1 ? p : hashed_row(h, bits);
     }
     LinePosition line = {0, 0, 0};
-    if (n_orders > chain && orders[n_orders - 1] >= FIELDS) line = line_position(m, lane);
+    for (i64 i = chain; i < n_orders; i++)
+        if (orders[i] == FIELDS || orders[i] == ABOVE) {
+            line = line_position(m, lane);
+            break;
+        }
     for (i64 i = chain; i < n_orders; i++) out[i] = skip_row(m, lane, orders[i], &line, bits);
 }
 
@@ -102,6 +113,7 @@ INLINE void rows_and_prefetch(const Mixer *m, i64 l, i64 *own, i64 *shared) {
     context_rows(m, l, m->own_orders, m->n_own, OWN_BITS, own);
     context_rows(m, l, m->shared_orders, m->n_shared, SHARED_BITS, shared);
     for (i64 k = 0; k < m->n_own; k++) {
+        if (own[k] < 0) continue;
         const char *row = (const char *)(m->counts[k] + (l * own_rows(m, k) + own[k]) * 256);
         for (int c = 0; c < 512; c += 64) __builtin_prefetch(row + c);
     }
@@ -113,9 +125,11 @@ INLINE void rows_and_prefetch(const Mixer *m, i64 l, i64 *own, i64 *shared) {
     }
 }
 
-/* own order k of lane l at context row `row`, blended on `below` */
+/* own order k of lane l at context row `row`, blended on `below` (below itself where the context is off, row -1,
+   as from an unseen context) */
 INLINE void chunk_order_input(const Mixer *m, i64 k, i64 l, i64 row, const double *below, double *p) {
-    ppm_order_i16(m->counts[k] + (l * own_rows(m, k) + row) * 256, below, p);
+    if (row < 0) memcpy(p, below, 256 * sizeof(double));
+    else ppm_order_i16(m->counts[k] + (l * own_rows(m, k) + row) * 256, below, p);
 }
 
 /* history order k at context row `row`, blended on `below` (the order under it) or, with a priming dictionary,
@@ -129,7 +143,8 @@ INLINE void history_order_input(const Mixer *m, i64 k, i64 row, const double *be
     ppm_order_u16(m->history.counts[k] + row * 256, below, p);
 }
 
-/* after lane l coded x: count it in its own order k's context */
+/* after lane l coded x: count it in its own order k's context (where it is on) */
 INLINE void chunk_order_update(Mixer *m, i64 k, i64 l, i64 x) {
-    m->counts[k][(l * own_rows(m, k) + m->rows[k * m->L + l]) * 256 + x] += 1;
+    const i64 row = m->rows[k * m->L + l];
+    if (row >= 0) m->counts[k][(l * own_rows(m, k) + row) * 256 + x] += 1;
 }

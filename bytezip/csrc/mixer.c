@@ -298,6 +298,7 @@ VECTOR_CLONES void mixer_update(Mixer *m, const i64 *byte) {
             if (s->kind == KIND_MATCH) match_update(m, s->arg, l, x, bucket);
             else if (s->kind == KIND_CHUNK_ORDER) chunk_order_update(m, s->arg, l, x);
         }
+        if (m->record) record_learn(m->record + l * RECORD_STATE, t, x);
         m->hist[l * m->width + t] = x;
     }
     m->t = t + 1;

@@ -9,7 +9,8 @@ enum {
     SHARED_BITS = 16, W_SHIFT = 3, BLEND_SHIFT = 4, BLEND_MIN = ONE >> 5, EXP_RANGE = 16 * 256,
     GEO_W_MAX = 16 * ONE, HIT_HALVE = 1000,
     /* the chunk contexts that are not the last k bytes (predictors/context.py) */
-    SKIP_2_3 = 65, FIELDS = 66, ABOVE = 67, FIELD_WINDOW = 256, FIELD_MAX = 31, SINCE_MAX = 15,
+    SKIP_2_3 = 65, FIELDS = 66, ABOVE = 67, RECORD = 68, FIELD_WINDOW = 256, FIELD_MAX = 31, SINCE_MAX = 15,
+    RECORD_STATE = 4 * 256 + 5, RECORD_VOTES = 16,   /* csrc/record.c */
 };
 static const i64 MUL = 0x2F0B3, MASK = 0xFFFFFF;
 
@@ -45,6 +46,7 @@ typedef struct {
     i64 *ptr, *len;                /* [n_match, L] */
     i64 *hits, *tries;             /* [n_match, L, N_BUCKETS] */
     int16_t *counts[MAX_ORDERS];   /* [L, rows, 256] per own order */
+    i64 *record;                   /* [L, RECORD_STATE] each lane's record length finder (NULL: no RECORD order) */
     i64 *weights;                  /* [L, N_SETS, n] */
     const i64 *floor;              /* [n] */
     i64 *geo_weights;              /* [L, GEO_SETS, n] */

@@ -13,14 +13,14 @@ import dataclasses
 import numpy as np
 
 from .base import ONE, Input, Kind, Predictor
-from .context import ABOVE, FIELDS, SKIP_2_3
+from .context import ABOVE, FIELDS, RECORD, SKIP_2_3
 from .image import ImageModel
 from .pcm import PcmModel
 
 _CONTEXT = ONE >> 6           # the starting weight of each match and context model
 
 INPUTS: tuple[Input, ...] = (
-    Input("neural", Kind.NEURAL, ONE - 13 * _CONTEXT),
+    Input("neural", Kind.NEURAL, ONE - 14 * _CONTEXT),
     Input("chunk match", Kind.MATCH, _CONTEXT, arg=0),
     Input("history match", Kind.MATCH, _CONTEXT, arg=1, needs="history"),
     Input("chunk order 1", Kind.CHUNK_ORDER, _CONTEXT, arg=0, order=1),
@@ -29,6 +29,7 @@ INPUTS: tuple[Input, ...] = (
     Input("chunk skip 2-3", Kind.CHUNK_ORDER, _CONTEXT, arg=3, order=SKIP_2_3, needs="no signal"),
     Input("chunk fields", Kind.CHUNK_ORDER, _CONTEXT, arg=4, order=FIELDS, needs="no signal"),
     Input("chunk above", Kind.CHUNK_ORDER, _CONTEXT, arg=5, order=ABOVE, needs="no signal"),
+    Input("chunk record", Kind.CHUNK_ORDER, _CONTEXT, arg=6, order=RECORD, needs="no signal"),
     Input("history order 1", Kind.HISTORY_ORDER, _CONTEXT, arg=0, order=1, needs="history or dictionary"),
     Input("history order 2", Kind.HISTORY_ORDER, _CONTEXT, arg=1, order=2, needs="history or dictionary"),
     Input("history order 3", Kind.HISTORY_ORDER, _CONTEXT, arg=2, order=3, needs="history or dictionary"),
@@ -39,11 +40,21 @@ INPUTS: tuple[Input, ...] = (
     Input("dictionary match", Kind.MATCH, _CONTEXT, arg=2, needs="dictionary text"),
 )
 
-# Format 11 added the chunk's skip, field and above contexts; archives of formats 8-10 decode with the inputs they
-# were made with (and a version-1 user dictionary's start weights follow these)
+
+
+def _without(names: tuple[str, ...], contexts: int) -> tuple[Input, ...]:
+    """INPUTS less the named ones, the neural input starting with the weight the others leave it."""
+    return tuple(dataclasses.replace(i, weight=ONE - contexts * _CONTEXT) if i.kind == Kind.NEURAL else i
+                 for i in INPUTS if i.name not in names)
+
+
+# Format 11 added the chunk's skip, field and above contexts, format 12 its record context; archives of formats
+# 8-11 decode with the inputs they were made with (and a version-1 user dictionary's start weights follow
+# format 10's)
+NEW_IN_12 = ("chunk record",)
 NEW_IN_11 = ("chunk skip 2-3", "chunk fields", "chunk above")
-INPUTS_V10: tuple[Input, ...] = tuple(dataclasses.replace(i, weight=ONE - 10 * _CONTEXT) if i.kind == Kind.NEURAL
-                                      else i for i in INPUTS if i.name not in NEW_IN_11)
+INPUTS_V11 = _without(NEW_IN_12, 13)
+INPUTS_V10 = _without(NEW_IN_12 + NEW_IN_11, 10)
 
 # the linear mix keeps a weight set per (weight group, match bucket); a predictor picks its bytes' group
 WEIGHT_GROUPS = ("other", "audio low byte", "audio high byte", "image")
@@ -75,7 +86,7 @@ def of_kind(inputs: tuple[Input, ...], kind: Kind) -> tuple[Input, ...]:
 
 def inputs_for(version: int) -> tuple[Input, ...]:
     """The mixer's inputs in an archive of this format version: each decodes with the mixer it was made with."""
-    return INPUTS if version >= 11 else INPUTS_V10
+    return INPUTS if version >= 12 else INPUTS_V11 if version == 11 else INPUTS_V10
 
 
 def carry_over(weights: np.ndarray, source: tuple[Input, ...], target: tuple[Input, ...]) -> np.ndarray:
@@ -89,6 +100,7 @@ def carry_over(weights: np.ndarray, source: tuple[Input, ...], target: tuple[Inp
 
 
 check(INPUTS)
+check(INPUTS_V11)
 check(INPUTS_V10)
-__all__ = ["INPUTS", "INPUTS_V10", "WEIGHT_GROUPS", "carry_over", "inputs_for", "Input", "Kind", "Predictor",
+__all__ = ["INPUTS", "INPUTS_V10", "INPUTS_V11", "WEIGHT_GROUPS", "carry_over", "inputs_for", "Input", "Kind", "Predictor",
            "ImageModel", "PcmModel", "check", "of_kind"]

@@ -4,12 +4,14 @@ blended with the one below it as PPM does (the neural distribution below the fir
 weight from the number of distinct bytes seen in the context.
 
 Over the lane's own chunk there are also contexts that are not the last k bytes (an `Input.order` of SKIP_2_3,
-FIELDS or ABOVE, above any order), each blended on the neural distribution alone, as paq8px's sparse and record
-models do for what the last bytes do not tell: SKIP_2_3, the second and third bytes back without the last one
-(fields of 2-4 bytes in binaries and tables, x86 operands); FIELDS, where the byte is in a delimited line (the
-field's index since the last newline, the bytes since the last delimiter) and the previous byte, which tells
-a CSV or TSV column, a log's field, a table's cell from the next; ABOVE, the byte in the line above at the
-same column and the previous byte (aligned logs, indented JSON and code, fixed-width tables)."""
+FIELDS, ABOVE or RECORD, above any order), each blended on the neural distribution alone, as paq8px's sparse and
+record models do for what the last bytes do not tell: SKIP_2_3, the second and third bytes back without the last
+one (fields of 2-4 bytes in binaries and tables, x86 operands); FIELDS, where the byte is in a delimited line
+(the field's index since the last newline, the bytes since the last delimiter) and the previous byte, which
+tells a CSV or TSV column, a log's field, a table's cell from the next; ABOVE, the byte in the line above at the
+same column and the previous byte (aligned logs, indented JSON and code, fixed-width tables); RECORD, the bytes
+one and two records back, where the record length is found from the chunk so far (`record`: arrays of numbers
+or structures, database pages, bitmaps), off (the neural distribution itself, nothing counted) until it is."""
 from __future__ import annotations
 
 from typing import Callable
@@ -27,17 +29,20 @@ MUL, MASK = 0x2F0B3, 0xFFFFFF  # the rolling hash of contexts (and of the match 
 SKIP_2_3 = 65                 # an own context of bytes 2 and 3 back (an `Input.order`, above every order)
 FIELDS = 66                   # an own context of the field in a delimited line and the previous byte
 ABOVE = 67                    # an own context of the byte in the line above at this column and the previous byte
+RECORD = 68                   # an own context of the bytes one and two records back (`record.record_length`)
 FIELD_WINDOW = 256            # FIELDS and ABOVE look this many bytes back for the lines and delimiters
 FIELD_MAX = 31                # ... and counts fields up to this
 SINCE_MAX = 15                # ... and bytes since the last delimiter up to this
 DELIMITERS = b",\t;|"
 
 
-def context_rows(prev: Callable[[int], np.ndarray], orders: tuple[int, ...], bits: int) -> list[np.ndarray]:
+def context_rows(prev: Callable[[int | np.ndarray], np.ndarray], orders: tuple[int, ...], bits: int,
+                 record: np.ndarray | None = None) -> list[np.ndarray]:
     """Each context model's row for the next byte: the previous byte (order 1), or a hash of the last k, or of a
-    context that is not the last k (`SKIP_2_3`, `FIELDS`, `ABOVE`: above every order, after them, the line
-    scanned once for the last two); prev(j) gives the j-th previous byte (1 = the last one, 0 before the start)
-    for every lane or position."""
+    context that is not the last k (`SKIP_2_3`, `FIELDS`, `ABOVE`, `RECORD`: above every order, after them, the
+    line scanned once for FIELDS and ABOVE), or -1 where the context is off (RECORD without a record length);
+    prev(j) gives the j-th previous byte (1 = the last one, 0 before the start) for every lane or position (j
+    an int, or an array of one per lane, for RECORD); `record`: each lane's record length, for RECORD."""
     chain = [k for k in orders if k < SKIP_2_3]
     out, h = [], 0
     for j in range(1, max(chain, default=0) + 1):
@@ -45,14 +50,15 @@ def context_rows(prev: Callable[[int], np.ndarray], orders: tuple[int, ...], bit
         h = (h * MUL + p + 1) & MASK
         if j in chain:
             out.append(p if j == 1 else _hashed_row(h, bits))
-    if any(k >= FIELDS for k in orders):
+    if FIELDS in orders or ABOVE in orders:
         field, since, above = line_position(prev)
     for k in orders[len(chain):]:
-        keys = [prev(2), prev(3)] if k == SKIP_2_3 else [above, prev(1)] if k == ABOVE else [field, since, prev(1)]
+        keys = {SKIP_2_3: lambda: [prev(2), prev(3)], ABOVE: lambda: [above, prev(1)],
+                FIELDS: lambda: [field, since, prev(1)], RECORD: lambda: [prev(record), prev(2 * record)]}[k]()
         h = 0
         for key in keys:
             h = (h * MUL + key + 1) & MASK
-        out.append(_hashed_row(h, bits))
+        out.append(np.where(record > 0, _hashed_row(h, bits), -1) if k == RECORD else _hashed_row(h, bits))
     return out
 
 
