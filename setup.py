@@ -7,4 +7,4 @@ from setuptools import Extension, find_packages, setup
 
 setup(packages=find_packages(include=["bytezip", "bytezip.*"]) + ["bytezip.models"],
       ext_modules=[Extension("bytezip._kernels", ["bytezip/_kernels.c"], depends=sorted(glob("bytezip/csrc/*")),
-                             optional=True, extra_compile_args=["-O3", "-ffp-contract=off", "-std=c11"])])
+                             optional=True, extra_compile_args=["-O3", "-ffp-contract=off", "-fno-trapping-math", "-std=c11"])])

@@ -34,8 +34,10 @@ static int use_avx512 = 0, use_vnni = 0, use_int8 = 0, use_avx2 = 0;   /* use_av
 typedef float v16 __attribute__((vector_size(64)));   /* 16 floats: one AVX-512 register, or 2 or 4 narrower */
 typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-typedef int64_t v8i __attribute__((vector_size(64)));
+/* the bit tricks below compare integers in 256-bit vectors: GCC splits 512-bit integer compares and selects into
+   scalar code through the stack in the AVX2 clone (the mixer's row maximum cost 8% of a decode there) */
+typedef int32_t v8i32 __attribute__((vector_size(32)));
+typedef int64_t v4i __attribute__((vector_size(32)));
 
 /* max |x[k]| (0 for none), a register of lanes at a time: |x| as bits, and non-negative floats order as their
    bits (GCC does not vectorise a floating-point max by itself) */
@@ -59,23 +61,23 @@ typedef int64_t v8i __attribute__((vector_size(64)));
         for (; k < n; k++) r = MAX(r, fabs_(x[k]));                                                        \
         return r;                                                                                          \
     }
-ABS_MAX(abs_max_f32, float, int32_t, v16i, 16, 0x7fffffff, fabsf)
-ABS_MAX(abs_max_f64, double, int64_t, v8i, 8, 0x7fffffffffffffffLL, fabs)
+ABS_MAX(abs_max_f32, float, int32_t, v8i32, 8, 0x7fffffff, fabsf)
+ABS_MAX(abs_max_f64, double, int64_t, v4i, 4, 0x7fffffffffffffffLL, fabs)
 
-/* max x[k] (-inf for none), 8 lanes at a time: doubles order as their bits when non-negative, reversed when
+/* max x[k] (-inf for none), 4 lanes at a time: doubles order as their bits when non-negative, reversed when
    negative (GCC does not vectorise a floating-point max by itself) */
 INLINE double max_f64(const double *x, i64 n) {
-    v8i m = {0};
+    v4i m = {0};
     i64 j = 0;
     double r = -INFINITY;
-    for (; j + 8 <= n; j += 8) {
-        v8i v;
+    for (; j + 4 <= n; j += 4) {
+        v4i v;
         memcpy(&v, x + j, sizeof v);
         v ^= (v < 0) & 0x7fffffffffffffffLL;
-        const v8i gt = m > v;
+        const v4i gt = m > v;
         m = j == 0 ? v : (m & gt) | (v & ~gt);
     }
-    for (int u = 0; u < 8 && j; u++) {
+    for (int u = 0; u < 4 && j; u++) {
         i64 bits = m[u];
         bits = bits < 0 ? (bits ^ 0x7fffffffffffffffLL) : bits;
         double f;

@@ -113,16 +113,35 @@ AVX512 static double softmax_weights_avx512(const Attn *a, double *dr, i64 n, do
     }
     return _mm512_reduce_add_pd(sum);
 }
+
+/* the same with AVX2, 4 at a time, the rest (n % 4) as the scalar loop below */
+AVX2 static double softmax_weights_avx2(const Attn *a, double *dr, i64 n, double dmax, double to_index, i64 *done) {
+    const __m256d top = _mm256_set1_pd(dmax), scale = _mm256_set1_pd(to_index), last = _mm256_set1_pd((double)a->att_len);
+    __m256d sum = _mm256_setzero_pd();
+    i64 j = 0;
+    for (; j + 4 <= n; j += 4) {
+        __m256d below = _mm256_mul_pd(_mm256_sub_pd(top, _mm256_loadu_pd(dr + j)), scale);
+        below = _mm256_min_pd(below, last);                    /* below > last ? last : below (never NaN) */
+        const __m256d w = _mm256_i32gather_pd(a->att_table, _mm256_cvttpd_epi32(below), 8);
+        _mm256_storeu_pd(dr + j, w);
+        sum = _mm256_add_pd(sum, w);
+    }
+    double s[4];
+    _mm256_storeu_pd(s, sum);
+    *done = j;
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
 #endif
 
 INLINE double softmax_weights(const Attn *a, double *dr, i64 n, double to_index) {
     const double dmax = max_f64(dr, n);
     double sum = 0.0;
-    i64 j;
+    i64 j = 0;
 #ifdef HAVE_X86
     if (use_avx512) return softmax_weights_avx512(a, dr, n, dmax, to_index);
+    if (use_avx2) sum = softmax_weights_avx2(a, dr, n, dmax, to_index, &j);
 #endif
-    for (j = 0; j < n; j++) {
+    for (; j < n; j++) {
         double below = (dmax - dr[j]) * to_index;
         below = below > (double)a->att_len ? (double)a->att_len : below;
         dr[j] = a->att_table[(i64)below];
@@ -262,10 +281,39 @@ VECTOR_CLONES int mlp_forward(const Block *blk, i64 rows, const float *x, float 
     return h && q && s ? 0 : -1;
 }
 
+#ifdef HAVE_X86
+/* one row of logits_to_frequencies with AVX2, 8 at a time: the same operations (rintf rounds to nearest even, as
+   _MM_FROUND_TO_NEAREST_INT; the max of numbers is the same in any order, and mx - lg[k] the same for either
+   zero) */
+AVX2 static void frequencies_row_avx2(const LocalModel *m, const float *lg, i64 *freqs) {
+    __m256 top = _mm256_loadu_ps(lg);
+    for (int k = 8; k < 256; k += 8) top = _mm256_max_ps(top, _mm256_loadu_ps(lg + k));
+    top = _mm256_max_ps(top, _mm256_permute2f128_ps(top, top, 1));
+    top = _mm256_max_ps(top, _mm256_permute_ps(top, 0x4E));
+    top = _mm256_max_ps(top, _mm256_permute_ps(top, 0xB1));
+    const __m256 steps = _mm256_set1_ps(m->out_steps), last = _mm256_set1_ps((float)m->out_len);
+    for (int k = 0; k < 256; k += 8) {
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_sub_ps(top, _mm256_loadu_ps(lg + k)), steps),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256i at = _mm256_cvttps_epi32(_mm256_min_ps(v, last));
+        const long long *table = (const long long *)m->out_table;
+        _mm256_storeu_si256((__m256i *)(freqs + k), _mm256_i32gather_epi64(table, _mm256_castsi256_si128(at), 8));
+        _mm256_storeu_si256((__m256i *)(freqs + k + 4),
+                            _mm256_i32gather_epi64(table, _mm256_extracti128_si256(at, 1), 8));
+    }
+}
+#endif
+
 /* exact.ExactMegabyte._frequencies after the head: logits [rows, 256] -> integer frequencies [rows, 256] */
 INLINE void logits_to_frequencies(const LocalModel *m, i64 rows, const float *logits, i64 *freqs) {
     for (i64 b = 0; b < rows; b++) {
         const float *lg = logits + b * 256;
+#ifdef HAVE_X86
+        if (use_avx2) {
+            frequencies_row_avx2(m, lg, freqs + b * 256);
+            continue;
+        }
+#endif
         float mx = lg[0];
         for (int k = 1; k < 256; k++) mx = MAX(mx, lg[k]);
         for (int k = 0; k < 256; k++) {
