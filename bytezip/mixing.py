@@ -53,9 +53,8 @@ from .format import BytezipError
 from .image import ImageLayout
 from .pcm import PcmLayout
 from .predictors import (INPUTS, WEIGHT_GROUPS, ImageModel, Input, Kind, PcmModel, Predictor, carry_over, check,
-                         of_kind)
+                         of_kind, record)
 from .predictors.base import ONE
-from .predictors import record
 from .predictors.context import (ABOVE, FIELD_MAX, FIELD_WINDOW, FIELDS, OWN_HASH_BITS, RECORD, SHARED_HASH_BITS,
                                  SINCE_MAX, SKIP_2_3, context_rows, ppm_blend)
 from .predictors.match import (HISTORY_MATCH_BITS, HISTORY_MATCH_MIN, HIT_HALVE, MATCH_HASH_BITS, MATCH_MIN,
