@@ -143,6 +143,17 @@ INLINE double div_pos_f64(double x, double dd, double inv) {     /* the same, of
 
 INLINE i64 div_pos(i64 a, i64 d, double inv) { return (i64)div_pos_f64((double)a, (double)d, inv); }
 
+/* out[k] = x[k] for integers 0 <= x[k] < 2^52 held as doubles: the bits of 2^52 + x less those of 2^52, which
+   vectorises where a double-to-int64 conversion does not (AVX2 has none) */
+INLINE void integers_to_i64(const double *x, i64 *out, int n) {
+    for (int k = 0; k < n; k++) {
+        const double y = x[k] + 0x1p52;
+        i64 bits;
+        memcpy(&bits, &y, sizeof bits);
+        out[k] = bits - 0x4330000000000000LL;
+    }
+}
+
 
 INLINE i64 clip64(i64 v, i64 lo, i64 hi) { return v < lo ? lo : v > hi ? hi : v; }
 INLINE i64 floormod(i64 a, i64 b) { i64 r = a % b; return r < 0 ? r + b : r; }

@@ -91,18 +91,19 @@ INLINE i64 own_rows(const Mixer *m, i64 k) { return m->own_orders[k] == 1 ? 256 
 
 /* one order of ppm_blend: (c ONE + escape below) // (sum c + escape), escape = max(distinct, 1), over int16
    (a lane's own) or uint16 (the history's) counts; the distributions are integers held as doubles (below
-   2^33 here: exact) */
+   2^33 here: exact). Returns 0 where the context is unseen and out is below itself, else 1 */
 #define PPM_ORDER(name, count_t)                                                                          \
-    INLINE void name(const count_t *c, const double *below, double *out) {                              \
+    INLINE int name(const count_t *c, const double *below, double *out) {                               \
         i64 sum = 0, distinct = 0;                                                                        \
         for (int k = 0; k < 256; k++) { sum += c[k]; distinct += c[k] > 0; }                              \
         if (sum == 0) {                                   /* an unseen context: (0 + 1 below) // 1 */     \
             memcpy(out, below, 256 * sizeof(double));                                                     \
-            return;                                                                                       \
+            return 0;                                                                                     \
         }                                                                                                 \
         i64 esc = distinct > 0 ? distinct : 1, den = sum + esc;                                           \
         const double inv = 1.0 / (double)den, dd = (double)den, de = (double)esc;                        \
         for (int k = 0; k < 256; k++) out[k] = div_pos_f64((double)c[k] * ONE + de * below[k], dd, inv); \
+        return 1;                                                                                         \
     }
 PPM_ORDER(ppm_order_i16, int16_t)
 PPM_ORDER(ppm_order_u16, uint16_t)
@@ -126,21 +127,24 @@ INLINE void rows_and_prefetch(const Mixer *m, i64 l, i64 *own, i64 *shared) {
 }
 
 /* own order k of lane l at context row `row`, blended on `below` (below itself where the context is off, row -1,
-   as from an unseen context) */
-INLINE void chunk_order_input(const Mixer *m, i64 k, i64 l, i64 row, const double *below, double *p) {
-    if (row < 0) memcpy(p, below, 256 * sizeof(double));
-    else ppm_order_i16(m->counts[k] + (l * own_rows(m, k) + row) * 256, below, p);
+   as from an unseen context); 0 where p is below itself */
+INLINE int chunk_order_input(const Mixer *m, i64 k, i64 l, i64 row, const double *below, double *p) {
+    if (row >= 0) return ppm_order_i16(m->counts[k] + (l * own_rows(m, k) + row) * 256, below, p);
+    memcpy(p, below, 256 * sizeof(double));
+    return 0;
 }
 
 /* history order k at context row `row`, blended on `below` (the order under it) or, with a priming dictionary,
-   on the dictionary's same order, itself blended upwards from `neural` in `prior` (this lane's, order by order) */
-INLINE void history_order_input(const Mixer *m, i64 k, i64 row, const double *below, const double *neural,
-                                double *prior, double *p) {
+   on the dictionary's same order, itself blended upwards from `neural` in `prior` (this lane's, order by order);
+   0 where p is `below` itself (never with a dictionary: the prior is no input of the mixer) */
+INLINE int history_order_input(const Mixer *m, i64 k, i64 row, const double *below, const double *neural,
+                               double *prior, double *p) {
     if (m->has_priors) {
         ppm_order_u16(m->priors.counts[k] + row * 256, k ? prior : neural, prior);
-        below = prior;
+        ppm_order_u16(m->history.counts[k] + row * 256, prior, p);
+        return 1;
     }
-    ppm_order_u16(m->history.counts[k] + row * 256, below, p);
+    return ppm_order_u16(m->history.counts[k] + row * 256, below, p);
 }
 
 /* after lane l coded x: count it in its own order k's context (where it is on) */

@@ -94,15 +94,21 @@ INLINE i64 exp2_row(const i64 *exp2, const double *z, i64 zmax, double *q) {
 }
 
 /* what the context models of one lane blend on: the neural distribution, the order under the next context
-   model of each kind, and the dictionary's orders (blended upwards as the history's are read) */
+   model of each kind (and which input's row each is: the first input of the same row, `root` below), and the
+   dictionary's orders (blended upwards as the history's are read) */
 typedef struct {
     const double *neural, *own, *shared;
+    i64 neural_i, own_i, shared_i;
     double prior[256];
 } Below;
 
-/* lane l's distribution of input s into p [256]; nn: its neural frequencies, own / shared: its context rows */
-INLINE void input_row(const Mixer *m, const Input *s, i64 l, i64 bucket, const i64 *nn, const i64 *const *external,
-                      const i64 *own, const i64 *shared, Below *below, double *p) {
+/* lane l's distribution of input s (the i-th) into p [256]; nn: its neural frequencies, own / shared: its context
+   rows. Returns the first input whose row p is, by construction, bit for bit (i itself, or for a context that
+   is unseen or off the input it was blended on: its row is copied from there): the mixes add such rows once,
+   with the sum of their weights, which is exact (integer products and sums below 2^53) */
+INLINE i64 input_row(const Mixer *m, const Input *s, i64 i, i64 l, i64 bucket, const i64 *nn,
+                     const i64 *const *external, const i64 *own, const i64 *shared, const i64 *root, Below *below,
+                     double *p) {
     switch (s->kind) {
     case KIND_NEURAL: {
         i64 sum = 0;
@@ -110,27 +116,34 @@ INLINE void input_row(const Mixer *m, const Input *s, i64 l, i64 bucket, const i
         const double inv = 1.0 / (double)sum, ds = (double)sum;
         for (int k = 0; k < 256; k++) p[k] = div_pos_f64((double)(nn[k] * ONE), ds, inv);
         below->neural = below->own = below->shared = p;
-        break;
+        below->neural_i = below->own_i = below->shared_i = i;
+        return i;
     }
     case KIND_MATCH:
         match_input(m, s->arg, l, bucket, p);
-        break;
+        return i;
     case KIND_CHUNK_ORDER:
-        if (m->own_orders[s->arg] >= SKIP_2_3) {           /* not in the chain of orders: on the neural alone */
-            chunk_order_input(m, s->arg, l, own[s->arg], below->neural, p);
-            break;
+        if (m->own_orders[s->arg] >= SKIP_2_3)            /* not in the chain of orders: on the neural alone */
+            return chunk_order_input(m, s->arg, l, own[s->arg], below->neural, p) ? i : root[below->neural_i];
+        {
+            const i64 r = chunk_order_input(m, s->arg, l, own[s->arg], below->own, p) ? i : root[below->own_i];
+            below->own = p;
+            below->own_i = i;
+            return r;
         }
-        chunk_order_input(m, s->arg, l, own[s->arg], below->own, p);
-        below->own = p;
-        break;
-    case KIND_HISTORY_ORDER:
-        history_order_input(m, s->arg, shared[s->arg], below->shared, below->neural, below->prior, p);
+    case KIND_HISTORY_ORDER: {
+        const int computed = history_order_input(m, s->arg, shared[s->arg], below->shared, below->neural,
+                                                 below->prior, p);
+        const i64 r = computed ? i : root[below->shared_i];
         below->shared = p;
-        break;
+        below->shared_i = i;
+        return r;
+    }
     case KIND_EXTERNAL:
         for (int k = 0; k < 256; k++) p[k] = (double)external[s->arg][l * 256 + k];
-        break;
+        return i;
     }
+    return i;
 }
 
 /* each lane's neural frequencies nn[l] [256], the external inputs' distributions external[e] [L, 256] and
@@ -152,46 +165,60 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
         const i64 wset = bucket + wset_offset[l];
         m->wset[l] = wset;
         Below below;
+        i64 root[MAX_INPUTS];
         for (i64 i = 0; i < n; i++)
-            input_row(m, m->spec + i, l, bucket, nn_rows[l], external, own, shared, &below, in + i * 256);
-        /* sums of integer products below 2^40: exact in double whatever the order, and they vectorise */
+            root[i] = input_row(m, m->spec + i, i, l, bucket, nn_rows[l], external, own, shared, root, &below,
+                                in + i * 256);
+        /* sums of integer products below 2^40: exact in double whatever the order, and they vectorise; a row that
+           repeats an earlier one is added once, with the sum of its weights (w a + w' a = (w + w') a exactly) */
         const i64 *w = m->weights + (l * N_SETS + wset) * n;
         i64 *mixed = m->mixed + l * 256;
         double acc[256] = {0};
+        i64 wr[MAX_INPUTS] = {0};
+        for (i64 i = 0; i < n; i++) wr[root[i]] += w[i];
         for (i64 i = 0; i < n; i++) {
-            double wi = (double)w[i];
-            const double *row = in + i * 256;
+            if (root[i] != i || !wr[i]) continue;
+            const double wi = (double)wr[i], *row = in + i * 256;
             for (int k = 0; k < 256; k++) acc[k] += wi * row[k];
         }
-        for (int k = 0; k < 256; k++) mixed[k] = (i64)acc[k] >> 16;
+        /* the tail in doubles, which vectorise: acc is a non-negative integer below 2^40, so acc >> 16 is
+           floor(acc 2^-16) exactly; below, every product and sum is an integer below 2^35 */
+        double md[256], gd[N_GEO][256];
+        for (int k = 0; k < 256; k++) md[k] = __builtin_floor(acc[k] * 0x1p-16);
+        integers_to_i64(md, mixed, 256);
         if (!m->geometric) {
-            for (int k = 0; k < 256; k++) out[k] = mixed[k] + 1;
+            for (int k = 0; k < 256; k++) md[k] += 1.0;
+            integers_to_i64(md, out, 256);
             continue;
         }
         /* an input that is the same for every byte (an external input without its predictor, a match model
            without a match) adds the same to every z[k] and learns a zero gradient: it is left out, exactly;
            `varies` lists the others for update() */
-        double lp[MAX_INPUTS * 256];               /* log2 of the inputs that vary (integers), this lane's only */
+        double lp[MAX_INPUTS * 256];      /* log2 of the inputs that vary (integers), this lane's only, once a row */
         i64 *varies = m->varies + l * (n + 1), nv = 0;
         for (i64 i = 0; i < n; i++) {
             const Input *s = m->spec + i;
             if (s->flat || (s->kind == KIND_MATCH && !m->has[s->arg * L + l])) continue;
             varies[++nv] = i;
-            log2_row(m->log2, in + i * 256, lp + i * 256);
+            if (root[i] == i) log2_row(m->log2, in + i * 256, lp + i * 256);
         }
         varies[0] = nv;
-        /* both geometric mixes in one pass over the log rows: z[g][k] = sum over inputs of w[g][i] lp[i][k] */
+        /* both geometric mixes in one pass over the log rows: z[g][k] = sum over inputs of w[g][i] lp[i][k], a
+           repeated row once with the sum of its weights (integers below 2^25; a root varies as its copies do) */
         _Static_assert(N_GEO == 2, "one weight per geometric mix below");
         const i64 gsets[N_GEO] = {bucket, N_BUCKETS * (1 + m->byte_class[prev(m, l, 1)]) + bucket};
         const i64 *gw[N_GEO];
         double z[N_GEO][256] = {{0}};
+        i64 gr[N_GEO][MAX_INPUTS] = {{0}};
         for (int g = 0; g < N_GEO; g++) {
             m->gset[g * L + l] = gsets[g];
             gw[g] = m->geo_weights + (l * GEO_SETS + gsets[g]) * n;
+            for (i64 v = 1; v <= nv; v++) gr[g][root[varies[v]]] += gw[g][varies[v]];
         }
         for (i64 v = 1; v <= nv; v++) {
             const i64 i = varies[v];
-            const double *row = lp + i * 256, w0 = (double)gw[0][i], w1 = (double)gw[1][i];
+            if (root[i] != i) continue;
+            const double *row = lp + i * 256, w0 = (double)gr[0][i], w1 = (double)gr[1][i];
             for (int k = 0; k < 256; k++) {
                 z[0][k] += w0 * row[k];
                 z[1][k] += w1 * row[k];
@@ -203,15 +230,20 @@ INLINE void mix_lanes(Mixer *m, const i64 *const *nn_rows, i64 *const *out_rows,
             m->q_sum[g * L + l] = qs;
             /* what update() needs of q and the log rows, while they are in cache: E_q[log2 input] x qs */
             double *expected = m->expected + (l * N_GEO + g) * n;
-            for (i64 v = 1; v <= nv; v++) expected[varies[v]] = exact_dot(lp + varies[v] * 256, q, 256);  /* < 2^37 */
-            i64 *geo = m->geo + (g * L + l) * 256;
-            double inv_q = 1.0 / (double)qs;
-            for (int k = 0; k < 256; k++) geo[k] = div_pos((i64)q[k] * ONE, qs, inv_q);
+            for (i64 v = 1; v <= nv; v++) {                      /* roots first: a copy follows its root */
+                const i64 i = varies[v];
+                if (root[i] == i) expected[i] = exact_dot(lp + i * 256, q, 256);    /* < 2^37 */
+            }
+            for (i64 v = 1; v <= nv; v++) expected[varies[v]] = expected[root[varies[v]]];
+            const double inv_q = 1.0 / (double)qs, dqs = (double)qs;
+            for (int k = 0; k < 256; k++) gd[g][k] = div_pos_f64(q[k] * ONE, dqs, inv_q);   /* q ONE < 2^33 */
+            integers_to_i64(gd[g], m->geo + (g * L + l) * 256, 256);
         }
         const i64 *b = m->blend + (l * N_BUCKETS + bucket) * (1 + N_GEO);
-        const i64 *g0 = m->geo + l * 256, *g1 = m->geo + (L + l) * 256;
+        const double b0 = (double)b[0], b1 = (double)b[1], b2 = (double)b[2];   /* each > 0 (BLEND_MIN) */
         for (int k = 0; k < 256; k++)
-            out[k] = ((b[0] * mixed[k] + b[1] * g0[k] + b[2] * g1[k]) >> 16) + 1;
+            md[k] = __builtin_floor((b0 * md[k] + b1 * gd[0][k] + b2 * gd[1][k]) * 0x1p-16) + 1.0;
+        integers_to_i64(md, out, 256);
     }
 }
 
