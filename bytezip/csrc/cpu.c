@@ -28,50 +28,47 @@ VNNI INLINE void int8_tile(const uint8_t *a, i64 a_stride, const int8_t *w, cons
     }
 }
 
-/* int8_tile for AVX2 without VNNI: y [R rows, 8 C columns from j0], R C <= 4. Each 16 bytes of w (4 columns by
-   4 values of k) widen to 16 int16, and vpmaddwd adds pairs of their products with the row's 4 bytes (also
-   widened) into 8 int32: a column's two partial sums side by side, added by one vphaddd at the end. Products
-   below 2^15 x 2, sums below 2^31: the same integers as the VNNI tile's */
-AVX2 INLINE void int8_tile_avx2(const uint8_t *a, i64 a_stride, const int8_t *w, const int32_t *w_sum, float *y,
-                                i64 K4, i64 N, i64 j0, const int R, const int C) {
-    __m256i acc[4][4][2];
+/* int8_tile for AVX2 without VNNI: y [R rows, 8 C columns from j0], R C <= 4. 32 bytes of w hold 8 columns by 4
+   values of k; vpmaddubsw multiplies |w| (as unsigned bytes) by the row's x = a - 128 given w's sign (vpsignb;
+   |x| <= 127) and adds pairs into int16 (|sum| <= 2 x 128 x 127 < 2^15: no saturation), and vpmaddwd by ones
+   adds the pairs into each column's int32 sum of 4 products: the sum of x w itself (no w_sum to subtract),
+   the same integers as the VNNI tile's */
+AVX2 INLINE void int8_tile_avx2(const uint8_t *a, i64 a_stride, const int8_t *w, float *y, i64 K4, i64 N, i64 j0,
+                                const int R, const int C) {
+    __m256i acc[4][4];
     for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_si256();
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_si256();
+    const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
     for (i64 k = 0; k < K4; k++) {
-        __m256i wv[4][2];
-        for (int c = 0; c < C; c++)
-            for (int h = 0; h < 2; h++)
-                wv[c][h] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + (k * N + j0 + 8 * c + 4 * h) * 4)));
+        __m256i wv[4], wa[4];
+        for (int c = 0; c < C; c++) {
+            wv[c] = _mm256_loadu_si256((const __m256i *)(w + (k * N + j0 + 8 * c) * 4));
+            wa[c] = _mm256_abs_epi8(wv[c]);
+        }
         for (int r = 0; r < R; r++) {
             int32_t four;
             memcpy(&four, a + r * a_stride + 4 * k, 4);
-            const __m256i av = _mm256_cvtepu8_epi16(_mm_set1_epi32(four));
+            const __m256i xv = _mm256_xor_si256(_mm256_set1_epi32(four), flip);     /* a - 128 as int8 */
             for (int c = 0; c < C; c++)
-                for (int h = 0; h < 2; h++)
-                    acc[r][c][h] = _mm256_add_epi32(acc[r][c][h], _mm256_madd_epi16(av, wv[c][h]));
+                acc[r][c] = _mm256_add_epi32(acc[r][c], _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(wa[c], _mm256_sign_epi8(xv, wv[c])), ones));
         }
     }
-    for (int c = 0; c < C; c++) {
-        const __m256i sum = _mm256_loadu_si256((const __m256i *)(w_sum + j0 + 8 * c));
-        for (int r = 0; r < R; r++) {    /* columns 0 1 4 5 | 2 3 6 7 after the pairwise add: lanes in order */
-            const __m256i cols = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][c][0], acc[r][c][1]), 0xD8);
-            _mm256_storeu_ps(y + r * N + j0 + 8 * c, _mm256_cvtepi32_ps(_mm256_sub_epi32(cols, sum)));
-        }
-    }
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) _mm256_storeu_ps(y + r * N + j0 + 8 * c, _mm256_cvtepi32_ps(acc[r][c]));
 }
 
-AVX2 static void matmul_int8_avx2(const uint8_t *a, const int8_t *w, const int32_t *w_sum, float *y, i64 B,
-                                  i64 K4, i64 N) {
+AVX2 static void matmul_int8_avx2(const uint8_t *a, const int8_t *w, float *y, i64 B, i64 K4, i64 N) {
     const i64 stride = 4 * K4;
     i64 b = 0;
     for (; b + 4 <= B; b += 4)
-        for (i64 j = 0; j < N; j += 8) int8_tile_avx2(a + b * stride, stride, w, w_sum, y + b * N, K4, N, j, 4, 1);
+        for (i64 j = 0; j < N; j += 8) int8_tile_avx2(a + b * stride, stride, w, y + b * N, K4, N, j, 4, 1);
     for (; b + 2 <= B; b += 2)
-        for (i64 j = 0; j < N; j += 16) int8_tile_avx2(a + b * stride, stride, w, w_sum, y + b * N, K4, N, j, 2, 2);
+        for (i64 j = 0; j < N; j += 16) int8_tile_avx2(a + b * stride, stride, w, y + b * N, K4, N, j, 2, 2);
     for (; b < B; b++) {
         i64 j = 0;
-        for (; j + 32 <= N; j += 32) int8_tile_avx2(a + b * stride, stride, w, w_sum, y + b * N, K4, N, j, 1, 4);
-        for (; j < N; j += 8) int8_tile_avx2(a + b * stride, stride, w, w_sum, y + b * N, K4, N, j, 1, 1);
+        for (; j + 32 <= N; j += 32) int8_tile_avx2(a + b * stride, stride, w, y + b * N, K4, N, j, 1, 4);
+        for (; j < N; j += 8) int8_tile_avx2(a + b * stride, stride, w, y + b * N, K4, N, j, 1, 1);
     }
 }
 
@@ -96,7 +93,7 @@ VNNI static void matmul_int8_vnni(const uint8_t *a, const int8_t *w, const int32
 
 static void matmul_int8(const uint8_t *a, const int8_t *w, const int32_t *w_sum, float *y, i64 B, i64 K4, i64 N) {
     if (use_vnni) matmul_int8_vnni(a, w, w_sum, y, B, K4, N);
-    else matmul_int8_avx2(a, w, w_sum, y, B, K4, N);
+    else matmul_int8_avx2(a, w, y, B, K4, N);
 }
 
 /* Finds what the CPU has and uses it where `allow` is set, else the compilers' code alone (to test both);
