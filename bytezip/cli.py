@@ -976,7 +976,7 @@ def _common(f, *, output=True, compress=False, coder=True):
                               f"decoding as N lanes and reading the rounds before it (default: from the input "
                               f"size, 1-64); with --no-history, chunks coded as one batch (default 64)." if compress
                          else f"At most N neural chunks decoded together, 1-{fmt.MAX_ROUND_CHUNKS} (memory grows "
-                              f"with it; default: one a thread, 64 on a GPU)."),
+                              f"with it; default: two a thread, 64 on a GPU)."),
         ]
     if compress:
         opts.append(click.option("--level", type=int, default=DEFAULTS.level, metavar="N", show_default=True,

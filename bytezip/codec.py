@@ -304,7 +304,7 @@ class Decompressor:
     def __init__(self, *, options: CodingOptions | None = None, **fields):
         """Options as for `Compressor` (the same `CodingOptions`; those an archive records are not read here):
         `model` (default: the one the archive names), `device`, `threads`, `lanes` (the most neural chunks
-        decoded together, default `neural.default_decode_lanes`: one a worker on a CPU), `workers` (threads
+        decoded together, default `neural.default_decode_lanes`: two a worker on a CPU), `workers` (threads
         that decode a batch's lanes in as many parts; default: one per CPU thread torch would use, one on a
         GPU), `dictionary` (the user dictionary, a path or a loaded `UserDictionary`, for archives made with
         one; others decode without it)."""

@@ -155,13 +155,18 @@ def default_workers(device) -> int:
     return 1 if resolve_device(device).type == "cuda" else cpu_threads()
 
 
+DECODE_LANES_PER_THREAD = 2   # on a CPU (see default_decode_lanes)
+
+
 def default_decode_lanes(device, workers: int) -> int:
-    """Chunks decoded together where the options do not say: one a decoding thread on a CPU. A lane-step in C
-    costs about the same at any lanes, but each lane streams its own model caches (1.5 MiB of keys and values
-    with the shipped model) and mixer tables, and fewer at a time stay in cache: 1 MiB of text in rounds of 32
-    decodes in 40.2 s at 2 lanes, 41.8 at 4, 47.4 at 16, 49.2 at 64 (2 threads, 2026-12-07). A GPU gains from
-    many lanes: DEFAULT_LANES there."""
-    return DEFAULT_LANES if resolve_device(device).type == "cuda" else workers
+    """Chunks decoded together where the options do not say: two a decoding thread on a CPU. Each lane streams
+    its own model caches (1.5 MiB of keys and values with the shipped model) and mixer tables, so many at a time
+    fall out of cache (1 MiB of text in rounds of 32: 47.4 s at 16 lanes, 49.2 at 64, against 40.2 at 2, with the
+    kernels of 2026-12-07 evening), while two a thread share each step's stream of weights (1.6 MB of int8 a
+    patch): with the kernels of that night, 2 threads, 256 KiB of text, a photo and a recording decode 3-5%
+    faster at 4 lanes than at 2, 1 MiB of text 25.2 against 27.7 s, the same peak memory. A GPU gains from many
+    lanes: DEFAULT_LANES there."""
+    return DEFAULT_LANES if resolve_device(device).type == "cuda" else DECODE_LANES_PER_THREAD * workers
 
 
 def run_split(n: int, workers: int, work: Callable[[np.ndarray], object]) -> tuple[list[np.ndarray], list]:

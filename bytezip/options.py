@@ -11,7 +11,7 @@ One word per idea:
 - `lanes`: chunks coded in lockstep, as the lanes of one batch. Compressing with a shared history, the
   chunks per round (each round decodes as that many lanes; default: from the input size, about 8 rounds of
   1 to 64 chunks); compressing without one, the chunks coded together (default 64); decompressing, the most
-  neural chunks decoded together (default: one a decoding thread on a CPU, 64 on a GPU; memory follows it,
+  neural chunks decoded together (default: two a decoding thread on a CPU, 64 on a GPU; memory follows it,
   whatever an archive declares).
 - `workers`: threads that code a batch's lanes in as many parts (default: one per torch thread, one on a GPU).
 - `threads`: torch's CPU threads (default: torch's own setting; 0: every core this process may use).
