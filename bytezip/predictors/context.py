@@ -53,8 +53,14 @@ def context_rows(prev: Callable[[int | np.ndarray], np.ndarray], orders: tuple[i
     if FIELDS in orders or ABOVE in orders:
         field, since, above = line_position(prev)
     for k in orders[len(chain):]:
-        keys = {SKIP_2_3: lambda: [prev(2), prev(3)], ABOVE: lambda: [above, prev(1)],
-                FIELDS: lambda: [field, since, prev(1)], RECORD: lambda: [prev(record), prev(2 * record)]}[k]()
+        if k == SKIP_2_3:
+            keys = [prev(2), prev(3)]
+        elif k == ABOVE:
+            keys = [above, prev(1)]
+        elif k == FIELDS:
+            keys = [field, since, prev(1)]
+        else:                                                    # RECORD
+            keys = [prev(record), prev(2 * record)]
         h = 0
         for key in keys:
             h = (h * MUL + key + 1) & MASK
