@@ -76,9 +76,9 @@ sys.modules[__name__].__class__ = _Module
 
 
 def input_chunks(layout: PcmLayout | ImageLayout | None, round_chunks: int, first: int, n: int) -> np.ndarray:
-    """Which chunks of the input records first .. first + n - 1 hold (band order for a banded image)."""
+    """Which chunks of the input records first .. first + n - 1 hold (band order for banded records)."""
     k = np.arange(first, first + n)
-    return image.input_index(k, round_chunks, layout.band_chunks) if isinstance(layout, ImageLayout) else k
+    return image.input_index(k, round_chunks, fmt.band_chunks_of(layout))
 
 
 
@@ -154,15 +154,18 @@ class Compressor:
 
     def code_chunks(self, chunks: list[bytes], history: History | None = None,
                     layout: PcmLayout | ImageLayout | None = None, starts: np.ndarray | None = None,
-                    round_chunks: int = 0, timings: dict[str, float] | None = None) -> list[tuple[int, bytes]]:
+                    round_chunks: int = 0, timings: dict[str, float] | None = None,
+                    first_record: int = 0) -> list[tuple[int, bytes]]:
         """(codec, payload) for each chunk (chunk i at byte starts[i] of the input): the smallest of mixed
-        (reading `history`, and the predictor of the sample or pixel `layout`), neural, lzma, zstd, raw.
-        `timings`: as for `code_candidates`."""
-        return [c.best for c in self.code_candidates(chunks, history, layout, starts, round_chunks, timings)]
+        (reading `history`, which holds the records before `first_record`, the chunks' first, and the predictor
+        of the sample or pixel `layout`), neural, lzma, zstd, raw. `timings`: as for `code_candidates`."""
+        return [c.best for c in self.code_candidates(chunks, history, layout, starts, round_chunks, timings,
+                                                     first_record)]
 
     def code_candidates(self, chunks: list[bytes], history: History | None = None,
                         layout: PcmLayout | ImageLayout | None = None, starts: np.ndarray | None = None,
-                        round_chunks: int = 0, timings: dict[str, float] | None = None) -> list[Candidates]:
+                        round_chunks: int = 0, timings: dict[str, float] | None = None,
+                        first_record: int = 0) -> list[Candidates]:
         """`code_chunks` with every candidate kept: each chunk's model payloads (neural, mixed) and the one the
         archive takes. `timings`, when given, accumulates seconds per part: "model" (the parallel forward),
         "mixer", "coder" (the range coder, both model candidates), "zstd", "lzma", summed over the workers
@@ -178,7 +181,8 @@ class Compressor:
                 lap = Laps(laps[-1])
             neural, mixed, mixer = [None] * len(part), [None] * len(part), None
             if self.model:
-                signal = signal_model(layout, starts[lanes], self.chunk_size, round_chunks) if self.mixing else None
+                signal = signal_model(layout, starts[lanes], self.chunk_size, round_chunks, history=history,
+                                      first_record=first_record) if self.mixing else None
                 neural, mixed, mixer = encode_lanes(self.model, part, self.mixing, history, signal,
                                                     self.model.dictionary, lap)
             return [Candidates(n, m, smallest(chunk, n, m, lap, history_span(history, chunk)))
@@ -235,11 +239,12 @@ class Compressor:
         return len(head), ofh.write(min(candidates, key=len))
 
     def banded(self, data: bytes, layout, round_chunks: int) -> tuple[PcmLayout | ImageLayout | None, bytes]:
-        """An image's layout with its bands set and its chunks in record order (`image.coded_index`): with
-        at least two chunks per band and a shared history; anything else unchanged."""
+        """An image's or audio's layout with its bands set and its chunks in record order
+        (`image.coded_index`): with at least two chunks per band and a shared history; anything else
+        unchanged."""
         C = self.chunk_size
         band_chunks = len(data) // C // round_chunks if round_chunks else 0
-        if not isinstance(layout, ImageLayout) or band_chunks < 2:
+        if not isinstance(layout, (PcmLayout, ImageLayout)) or band_chunks < 2:
             return layout, data
         layout = layout.banded(band_chunks)
         order = image.input_index(np.arange(-(-len(data) // C)), round_chunks, band_chunks)
@@ -273,7 +278,7 @@ class Compressor:
                 break
             starts = self.chunk_size * input_chunks(layout, round_chunks, count, len(chunks))
             for chunk, (codec, payload) in zip(chunks, self.code_chunks(chunks, history, layout, starts,
-                                                                        round_chunks)):
+                                                                        round_chunks, first_record=count)):
                 if ordered is None:
                     digest.update(chunk)
                 written += ofh.write(fmt.chunk_record_bytes(codec, len(chunk), payload) + checks.add(chunk))
@@ -376,7 +381,7 @@ class Decompressor:
         history = ((self.user_dict.history() if header.user_digest else History()) if header.round_chunks
                    else None)
         signal = header.signal
-        banded = isinstance(signal, ImageLayout) and signal.band_chunks > 0
+        banded = fmt.band_chunks_of(signal) > 0
         # an archive with a shared history is checked against its model first: the chunk size it may use (so the
         # rounds the history learns from stay small) whatever codec its chunks turn out to have
         model = self._model_for(header) if header.round_chunks else None
@@ -401,8 +406,10 @@ class Decompressor:
                 starts = header.chunk_size * np.array([j for *_, j in neural])
                 outs = neural_decode(model, [p for _, _, p, _ in neural], [r.raw_size for _, r, _, _ in neural],
                                      [r.codec == fmt.MIXED for _, r, _, _ in neural], progress, history=history,
-                                     signal_of=lambda lanes: signal_model(signal, starts[lanes], header.chunk_size,
-                                                                          header.round_chunks),
+                                     signal_of=lambda lanes: signal_model(
+                                         signal, starts[lanes], header.chunk_size, header.round_chunks,
+                                         history=history, first_record=records,
+                                         inputs=inputs_for(reader.version)),
                                      dictionary=model.dictionary if header.dictionary_digest else None,
                                      workers=self.workers, lanes=self.lanes,
                                      names=[f"{fmt.CODEC_NAMES[r.codec]} chunk {k}" for k, r, _, _ in neural],

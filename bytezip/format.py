@@ -28,20 +28,22 @@ chunks went unseen).
 round_chunks: 0, or the number of chunks per round (<= 1024) when mixed chunks read a shared history: the
 chunks are grouped in rounds in record order, and a mixed chunk's mixer also reads every byte of the rounds
 before its own (`bytezip.mixing.History`); 0 keeps every chunk independent of the others. Rounds grow (new in
-version 10, `round_sizes`): unless the records are an image's bands, round k holds min(round_chunks, 2^(k-1))
+version 10, `round_sizes`): unless the records are bands, round k holds min(round_chunks, 2^(k-1))
 chunks (round 0 one chunk): 1, 1, 2, 4, ... up to round_chunks, then round_chunks each, so that only the first
 chunk codes with no history (versions 8 and 9: every round holds round_chunks; an eighth of an input coded
-blind; `benchmarks/ROUNDS.md`). An image's bands keep rounds of round_chunks (a round's lanes are its bands).
+blind; `benchmarks/ROUNDS.md`). Bands keep rounds of round_chunks (a round's lanes are its bands).
 
 signal: 0 (none, no fields); 1 / 2 (that many channels) | pcm_offset when the input holds interleaved 16-bit
 little-endian samples from byte pcm_offset on (`bytezip.pcm.PcmLayout`): mixed chunks then also mix a sample
-predictor (`bytezip.pcm.PcmModel`); 3 | width | channels (1-4) | offset | band_chunks when it holds rows of
+predictor (`bytezip.predictors.pcm`); 4 | channels (1, 2) | pcm_offset | band_chunks (new in version 13) the same
+with band_chunks > 0, the records in band order as an image's below; 3 | width | channels (1-4) | offset |
+band_chunks when it holds rows of
 `width` pixels of 8-bit samples from byte offset on (`bytezip.image.ImageLayout`): mixed chunks mix a pixel
 predictor (`bytezip.image.ImageModel`), and with band_chunks > 0 the records are in band order
 (`bytezip.image.coded_index`: the first round_chunks x band_chunks chunks of the input as round_chunks bands,
 record k holding chunk (k % round_chunks) x band_chunks + k // round_chunks; the rest in order; band_chunks
 is original_size // chunk_size // round_chunks, and round_chunks x band_chunks x chunk_size <= 2^24, or 2^26
-for a PNG's pixels: what an encoder held whole); the output is the chunks in input order.
+for a PNG's pixels: what an encoder held whole); the output is the chunks in input order. (`band_chunks_of`.)
 
 dictionary: mixed chunks read the model's priming dictionary (`bytezip.dictionary`) with this digest.
 
@@ -106,7 +108,9 @@ find it from the stream's end (the last 8 bytes) and decode any byte range from 
 (`bytezip.frames.read_range`). A decoder reading the stream in order checks the table against the frames it
 decoded; nothing follows it.
 
-Decoders read versions 8 to 12 (`READ_VERSIONS`); version 11 is version 12 whose mixed chunks' mixer has no
+Decoders read versions 8 to 13 (`READ_VERSIONS`); version 12 is version 13 whose audio predictor has no
+second stage and no warm start (`predictors.INPUTS_V12`: `PcmModel` in place of `CascadePcmModel`; the layout is
+the same, the coded bytes of mixed audio chunks differ); version 11 is version 12 whose mixed chunks' mixer has no
 record context (`predictors.INPUTS_V11`: the layout is the same, the coded bytes differ); version 10 is version
 11 without history zstd chunks and the three context models it added;
 version 9 is version 10 with rounds that do not grow;
@@ -129,8 +133,8 @@ from .pcm import PcmLayout
 from .png import CHANNELS, DIGEST_BYTES as PNG_DIGEST_BYTES, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
 
 MAGIC = b"\x89BZP"
-VERSION = 12
-READ_VERSIONS = (8, 9, 10, 11, 12)    # every version that has shipped since the format was frozen keeps decoding
+VERSION = 13
+READ_VERSIONS = (8, 9, 10, 11, 12, 13)   # every version that has shipped since the format was frozen keeps decoding
 CHECK_GROUP = 64          # records per group check: at least this many, in whole rounds
 GROUP_CHECK_BYTES = 4
 MAX_MODEL_CHUNK = 1 << 16  # chunk size limit of an archive that names a model
@@ -140,6 +144,7 @@ INFO_SLACK_BITS = 128     # the range coder's final words and float rounding (th
 MAX_PCM_OFFSET = 1 << 40
 MAX_IMAGE_WIDTH = 1 << 24
 IMAGE_SIGNAL = 3
+BANDED_PCM_SIGNAL = 4     # version 13 on
 MAX_CHUNK_SIZE = 1 << 24
 MAX_ROUND_CHUNKS = 1024
 FLAG_PNG = 0x01
@@ -241,6 +246,9 @@ class Header:
 
     def signal_bytes(self) -> bytes:
         s = self.signal
+        if isinstance(s, PcmLayout) and s.band_chunks:
+            assert self.round_chunks
+            return b"".join(map(encode_varint, (BANDED_PCM_SIGNAL, s.channels, s.offset, s.band_chunks)))
         if isinstance(s, PcmLayout):
             return encode_varint(s.channels) + encode_varint(s.offset)
         if isinstance(s, ImageLayout):
@@ -293,7 +301,7 @@ def archive_bytes(header: Header, chunks: list[tuple[int, bytes, bytes]]) -> byt
     """A whole archive from (codec, raw bytes, payload) per chunk, for callers that choose each chunk's coding
     themselves (the speed report, tests); the compressor writes the same records as it streams."""
     head = header.to_bytes()
-    assert not (isinstance(header.signal, ImageLayout) and header.signal.band_chunks)   # records in input order
+    assert not band_chunks_of(header.signal)   # records in input order
     digest, groups = hashlib.sha256(head), GroupChecks(header.round_chunks, growing(header))
     records = []
     for codec, raw, payload in chunks:
@@ -370,10 +378,15 @@ def model_payload_fits(raw_size: int, coded_size: int) -> bool:
     return 0 < coded_size < raw_size <= MAX_MODEL_RATIO * coded_size
 
 
+def band_chunks_of(signal: PcmLayout | ImageLayout | None) -> int:
+    """The chunks per band of an input whose records are in band order (an image's, or format 13's audio); 0: in
+    input order."""
+    return signal.band_chunks if isinstance(signal, (PcmLayout, ImageLayout)) else 0
+
+
 def growing(header: Header, version: int = VERSION) -> bool:
     """Whether the header's rounds grow (`round_sizes`): version 10 on, with a shared history, records not banded."""
-    bands = header.signal.band_chunks if isinstance(header.signal, ImageLayout) else 0
-    return version >= 10 and header.round_chunks > 0 and not bands
+    return version >= 10 and header.round_chunks > 0 and not band_chunks_of(header.signal)
 
 
 def round_sizes(round_chunks: int, grows: bool) -> Iterator[int]:
@@ -516,8 +529,8 @@ class Reader:
         if has_dictionary > 1:
             raise FormatError(f"corrupted archive (dictionary field {has_dictionary})")
         dictionary = self.read(DIGEST_BYTES, "dictionary digest") if has_dictionary else b""
-        if isinstance(signal, ImageLayout) and signal.band_chunks:
-            # a banded image's output is held until its last round: only what an encoder holds whole is banded
+        if band_chunks_of(signal):
+            # banded output is held until its last round: only what an encoder holds whole is banded
             limit = MAX_PIXELS if flags & FLAG_PNG else MAX_CHUNK_SIZE
             if round_chunks * signal.band_chunks * chunk_size > limit:
                 raise FormatError(f"corrupted archive ({round_chunks} bands of {signal.band_chunks} chunks of "
@@ -531,9 +544,17 @@ class Reader:
         return Header(chunk_size, mid.decode("ascii"), digest, round_chunks, signal, dictionary, png, user)
 
     def _signal(self, round_chunks: int) -> PcmLayout | ImageLayout | None:
-        kind = self.varint("signal kind", IMAGE_SIGNAL)
+        kind = self.varint("signal kind", IMAGE_SIGNAL if self.version < 13 else BANDED_PCM_SIGNAL)
         if kind in (1, 2):
             return PcmLayout(kind, self.varint("audio offset", MAX_PCM_OFFSET))
+        if kind == BANDED_PCM_SIGNAL:
+            channels = self.varint("audio channels", 2)
+            offset = self.varint("audio offset", MAX_PCM_OFFSET)
+            bands = self.varint("band chunks", 1 << 40)
+            if not channels or not bands or not round_chunks:
+                raise FormatError(f"corrupted archive (banded audio layout: {channels} channels, {bands} band chunks, "
+                                  f"{round_chunks} chunks a round)")
+            return PcmLayout(channels, offset, bands)
         if kind == IMAGE_SIGNAL:
             width = self.varint("image width", MAX_IMAGE_WIDTH)
             channels = self.varint("image channels", 4)
@@ -550,7 +571,7 @@ class Reader:
         count = total = 0
         last_short = False
         groups = GroupChecks(header.round_chunks, growing(header, self.version)) if self.version >= 9 else None
-        bands = header.signal.band_chunks if isinstance(header.signal, ImageLayout) else 0
+        bands = band_chunks_of(header.signal)
         banded_limit = header.round_chunks * (bands + 1) if bands else 1 << 62   # the band rule's size bound
         while True:
             codec = self.read(1, "chunk table")[0]
@@ -568,7 +589,7 @@ class Reader:
             if last_short:
                 raise FormatError(f"corrupted archive (chunk {count - 1} is short but not last)")
             if count >= banded_limit:
-                raise FormatError(f"corrupted archive (chunk {count} beyond the image's bands and one round)")
+                raise FormatError(f"corrupted archive (chunk {count} beyond the bands and one round)")
             raw = self.varint("chunk size", header.chunk_size)
             coded = self.varint("coded chunk size", raw)
             if raw == 0 or (codec == RAW and coded != raw) or (codec != RAW and coded == 0):
@@ -593,7 +614,7 @@ class Reader:
         if n != count or size != total:
             raise FormatError(f"corrupted archive (end record says {n} chunks / {size} bytes, "
                               f"found {count} / {total})")
-        if isinstance(header.signal, ImageLayout) and header.round_chunks:
+        if header.round_chunks and (isinstance(header.signal, ImageLayout) or band_chunks_of(header.signal)):
             self._check_bands(header.signal.band_chunks, size, header)
         self.trailer = Trailer(n, size, checksum)
 
@@ -627,7 +648,7 @@ class Reader:
         return table
 
     def _check_bands(self, bands: int, size: int, header: Header):
-        """An image's band count is the one the encoder derives from the size (version 8's checksum does not
+        """A band count is the one the encoder derives from the size (version 8's checksum does not
         cover the fields that order the output, so the reader checks them): size // chunk_size // round_chunks,
         and in version 8, whose encoder banded every image it held whole (up to MAX_CHUNK_SIZE bytes, or a
         PNG's pixels) with at least two chunks a band, no band count only where that rule gave none."""

@@ -34,7 +34,9 @@ def _load():
     lib.image_frequencies.restype = lib.image_update.restype = None
     lib.pcm_frequencies.argtypes = [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 4
     lib.pcm_update.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    lib.pcm_learn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
     lib.pcm_frequencies.restype = lib.pcm_update.restype = None
+    lib.pcm_learn.restype = ctypes.c_int
     lib.linear_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     lib.head_frequencies.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     lib.mlp_forward.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
@@ -191,9 +193,10 @@ class ImageState(ctypes.Structure):
 
 class PcmState(ctypes.Structure):
     """A `predictors.PcmModel`'s layout and arrays (mirrors `PcmState` in csrc/pcm.c)."""
-    _fields_ = ([(n, ctypes.c_int64) for n in ("L", "channels", "offset", "q_max")]
+    _fields_ = ([(n, ctypes.c_int64) for n in ("L", "channels", "offset", "q_max", "cascade")]
                 + [(n, ctypes.c_void_p) for n in ("starts", "samples", "error", "guess", "scale", "preds", "steps",
-                                                  "lms", "lms_input", "exp")])
+                                                  "lms", "lms_input", "residuals", "stage2", "cascade_error",
+                                                  "cascaded", "first", "correction", "exp")])
 
 
 class MixerSteps(ctypes.Structure):

@@ -524,11 +524,15 @@ class Mixer:
 
 
 def signal_model(layout: PcmLayout | ImageLayout | None, starts: np.ndarray, chunk_size: int,
-                 round_chunks: int) -> Signal | None:
+                 round_chunks: int, *, history: History | None = None, first_record: int = 0,
+                 inputs: tuple[Input, ...] = INPUTS) -> Signal | None:
     """The predictor for a round of lanes (lane i's chunk starting at byte starts[i] of the input) of an input
-    with this sample or pixel layout, in an archive of `chunk_size` chunks, `round_chunks` per round."""
+    with this sample or pixel layout, in an archive of `chunk_size` chunks, `round_chunks` per round, as the
+    mixer `inputs` declare it (format 13's audio predictor starts from the `history`, which holds the records
+    before the round's first, `first_record`)."""
     if isinstance(layout, PcmLayout):
-        return PcmModel(layout, np.asarray(starts))
+        audio = next(i.predictor for i in of_kind(inputs, Kind.EXTERNAL) if issubclass(i.predictor, PcmModel))
+        return audio(layout, np.asarray(starts), history, first_record, chunk_size, round_chunks)
     if isinstance(layout, ImageLayout):
         return ImageModel(layout, np.asarray(starts), chunk_size, round_chunks)
     return None

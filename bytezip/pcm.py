@@ -6,7 +6,7 @@ header, or raw samples recognised by how well they predict) and recorded in the 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 # numpy is imported by the functions that use it: the format reads these layouts, and the command line's
 # --help and --version, which import the format, then load no numpy
 
@@ -18,13 +18,19 @@ DETECT_MARGIN_BITS = 2         # ... and this much less than the worst layout's
 
 @dataclass(frozen=True)
 class PcmLayout:
-    """Interleaved little-endian 16-bit samples from byte `offset` on (to the end of the input)."""
+    """Interleaved little-endian 16-bit samples from byte `offset` on (to the end of the input); `band_chunks`:
+    the chunks per band when the codec orders chunks band by band (format 13, as an image's: each chunk's
+    predecessor is then in an earlier round, where its predictor starts from; 0 until it decides)."""
     channels: int              # 1 or 2
     offset: int = 0            # bytes before the first sample (a WAV header)
+    band_chunks: int = 0
 
     @property
     def frame(self) -> int:
         return 2 * self.channels
+
+    def banded(self, band_chunks: int) -> "PcmLayout":
+        return replace(self, band_chunks=band_chunks)
 
 
 def detect_layout(head: bytes) -> PcmLayout | None:

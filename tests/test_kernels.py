@@ -188,14 +188,20 @@ def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, 
 
 def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
     """The C sample and pixel predictors against the numpy code, byte by byte, lanes at different phases (their
-    Laplace rows with AVX-512 and without)."""
+    Laplace rows with AVX-512 and without); format 13's audio predictor warm-started from the band's chunk before
+    each lane's."""
     from bytezip.image import ImageLayout
+    from bytezip.mixing import History
     from bytezip.pcm import PcmLayout
-    from bytezip.predictors import ImageModel, PcmModel
+    from bytezip.predictors import CascadePcmModel, ImageModel, PcmModel
     audio = np.frombuffer(wav_bytes(0.3, seed=3), dtype=np.uint8)[44:].astype(np.int64)
     pixels = photo(h=60).reshape(-1).astype(np.int64)
     n, chunk = 600, 800
+    before = History()             # bands of two 800-byte chunks: round 0 held chunks 0, 2, 4; round 1 is 1, 3, 5
+    before.extend(b"".join(audio[j * 800:(j + 1) * 800].astype(np.uint8).tobytes() for j in (0, 2, 4)))
     cases = [(lambda: PcmModel(PcmLayout(2, 1), np.array([0, 801, 1602, 2403])), audio),
+             (lambda: CascadePcmModel(PcmLayout(2, 1, band_chunks=2), np.array([800, 2400, 4000]), before, 3, 800, 3),
+              audio),
              (lambda: ImageModel(ImageLayout(80, 3), np.array([3 * 800, 5 * 800, 7 * 800]), chunk, 3), pixels)]
     for make, data in cases:
         with monkeypatch.context() as m:
@@ -203,6 +209,9 @@ def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
             slow = make()
         fast = make()
         assert slow._kernel is None and fast._kernel is not None
+        if isinstance(fast, CascadePcmModel):               # warm before its first byte, the same in both
+            assert fast.stage2.any() and fast.lms.any()
+            np.testing.assert_array_equal(fast.stage2, slow.stage2)
         starts = fast.starts
         own = np.zeros((len(starts), n + 1), dtype=np.int64)
         history = data[:3 * chunk].astype(np.uint8)
@@ -219,5 +228,8 @@ def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
                 fast.update(byte)
                 slow.update(byte)
             own[:, t] = byte
-        for name in ("error", "scale", "guess", "preds"):
+        for name in ("error", "scale", "guess", "preds") + (("residuals", "stage2", "cascade_error", "lms")
+                                                             if isinstance(fast, CascadePcmModel) else ()):
             np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
+            if name == "stage2":
+                assert getattr(fast, name).any()

@@ -89,12 +89,13 @@ def varint(n: int) -> bytes:
 
 
 def archive(chunks=(), *, chunk_size=CHUNK, model_id=b"", digest=b"", round_chunks=0, pcm=b"\0",
-            dictionary=None, head=None, end=None, tail=b"") -> bytes:
+            dictionary=None, head=None, end=None, tail=b"", head_version=fmt.VERSION) -> bytes:
     """An archive from parts: chunks are (codec, raw_size, payload) or already-encoded bytes; `pcm` and
     `dictionary` are the header's audio layout and dictionary fields as bytes (default: none)."""
     if dictionary is None:
         dictionary = b"\0" if model_id else b""
-    head = head if head is not None else (ARCHIVE_START + b"\0" + varint(chunk_size) + varint(round_chunks)
+    start = fmt.MAGIC + bytes([head_version])
+    head = head if head is not None else (start + b"\0" + varint(chunk_size) + varint(round_chunks)
                                           + pcm + bytes([len(model_id)]) + model_id + digest + dictionary)
     body = b""
     for c in chunks:
@@ -341,7 +342,18 @@ def hostile_cases(digest: bytes) -> list[tuple[str, bytes, tuple, str]]:
          "overlong"),
         ("round of 1025 chunks", archive(round_chunks=1025, model_id=M, digest=digest), F, "exceeds 1024"),
         ("round size in 2 varint bytes", ARCHIVE_START + b"\0" + varint(CHUNK) + b"\x80\x00\0\0", F, "overlong"),
-        ("signal kind 4", archive(pcm=b"\4\0", model_id=M, digest=digest), F, "signal kind 4 exceeds 3"),
+        ("signal kind 5", archive(pcm=b"\5\0", model_id=M, digest=digest), F, "signal kind 5 exceeds 4"),
+        ("banded audio in version 12", archive(pcm=b"\4\2\0\2", model_id=M, digest=digest, round_chunks=2,
+                                               head_version=12), F, "signal kind 4 exceeds 3"),
+        ("banded audio without rounds", archive(pcm=b"\4\2\0\2", model_id=M, digest=digest), F,
+         "banded audio layout: 2 channels, 2 band chunks, 0 chunks a round"),
+        ("banded audio of 0 channels", archive(pcm=b"\4\0\0\2", model_id=M, digest=digest, round_chunks=2), F,
+         "banded audio layout: 0 channels"),
+        ("banded audio of 3 channels", archive(pcm=b"\4\3\0\2", model_id=M, digest=digest, round_chunks=2), F,
+         "audio channels 3 exceeds 2"),
+        ("banded audio, bands not the size's", archive([(ZSTD, CHUNK, codec._zstd_compress(bytes(CHUNK)))] * 4,
+                                                       pcm=b"\4\2\0\1", model_id=M, digest=digest, round_chunks=2),
+         F, f"1 band chunks for {4 * CHUNK} bytes in rounds of 2"),
         ("image of width 0", archive(pcm=b"\3\0\3\0\0", model_id=M, digest=digest), F, "image layout 0 x 3"),
         ("5 image channels", archive(pcm=b"\3\x10\5\0\0", model_id=M, digest=digest), F, "channels 5 exceeds 4"),
         ("image bands without rounds", archive(pcm=b"\3\x10\3\0\2", model_id=M, digest=digest), F,
@@ -904,7 +916,7 @@ def test_a_banded_image_declares_no_more_than_an_encoder_holds(tiny):
     z = codec._zstd_compress(bytes(CHUNK))
     cases = {"exceed 16777216 bytes": archive(pcm=b"\3\x10\3\0" + varint(1 << 20), round_chunks=512, model_id=M,
                                               digest=digest),
-             "chunk 6 beyond the image's bands": archive([(ZSTD, CHUNK, z)] * 7, pcm=b"\3\x10\3\0\2",
+             "chunk 6 beyond the bands": archive([(ZSTD, CHUNK, z)] * 7, pcm=b"\3\x10\3\0\2",
                                                          round_chunks=2, model_id=M, digest=digest)}
     for fragment, blob in cases.items():
         with pytest.raises(FormatError, match=fragment):

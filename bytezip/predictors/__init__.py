@@ -15,7 +15,7 @@ import numpy as np
 from .base import ONE, Input, Kind, Predictor
 from .context import ABOVE, FIELDS, RECORD, SKIP_2_3
 from .image import ImageModel
-from .pcm import PcmModel
+from .pcm import CascadePcmModel, PcmModel
 
 _CONTEXT = ONE >> 6           # the starting weight of each match and context model
 
@@ -35,26 +35,27 @@ INPUTS: tuple[Input, ...] = (
     Input("history order 3", Kind.HISTORY_ORDER, _CONTEXT, arg=2, order=3, needs="history or dictionary"),
     Input("history order 4", Kind.HISTORY_ORDER, _CONTEXT, arg=3, order=4, needs="history or dictionary"),
     Input("history order 6", Kind.HISTORY_ORDER, _CONTEXT, arg=4, order=6, needs="history or dictionary"),
-    Input("audio", Kind.EXTERNAL, ONE, arg=0, predictor=PcmModel),
+    Input("audio", Kind.EXTERNAL, ONE, arg=0, predictor=CascadePcmModel),
     Input("image", Kind.EXTERNAL, ONE, arg=1, predictor=ImageModel),
     Input("dictionary match", Kind.MATCH, _CONTEXT, arg=2, needs="dictionary text"),
 )
 
 
 
-def _without(names: tuple[str, ...], contexts: int) -> tuple[Input, ...]:
-    """INPUTS less the named ones, the neural input starting with the weight the others leave it."""
+def _without(inputs: tuple[Input, ...], names: tuple[str, ...], contexts: int) -> tuple[Input, ...]:
+    """`inputs` less the named ones, the neural input starting with the weight the others leave it."""
     return tuple(dataclasses.replace(i, weight=ONE - contexts * _CONTEXT) if i.kind == Kind.NEURAL else i
-                 for i in INPUTS if i.name not in names)
+                 for i in inputs if i.name not in names)
 
 
-# Format 11 added the chunk's skip, field and above contexts, format 12 its record context; archives of formats
-# 8-11 decode with the inputs they were made with (and a version-1 user dictionary's start weights follow
-# format 10's)
+# Format 11 added the chunk's skip, field and above contexts, format 12 its record context, format 13 the audio
+# predictor's second stage and warm start; archives of formats 8-12 decode with the inputs they were made with
+# (and a version-1 user dictionary's start weights follow format 10's)
+INPUTS_V12 = tuple(dataclasses.replace(i, predictor=PcmModel) if i.name == "audio" else i for i in INPUTS)
 NEW_IN_12 = ("chunk record",)
 NEW_IN_11 = ("chunk skip 2-3", "chunk fields", "chunk above")
-INPUTS_V11 = _without(NEW_IN_12, 13)
-INPUTS_V10 = _without(NEW_IN_12 + NEW_IN_11, 10)
+INPUTS_V11 = _without(INPUTS_V12, NEW_IN_12, 13)
+INPUTS_V10 = _without(INPUTS_V12, NEW_IN_12 + NEW_IN_11, 10)
 
 # the linear mix keeps a weight set per (weight group, match bucket); a predictor picks its bytes' group
 WEIGHT_GROUPS = ("other", "audio low byte", "audio high byte", "image")
@@ -86,7 +87,7 @@ def of_kind(inputs: tuple[Input, ...], kind: Kind) -> tuple[Input, ...]:
 
 def inputs_for(version: int) -> tuple[Input, ...]:
     """The mixer's inputs in an archive of this format version: each decodes with the mixer it was made with."""
-    return INPUTS if version >= 12 else INPUTS_V11 if version == 11 else INPUTS_V10
+    return INPUTS if version >= 13 else INPUTS_V12 if version == 12 else INPUTS_V11 if version == 11 else INPUTS_V10
 
 
 def carry_over(weights: np.ndarray, source: tuple[Input, ...], target: tuple[Input, ...]) -> np.ndarray:
@@ -100,7 +101,8 @@ def carry_over(weights: np.ndarray, source: tuple[Input, ...], target: tuple[Inp
 
 
 check(INPUTS)
+check(INPUTS_V12)
 check(INPUTS_V11)
 check(INPUTS_V10)
-__all__ = ["INPUTS", "INPUTS_V10", "INPUTS_V11", "WEIGHT_GROUPS", "carry_over", "inputs_for", "Input", "Kind", "Predictor",
-           "ImageModel", "PcmModel", "check", "of_kind"]
+__all__ = ["INPUTS", "INPUTS_V10", "INPUTS_V11", "INPUTS_V12", "WEIGHT_GROUPS", "carry_over", "inputs_for", "Input",
+           "Kind", "Predictor", "CascadePcmModel", "ImageModel", "PcmModel", "check", "of_kind"]
