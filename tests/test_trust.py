@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tracemalloc
+import wave
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -748,7 +749,17 @@ def noise_ppm(h=48, w=64, seed=8) -> bytes:
     return b"P6\n%d %d\n255\n" % (w, h) + np.random.default_rng(seed).integers(0, 256, h * w * 3, dtype=np.uint8).tobytes()
 
 
-@pytest.mark.parametrize("kind", ["banded raw-chunk image", "mixed-chunk text"])
+def noise_wav(frames=2400, seed=8) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(np.random.default_rng(seed).integers(-32768, 32768, 2 * frames, dtype="<i2").tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["banded raw-chunk image", "banded raw-chunk audio", "mixed-chunk text"])
 def test_no_header_change_decodes_to_wrong_bytes(kind, tiny):
     """Format 8's checksum covered the chunks in record order, so a changed band or round count that
     reordered a banded image's raw chunks decoded to wrong bytes with exit status 0 (253 of the values of
@@ -760,7 +771,7 @@ def test_no_header_change_decodes_to_wrong_bytes(kind, tiny):
         blob = comp.compress(data)
         assert {c.codec for c in bytezip.read_info(io.BytesIO(blob)).chunks} == {fmt.MIXED}
     else:
-        data = noise_ppm()
+        data = noise_ppm() if kind.endswith("image") else noise_wav()
         blob = comp.compress(data)
         info = bytezip.read_info(io.BytesIO(blob))
         assert info.header.signal.band_chunks >= 2 and {c.codec for c in info.chunks} == {RAW}
