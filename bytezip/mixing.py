@@ -12,7 +12,8 @@ such data by mixing predictors. Here the mixer combines, for every byte:
   each order blended with the one below it as PPM does (the neural distribution below order 1), with an
   escape weight from the number of distinct bytes seen in the context; with a priming dictionary
   (`bytezip.dictionary`), each history order is blended with the dictionary's same order instead;
-- for 16-bit audio (`pcm.PcmLayout` in the archive header), a sample predictor (`predictors.PcmModel`); for
+- for 16-bit audio (`pcm.PcmLayout` in the archive header), a sample predictor (`predictors.CascadePcmModel`,
+  `PcmModel` before format 13); for
   8-bit images (`image.ImageLayout`), a pixel predictor (`predictors.ImageModel`);
 
 linearly, with weights (one set per match-length bucket, and per kind of byte: audio low/high byte, image
@@ -52,8 +53,8 @@ from . import format as fmt
 from .format import BytezipError
 from .image import ImageLayout
 from .pcm import PcmLayout
-from .predictors import (INPUTS, WEIGHT_GROUPS, ImageModel, Input, Kind, PcmModel, Predictor, carry_over, check,
-                         of_kind, record)
+from .predictors import (INPUTS, WEIGHT_GROUPS, CascadePcmModel, ImageModel, Input, Kind, PcmModel, Predictor,
+                         carry_over, check, of_kind, record)
 from .predictors.base import ONE
 from .predictors.context import (ABOVE, FIELD_MAX, FIELD_WINDOW, FIELDS, OWN_HASH_BITS, RECORD, SHARED_HASH_BITS,
                                  SINCE_MAX, SKIP_2_3, context_rows, ppm_blend)
@@ -104,7 +105,7 @@ kernels.check_constants({"ONE": ONE, "N_BUCKETS": N_BUCKETS, "N_SETS": N_SETS, "
 
 
 # the predictors the C loops step themselves, by csrc/steps.c's numbers (0: no predictor)
-STEP_PREDICTORS = {PcmModel: 1, ImageModel: 2}
+STEP_PREDICTORS = {PcmModel: 1, CascadePcmModel: 1, ImageModel: 2}
 kernels.check_constants({"SAMPLES": STEP_PREDICTORS[PcmModel], "PIXELS": STEP_PREDICTORS[ImageModel]})
 
 

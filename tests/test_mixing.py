@@ -199,3 +199,15 @@ def test_match_model_over_the_dictionary(trained_model):
     assert hits > 0.9 * len(chunk)
     pcm = bytezip.mixing.signal_model(bytezip.pcm.PcmLayout(1, 0), np.zeros(1), 8, 0)
     assert Mixer([8], signal=pcm, dictionary=dictionary).sources[1] is None
+
+
+def test_every_format_steps_its_signal_predictor_in_c():
+    """The C step loops (csrc/steps.c) run the sample and pixel predictors of every format's inputs; one they do
+    not know sends a round to the Python loop, byte by byte (format 13's audio predictor did, before its entry)."""
+    from bytezip.image import ImageLayout
+    from bytezip.pcm import PcmLayout
+    from bytezip.predictors import INPUTS_V10, INPUTS_V11, INPUTS_V12
+    for inputs in (bytezip.predictors.INPUTS, INPUTS_V12, INPUTS_V11, INPUTS_V10):
+        for layout in (PcmLayout(2, 44), ImageLayout(64, 3)):
+            signal = bytezip.mixing.signal_model(layout, np.array([0, 4096]), 4096, 2, inputs=inputs)
+            assert Mixer([4096, 4096], signal=signal, inputs=inputs).kernel_steps() is not None, (layout, inputs)
