@@ -197,11 +197,16 @@ def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
     audio = np.frombuffer(wav_bytes(0.3, seed=3), dtype=np.uint8)[44:].astype(np.int64)
     pixels = photo(h=60).reshape(-1).astype(np.int64)
     n, chunk = 600, 800
-    before = History()             # bands of two 800-byte chunks: round 0 held chunks 0, 2, 4; round 1 is 1, 3, 5
-    before.extend(b"".join(audio[j * 800:(j + 1) * 800].astype(np.uint8).tobytes() for j in (0, 2, 4)))
+    def history(chunks):
+        h = History()
+        h.extend(b"".join(audio[j * 800:(j + 1) * 800].astype(np.uint8).tobytes() for j in chunks))
+        return h
+    # three bands of 800-byte chunks: of two, round 1 (chunks 1, 3, 5) learns from one chunk each; of three, round
+    # 2 (chunks 2, 5, 8) from two
+    two, three = history((0, 2, 4)), history((0, 3, 6, 1, 4, 7))
     cases = [(lambda: PcmModel(PcmLayout(2, 1), np.array([0, 801, 1602, 2403])), audio),
-             (lambda: CascadePcmModel(PcmLayout(2, 1, band_chunks=2), np.array([800, 2400, 4000]), before, 3, 800, 3),
-              audio),
+             (lambda: CascadePcmModel(PcmLayout(2, 1, 2), np.array([800, 2400, 4000]), two, 3, 800, 3), audio),
+             (lambda: CascadePcmModel(PcmLayout(2, 1, 3), np.array([1600, 4000, 6400]), three, 6, 800, 3), audio),
              (lambda: ImageModel(ImageLayout(80, 3), np.array([3 * 800, 5 * 800, 7 * 800]), chunk, 3), pixels)]
     for make, data in cases:
         with monkeypatch.context() as m:

@@ -105,3 +105,37 @@ def test_the_record_length_is_found_from_the_bytes_so_far():
     assert found[0] == 0 and 0 < found.index(14) < 14 * 12 and found[14 * 30 - 1] == 14
     assert found[-1] == 9 and found.index(9) < 14 * 30 + 9 * 12
     assert set(lengths(english_text()[:3000])) == {0}
+
+
+def test_the_audio_predictor_starts_from_the_chunks_before_its_own():
+    """Format 13's `CascadePcmModel` warm start: each lane learns from the two input chunks before its own where
+    earlier rounds hold them (in band order, the rounds before), from one where only one is held, and from the
+    history's last two where its own neighbour is in its round; nothing without a history."""
+    from conftest import wav_bytes
+    from bytezip.pcm import PcmLayout
+    from bytezip.predictors import CascadePcmModel
+    audio = np.frombuffer(wav_bytes(0.5, seed=4), dtype=np.uint8)
+    C, R = 1000, 3
+
+    def history(chunks):
+        h = mixing.History()
+        h.extend(b"".join(audio[j * C:(j + 1) * C].tobytes() for j in chunks))
+        return h
+
+    def learnt(layout, chunks):       # a fresh model's state after learning from these input chunks, in order
+        m = CascadePcmModel(layout, np.array([chunks[0] * C]))
+        m._learn(np.array([0]), m.starts, audio[chunks[0] * C:(chunks[-1] + 1) * C][None])
+        return m.lms[0], m.stage2[0]
+
+    banded = PcmLayout(1, 44, band_chunks=3)     # bands 0-2, 3-5, 6-8; round 2 holds chunks 2, 5, 8
+    m = CascadePcmModel(banded, C * np.array([2, 5, 8]), history((0, 3, 6, 1, 4, 7)), 6, C, R)
+    for lane, chunk in enumerate((2, 5, 8)):
+        expected = learnt(banded, [chunk - 2, chunk - 1])
+        assert np.array_equal(m.lms[lane], expected[0]) and np.array_equal(m.stage2[lane], expected[1])
+    m = CascadePcmModel(banded, C * np.array([1, 4, 7]), history((0, 3, 6)), 3, C, R)     # round 1: one chunk
+    for lane, chunk in enumerate((1, 4, 7)):
+        assert np.array_equal(m.lms[lane], learnt(banded, [chunk - 1])[0])
+    plain = PcmLayout(1, 44)                     # in input order: the history's last two chunks for every lane
+    m = CascadePcmModel(plain, C * np.array([4, 5]), history(range(4)), 4, C, R)
+    assert np.array_equal(m.lms, np.stack([learnt(plain, [2, 3])[0]] * 2)) and m.lms.any()
+    assert not CascadePcmModel(plain, C * np.array([0, 1]), mixing.History(), 0, C, R).lms.any()

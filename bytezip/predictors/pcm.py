@@ -14,11 +14,11 @@ Format 13's `CascadePcmModel` adds what the leading lossless audio coders (Monke
 beyond one prediction: a second stage, an NLMS over the last STAGE2_TAPS residuals of the first that predicts
 the next one, its guess added to the first stage's where the sum's running error is the smaller; and
 a warm start: a 4 KiB chunk is 1024 stereo frames, and a predictor learning from nothing spends a good part
-of it converging, so each lane's predictor first runs over a chunk of samples in the history: the one just
-before its own, which the codec's band order (`bytezip.pcm.PcmLayout.band_chunks`, as an image's) puts in an
-earlier round for all but the first round's lanes, else the history's last chunk. Chosen on held-out
-recordings of `train/` (the predictor alone, 4 KiB chunks: 3.657 bits a byte cold, 3.63 with the second stage,
-3.57 warm from samples 8 chunks back, 3.48 from the chunk just before).
+of it converging, so each lane's predictor first runs over the two chunks of samples before its own, which
+the codec's band order (`bytezip.pcm.PcmLayout.band_chunks`, as an image's) puts in earlier rounds for all but
+the first round's lanes (the second round's lanes have one), else over the history's last two. Chosen on the
+held-out recordings of `train/` (the predictor alone, 4 KiB chunks: 3.657 bits a byte cold, 3.63 with the
+second stage, 3.57 warm from samples 8 chunks back, 3.47 from the chunk just before, 3.456 from the two).
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ LMS_RATE = 11                  # step size 2^(LMS_RATE - LMS_SHIFT) of the norma
 LMS_EPS = 1 << 10              # added to the input energy (silence does not blow the weights up)
 STAGE2_TAPS = 16               # CascadePcmModel: the second stage reads the first stage's last 16 residuals,
 STAGE2_RATE = 9                # with step size 2^(STAGE2_RATE - LMS_SHIFT), weights in units of 2^-LMS_SHIFT
+WARM_CHUNKS = 2                # CascadePcmModel: the chunks before its own a lane learns from first
 
 
 class PcmModel:
@@ -90,30 +91,44 @@ class PcmModel:
             self._warm(history, first_record, chunk_size, round_chunks)
 
     def _warm(self, history, first_record: int, chunk_size: int, round_chunks: int):
-        """Each lane first learns from a chunk of samples the history holds (the lanes' chunks start at multiples
-        of chunk_size): the one before its own in the input where an earlier round coded it, else the last."""
-        C, bands, data = chunk_size, self.layout.band_chunks, history.data
+        """Each lane first learns from the WARM_CHUNKS chunks of samples before its own, as far as earlier rounds
+        coded them (its chunk and theirs start at multiples of chunk_size), else from the history's last one
+        and the one before it."""
+        C, R, bands, data = chunk_size, round_chunks, self.layout.band_chunks, history.data
+
+        def coded(k: np.ndarray) -> np.ndarray:       # input chunks k coded in an earlier round
+            return (k >= 0) & (coded_index(np.maximum(k, 0), R, bands) < first_record)
+
         j = self.starts // C
-        before = coded_index(np.maximum(j - 1, 0), round_chunks, bands)
-        record = np.where((j >= 1) & (before < first_record), before, first_record - 1)
-        at = len(data) - (first_record - record) * C          # where the history holds it
-        held = at >= 0
-        if not held.any():
-            return
-        chunks = np.stack([data[a:a + C] if ok else np.zeros(C, dtype=np.uint8) for a, ok in zip(at, held)])
-        warm = type(self)(self.layout, input_index(record, round_chunks, bands) * C)
+        last = np.where(coded(j - 1), j - 1, input_index(first_record - 1, R, bands))   # the last chunk learnt
+        first = last.copy()
+        for _ in range(WARM_CHUNKS - 1):
+            first = np.where(coded(first - 1), first - 1, first)
+        for n in np.unique(last - first + 1):                  # lanes that learn from n chunks, together
+            lanes = np.flatnonzero(last - first + 1 == n)
+            at = len(data) - (first_record - coded_index(first[lanes, None] + np.arange(n), R, bands)) * C
+            held = (at >= 0).all(1)
+            if not held.any():
+                continue
+            lanes, at = lanes[held], at[held]
+            chunks = np.stack([np.concatenate([data[a:a + C] for a in row]) for row in at])
+            self._learn(lanes, first[lanes] * C, chunks)
+
+    def _learn(self, lanes: np.ndarray, starts: np.ndarray, chunks: np.ndarray):
+        """Lanes `lanes` learn from the samples chunks [len(lanes), n], input bytes starts .. starts + n - 1."""
+        warm = type(self)(self.layout, starts)
         if warm._kernel is not None:
-            if kernels.LIB.pcm_learn(ctypes.byref(warm._kernel), kernels.pointer(chunks), C) < 0:
+            if kernels.LIB.pcm_learn(ctypes.byref(warm._kernel), kernels.pointer(chunks), chunks.shape[1]) < 0:
                 raise MemoryError("the audio predictor is out of memory")
         else:
             previous = np.zeros(len(chunks), dtype=np.int64)
-            for t in range(C):
+            for t in range(chunks.shape[1]):
                 byte = chunks[:, t].astype(np.int64)
                 warm._predict(t)
                 warm.update(t, byte, previous)
                 previous = byte
         for name in ("samples", "error", "steps", "lms", "residuals", "stage2", "cascade_error"):
-            getattr(self, name)[held] = getattr(warm, name)[held]
+            getattr(self, name)[lanes] = getattr(warm, name)
 
     def phase(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(active, slot) per lane at chunk position t: slot = byte index within the sample frame."""
