@@ -415,6 +415,8 @@ class Decompressor:
                                      names=[f"{fmt.CODEC_NAMES[r.codec]} chunk {k}" for k, r, _, _ in neural],
                                      inputs=inputs_for(reader.version))
                 decoded = {id(r): o for (_, r, _, _), o in zip(neural, outs)}
+            elif history is not None:     # what the encoder's round hands on without a mixed chunk: no tables
+                history.learn_weights([])
             round_bytes = []
             for k, ((r, p), j) in enumerate(zip(pending, index), records):
                 if r.codec in fmt.MODEL_CODECS:

@@ -109,8 +109,10 @@ find it from the stream's end (the last 8 bytes) and decode any byte range from 
 decoded; nothing follows it.
 
 Decoders read versions 8 to 13 (`READ_VERSIONS`); version 12 is version 13 whose audio predictor has no
-second stage and no warm start (`predictors.INPUTS_V12`: `PcmModel` in place of `CascadePcmModel`; the layout is
-the same, the coded bytes of mixed audio chunks differ); version 11 is version 12 whose mixed chunks' mixer has no
+second stage and no warm start and whose pixel predictor starts each chunk from nothing
+(`predictors.INPUTS_V12`: `PcmModel` and `ImageModel` in place of `CascadePcmModel` and `CarriedImageModel`;
+audio is not banded; otherwise the layout is the same, the coded bytes of mixed audio and image chunks differ);
+version 11 is version 12 whose mixed chunks' mixer has no
 record context (`predictors.INPUTS_V11`: the layout is the same, the coded bytes differ); version 10 is version
 11 without history zstd chunks and the three context models it added;
 version 9 is version 10 with rounds that do not grow;

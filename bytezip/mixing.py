@@ -53,8 +53,8 @@ from . import format as fmt
 from .format import BytezipError
 from .image import ImageLayout
 from .pcm import PcmLayout
-from .predictors import (INPUTS, WEIGHT_GROUPS, CascadePcmModel, ImageModel, Input, Kind, PcmModel, Predictor,
-                         carry_over, check, of_kind, record)
+from .predictors import (INPUTS, WEIGHT_GROUPS, CarriedImageModel, CascadePcmModel, ImageModel, Input, Kind,
+                         PcmModel, Predictor, carry_over, check, of_kind, record)
 from .predictors.base import ONE
 from .predictors.context import (ABOVE, FIELD_MAX, FIELD_WINDOW, FIELDS, OWN_HASH_BITS, RECORD, SHARED_HASH_BITS,
                                  SINCE_MAX, SKIP_2_3, context_rows, ppm_blend)
@@ -105,7 +105,7 @@ kernels.check_constants({"ONE": ONE, "N_BUCKETS": N_BUCKETS, "N_SETS": N_SETS, "
 
 
 # the predictors the C loops step themselves, by csrc/steps.c's numbers (0: no predictor)
-STEP_PREDICTORS = {PcmModel: 1, CascadePcmModel: 1, ImageModel: 2}
+STEP_PREDICTORS = {PcmModel: 1, CascadePcmModel: 1, ImageModel: 2, CarriedImageModel: 2}
 kernels.check_constants({"SAMPLES": STEP_PREDICTORS[PcmModel], "PIXELS": STEP_PREDICTORS[ImageModel]})
 
 
@@ -136,11 +136,16 @@ class History:
         self._tail = np.zeros(0, dtype=np.int64)                       # the last bytes, as context for the next
         self.carried: dict[str, np.ndarray] = {}                       # where the next round's mixers start
         self.carried_inputs = INPUTS                                   # ... the inputs of its geo_weights' columns
+        self.carried_signal: dict[int, dict[str, np.ndarray]] = {}     # the last round's pixel predictor tables
 
     def learn_weights(self, parts: list[tuple["Mixer | None", np.ndarray]]):
-        """Carry the mean of the weights that the given lanes (bool [L] for each mixer of a finished round) ended
-        their chunks with into the next round's mixers, so that each 4 KB chunk does not relearn them from
-        scratch."""
+        """Carry the mean of the weights that the given lanes (bool [L] for each mixer of a finished round: its
+        mixed chunks) ended their chunks with into the next round's mixers, so that each 4 KB chunk does not
+        relearn them from scratch; and, by input chunk, the tables their pixel predictors ended with
+        (`CarriedImageModel`)."""
+        self.carried_signal = {j: state for mixer, lanes in parts if mixer is not None
+                               for p in mixer.external if isinstance(p, CarriedImageModel)
+                               for j, state in p.final_states(lanes).items()}
         parts = [(mixer, lanes) for mixer, lanes in parts if mixer is not None and mixer.geometric and lanes.any()]
         if parts:
             n = sum(int(lanes.sum()) for _, lanes in parts)
@@ -535,7 +540,9 @@ def signal_model(layout: PcmLayout | ImageLayout | None, starts: np.ndarray, chu
         audio = next(i.predictor for i in of_kind(inputs, Kind.EXTERNAL) if issubclass(i.predictor, PcmModel))
         return audio(layout, np.asarray(starts), history, first_record, chunk_size, round_chunks)
     if isinstance(layout, ImageLayout):
-        return ImageModel(layout, np.asarray(starts), chunk_size, round_chunks)
+        image = next(i.predictor for i in of_kind(inputs, Kind.EXTERNAL) if issubclass(i.predictor, ImageModel))
+        return image(layout, np.asarray(starts), chunk_size, round_chunks,
+                     history.carried_signal if history is not None else None)
     return None
 
 

@@ -139,3 +139,24 @@ def test_the_audio_predictor_starts_from_the_chunks_before_its_own():
     m = CascadePcmModel(plain, C * np.array([4, 5]), history(range(4)), 4, C, R)
     assert np.array_equal(m.lms, np.stack([learnt(plain, [2, 3])[0]] * 2)) and m.lms.any()
     assert not CascadePcmModel(plain, C * np.array([0, 1]), mixing.History(), 0, C, R).lms.any()
+
+
+def test_the_pixel_predictor_starts_where_the_chunk_before_ended():
+    """Format 13's `CarriedImageModel`: a lane whose input chunk's predecessor was a mixed chunk of the round
+    before starts from the tables that chunk ended with (`History.carried_signal`, by input chunk); others, and
+    format 12's `ImageModel`, start from nothing."""
+    from bytezip.image import ImageLayout
+    from bytezip.predictors import CarriedImageModel, ImageModel
+    C, layout = 600, ImageLayout(100, 3, 0, 2)
+    ended = ImageModel(layout, np.array([3 * C]), C, 4)
+    ended.error[0] += np.arange(ended.error[0].size).reshape(ended.error[0].shape)
+    ended.bias[0] -= 7
+    carried = ended.final_states(np.array([True]))
+    assert list(carried) == [3]
+    m = CarriedImageModel(layout, np.array([4 * C, 6 * C]), C, 4, carried)
+    fresh = ImageModel(layout, np.array([4 * C, 6 * C]), C, 4, carried)
+    for name in ("error", "scale", "bias"):
+        assert np.array_equal(getattr(m, name)[0], getattr(ended, name)[0])
+        assert np.array_equal(getattr(m, name)[1], getattr(fresh, name)[1])
+        assert np.array_equal(getattr(fresh, name)[0], getattr(fresh, name)[1])
+    assert not np.array_equal(m.error[0], fresh.error[0])

@@ -14,7 +14,7 @@ import numpy as np
 
 from .base import ONE, Input, Kind, Predictor
 from .context import ABOVE, FIELDS, RECORD, SKIP_2_3
-from .image import ImageModel
+from .image import CarriedImageModel, ImageModel
 from .pcm import CascadePcmModel, PcmModel
 
 _CONTEXT = ONE >> 6           # the starting weight of each match and context model
@@ -36,7 +36,7 @@ INPUTS: tuple[Input, ...] = (
     Input("history order 4", Kind.HISTORY_ORDER, _CONTEXT, arg=3, order=4, needs="history or dictionary"),
     Input("history order 6", Kind.HISTORY_ORDER, _CONTEXT, arg=4, order=6, needs="history or dictionary"),
     Input("audio", Kind.EXTERNAL, ONE, arg=0, predictor=CascadePcmModel),
-    Input("image", Kind.EXTERNAL, ONE, arg=1, predictor=ImageModel),
+    Input("image", Kind.EXTERNAL, ONE, arg=1, predictor=CarriedImageModel),
     Input("dictionary match", Kind.MATCH, _CONTEXT, arg=2, needs="dictionary text"),
 )
 
@@ -49,9 +49,10 @@ def _without(inputs: tuple[Input, ...], names: tuple[str, ...], contexts: int) -
 
 
 # Format 11 added the chunk's skip, field and above contexts, format 12 its record context, format 13 the audio
-# predictor's second stage and warm start; archives of formats 8-12 decode with the inputs they were made with
+# predictor's second stage and warm start and the pixel predictor's carried tables; archives of formats 8-12 decode with the inputs they were made with
 # (and a version-1 user dictionary's start weights follow format 10's)
-INPUTS_V12 = tuple(dataclasses.replace(i, predictor=PcmModel) if i.name == "audio" else i for i in INPUTS)
+INPUTS_V12 = tuple(dataclasses.replace(i, predictor={"audio": PcmModel, "image": ImageModel}.get(i.name, i.predictor))
+                   for i in INPUTS)
 NEW_IN_12 = ("chunk record",)
 NEW_IN_11 = ("chunk skip 2-3", "chunk fields", "chunk above")
 INPUTS_V11 = _without(INPUTS_V12, NEW_IN_12, 13)
@@ -105,4 +106,4 @@ check(INPUTS_V12)
 check(INPUTS_V11)
 check(INPUTS_V10)
 __all__ = ["INPUTS", "INPUTS_V10", "INPUTS_V11", "INPUTS_V12", "WEIGHT_GROUPS", "carry_over", "inputs_for", "Input",
-           "Kind", "Predictor", "CascadePcmModel", "ImageModel", "PcmModel", "check", "of_kind"]
+           "Kind", "Predictor", "CarriedImageModel", "CascadePcmModel", "ImageModel", "PcmModel", "check", "of_kind"]
