@@ -49,8 +49,8 @@ def _without(inputs: tuple[Input, ...], names: tuple[str, ...], contexts: int) -
 
 
 # Format 11 added the chunk's skip, field and above contexts, format 12 its record context, format 13 the audio
-# predictor's second stage and warm start and the pixel predictor's carried tables; archives of formats 8-12 decode with the inputs they were made with
-# (and a version-1 user dictionary's start weights follow format 10's)
+# predictor's second stage and warm start and the pixel predictor's carried tables; archives of formats 8-12
+# decode with the inputs they were made with (and a version-1 user dictionary's start weights follow format 10's)
 INPUTS_V12 = tuple(dataclasses.replace(i, predictor={"audio": PcmModel, "image": ImageModel}.get(i.name, i.predictor))
                    for i in INPUTS)
 NEW_IN_12 = ("chunk record",)

@@ -164,6 +164,6 @@ class CarriedImageModel(ImageModel):
     """Format 13's pixel predictor: `ImageModel` whose lanes start from the error, scale and bias tables that
     the chunk before their own (the band's, a round earlier) ended with, where it was a mixed chunk
     (`mixing.History.carried_signal`), not from nothing: a 4 KiB chunk is one to three rows of a photo, short of
-    what 8 activity contexts x 8 predictors need to settle (held-out images, mixed chunks: 1.4-2.1% smaller)."""
+    what 8 activity contexts x 8 predictors need to settle (held-out images, mixed chunks: 1.4-1.6% smaller)."""
 
     carries = True
