@@ -181,7 +181,7 @@ class PcmModel:
 
     def _predict(self, t: int):
         """A low byte starts a sample: the guess and scale of the lanes whose byte at t is a low one."""
-        active, slot = self.phase(t)
+        _, slot = self.phase(t)
         channel, low = slot >> 1, (slot & 1) == 0
         L = self.lanes
         preds, u = self._predictions(channel)
