@@ -108,7 +108,10 @@ find it from the stream's end (the last 8 bytes) and decode any byte range from 
 (`bytezip.frames.read_range`). A decoder reading the stream in order checks the table against the frames it
 decoded; nothing follows it.
 
-Decoders read versions 8 to 13 (`READ_VERSIONS`); version 12 is version 13 whose audio predictor has no
+Decoders read versions 8 to 14 (`READ_VERSIONS`); version 13 is version 14 whose pixel predictor blends 8
+predictions by their errors in its activity context alone (`predictors.INPUTS_V13`: `CarriedImageModel` in
+place of `WeightedImageModel`; the layout is the same, the coded bytes of mixed image chunks differ);
+version 12 is version 13 whose audio predictor has no
 second stage and no warm start and whose pixel predictor starts each chunk from nothing
 (`predictors.INPUTS_V12`: `PcmModel` and `ImageModel` in place of `CascadePcmModel` and `CarriedImageModel`;
 audio is not banded; otherwise the layout is the same, the coded bytes of mixed audio and image chunks differ);
@@ -135,8 +138,8 @@ from .pcm import PcmLayout
 from .png import CHANNELS, DIGEST_BYTES as PNG_DIGEST_BYTES, MAX_ENVELOPE, MAX_PIXELS, Envelope, valid_zlib_settings
 
 MAGIC = b"\x89BZP"
-VERSION = 13
-READ_VERSIONS = (8, 9, 10, 11, 12, 13)   # every version that has shipped since the format was frozen keeps decoding
+VERSION = 14
+READ_VERSIONS = (8, 9, 10, 11, 12, 13, 14)   # every version that has shipped since the format was frozen keeps decoding
 CHECK_GROUP = 64          # records per group check: at least this many, in whole rounds
 GROUP_CHECK_BYTES = 4
 MAX_MODEL_CHUNK = 1 << 16  # chunk size limit of an archive that names a model

@@ -186,7 +186,7 @@ class GlobalModel(ctypes.Structure):
 class ImageState(ctypes.Structure):
     """A `predictors.ImageModel`'s layout and arrays (mirrors `ImageState` in csrc/image.c)."""
     _fields_ = ([(n, ctypes.c_int64) for n in ("L", "channels", "width", "offset", "band_chunks", "chunk_size",
-                                              "round_chunks", "q_max")]
+                                              "round_chunks", "q_max", "weighted")]
                 + [(n, ctypes.c_void_p) for n in ("starts", "error", "scale", "bias", "context", "preds", "guess",
                                                   "exp")])
 

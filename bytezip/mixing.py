@@ -54,7 +54,7 @@ from .format import BytezipError
 from .image import ImageLayout
 from .pcm import PcmLayout
 from .predictors import (INPUTS, WEIGHT_GROUPS, CarriedImageModel, CascadePcmModel, ImageModel, Input, Kind,
-                         PcmModel, Predictor, carry_over, check, of_kind, record)
+                         PcmModel, Predictor, WeightedImageModel, carry_over, check, of_kind, record)
 from .predictors.base import ONE
 from .predictors.context import (ABOVE, FIELD_MAX, FIELD_WINDOW, FIELDS, OWN_HASH_BITS, RECORD, SHARED_HASH_BITS,
                                  SINCE_MAX, SKIP_2_3, context_rows, ppm_blend)
@@ -105,7 +105,7 @@ kernels.check_constants({"ONE": ONE, "N_BUCKETS": N_BUCKETS, "N_SETS": N_SETS, "
 
 
 # the predictors the C loops step themselves, by csrc/steps.c's numbers (0: no predictor)
-STEP_PREDICTORS = {PcmModel: 1, CascadePcmModel: 1, ImageModel: 2, CarriedImageModel: 2}
+STEP_PREDICTORS = {PcmModel: 1, CascadePcmModel: 1, ImageModel: 2, CarriedImageModel: 2, WeightedImageModel: 2}
 kernels.check_constants({"SAMPLES": STEP_PREDICTORS[PcmModel], "PIXELS": STEP_PREDICTORS[ImageModel]})
 
 

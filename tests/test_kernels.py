@@ -189,11 +189,11 @@ def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, 
 def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
     """The C sample and pixel predictors against the numpy code, byte by byte, lanes at different phases (their
     Laplace rows with AVX-512 and without); format 13's audio predictor warm-started from the band's chunk before
-    each lane's."""
+    each lane's; format 14's pixel predictor in colour and grey, a lane starting in the header."""
     from bytezip.image import ImageLayout
     from bytezip.mixing import History
     from bytezip.pcm import PcmLayout
-    from bytezip.predictors import CascadePcmModel, ImageModel, PcmModel
+    from bytezip.predictors import CascadePcmModel, ImageModel, PcmModel, WeightedImageModel
     audio = np.frombuffer(wav_bytes(0.3, seed=3), dtype=np.uint8)[44:].astype(np.int64)
     pixels = photo(h=60).reshape(-1).astype(np.int64)
     n, chunk = 600, 800
@@ -207,7 +207,11 @@ def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
     cases = [(lambda: PcmModel(PcmLayout(2, 1), np.array([0, 801, 1602, 2403])), audio),
              (lambda: CascadePcmModel(PcmLayout(2, 1, 2), np.array([800, 2400, 4000]), two, 3, 800, 3), audio),
              (lambda: CascadePcmModel(PcmLayout(2, 1, 3), np.array([1600, 4000, 6400]), three, 6, 800, 3), audio),
-             (lambda: ImageModel(ImageLayout(80, 3), np.array([3 * 800, 5 * 800, 7 * 800]), chunk, 3), pixels)]
+             (lambda: ImageModel(ImageLayout(80, 3), np.array([3 * 800, 5 * 800, 7 * 800]), chunk, 3), pixels),
+             (lambda: WeightedImageModel(ImageLayout(80, 3), np.array([3 * 800, 5 * 800, 7 * 800]), chunk, 3),
+              pixels),
+             (lambda: WeightedImageModel(ImageLayout(100, 1, 7), np.array([0, 3 * 800 + 7, 5 * 800 + 100]), chunk,
+                                         3), pixels)]
     for make, data in cases:
         with monkeypatch.context() as m:
             m.setattr(kernels, "LIB", None)

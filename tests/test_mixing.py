@@ -206,8 +206,8 @@ def test_every_format_steps_its_signal_predictor_in_c():
     not know sends a round to the Python loop, byte by byte (format 13's audio predictor did, before its entry)."""
     from bytezip.image import ImageLayout
     from bytezip.pcm import PcmLayout
-    from bytezip.predictors import INPUTS_V10, INPUTS_V11, INPUTS_V12
-    for inputs in (bytezip.predictors.INPUTS, INPUTS_V12, INPUTS_V11, INPUTS_V10):
+    from bytezip.predictors import INPUTS_V10, INPUTS_V11, INPUTS_V12, INPUTS_V13
+    for inputs in (bytezip.predictors.INPUTS, INPUTS_V13, INPUTS_V12, INPUTS_V11, INPUTS_V10):
         for layout in (PcmLayout(2, 44), ImageLayout(64, 3)):
             signal = bytezip.mixing.signal_model(layout, np.array([0, 4096]), 4096, 2, inputs=inputs)
             assert Mixer([4096, 4096], signal=signal, inputs=inputs).kernel_steps() is not None, (layout, inputs)

@@ -1,14 +1,17 @@
-/* ---- image.ImageModel: the pixel predictor of the mixer, for all lanes (the same integers as its numpy code) ---- */
+/* ---- image.ImageModel and image.WeightedImageModel (weighted): the pixel predictor of the mixer, for all
+   lanes (the same integers as their numpy code) ---- */
 
-enum { IMG_PREDICTORS = 8, IMG_ACTIVITY = 8, IMG_ERROR_SHIFT = 4, IMG_MIN_SCALE = 8 };
+enum { IMG_PREDICTORS = 8, IMG_ACTIVITY = 8, IMG_ERROR_SHIFT = 4, IMG_MIN_SCALE = 8,
+       WIMG_SPATIAL = 12, WIMG_PREDICTORS = 24, WIMG_ACTIVITY = 4, WIMG_ERROR_SHIFT = 3, WIMG_MED = 4 };
 
 typedef struct {
     i64 L, channels, width, offset, band_chunks, chunk_size, round_chunks, q_max;
+    i64 weighted;                  /* 0: ImageModel (formats 8-13), 1: WeightedImageModel (format 14) */
     const i64 *starts;             /* [L] */
-    i64 *error;                    /* [L, channels, IMG_ACTIVITY, IMG_PREDICTORS] */
-    i64 *scale, *bias;             /* [L, channels, IMG_ACTIVITY] */
+    i64 *error;                    /* [L, channels, activities, predictors] (IMG_ or WIMG_) */
+    i64 *scale, *bias;             /* [L, channels, activities] */
     i64 *context;                  /* [L, 3]: active, channel, activity of the byte */
-    i64 *preds;                    /* [L, IMG_PREDICTORS] */
+    i64 *preds;                    /* [L, predictors] */
     i64 *guess;                    /* [L] */
     const i64 *exp;                /* [q_max + 1] (pcm.EXP) */
 } ImageState;
@@ -20,24 +23,36 @@ INLINE i64 coded_chunk(i64 j, i64 round_chunks, i64 band_chunks) {
     return (j % band_chunks) * round_chunks + j / band_chunks;
 }
 
+/* image.ImageModel._neighbours for one lane l and lag: the byte lag positions before the lane's position t
+   (its own bytes so far, own [L, own_width], or the earlier rounds', history [n]), and whether it is known */
+INLINE i64 pixel_byte(const ImageState *s, i64 l, i64 t, i64 lag, const i64 *own, i64 own_width,
+                      const uint8_t *history, i64 n, i64 *known) {
+    const i64 CS = s->chunk_size, q = s->starts[l] + t - lag, inside = q >= s->starts[l] && lag <= t;
+    const i64 q0 = q > 0 ? q : 0, hpos = coded_chunk(q0 / CS, s->round_chunks, s->band_chunks) * CS + q0 % CS;
+    const i64 in_history = !inside && q >= 0 && hpos >= 0 && hpos < n;
+    *known = inside || in_history;
+    if (in_history) return history[clip64(hpos, 0, n - 1)];
+    return inside ? own[l * own_width + clip64(t - lag, 0, own_width - 1)] : 0;
+}
+
+static void weighted_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_width, const uint8_t *history,
+                                 i64 n, i64 *p, i64 *active_out);
+
 /* distributions p [L, 256] and active [L] of each lane's byte at position t; own [L, own_width] the lanes'
    bytes so far, history [n] the earlier rounds' */
 VECTOR_CLONES void image_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_width, const uint8_t *history,
                                      i64 n, i64 *p, i64 *active_out) {
-    const i64 C = s->channels, S = s->width * s->channels, CS = s->chunk_size;
+    if (s->weighted) {
+        weighted_frequencies(s, t, own, own_width, history, n, p, active_out);
+        return;
+    }
+    const i64 C = s->channels, S = s->width * s->channels;
     const i64 lags[7] = {C, S, S + C, S - C, 1, C + 1, S + 1};
     for (i64 l = 0; l < s->L; l++) {
         const i64 pos = s->starts[l] + t - s->offset, active = pos >= 0;
         const i64 ch = active ? floormod(pos, C) : 0, x = active ? floormod(pos / C, s->width) : 0;
         i64 v[7], known[7];
-        for (int g = 0; g < 7; g++) {                  /* image.ImageModel._neighbours */
-            const i64 lag = lags[g], q = s->starts[l] + t - lag, inside = q >= s->starts[l] && lag <= t;
-            const i64 q0 = q > 0 ? q : 0, hpos = coded_chunk(q0 / CS, s->round_chunks, s->band_chunks) * CS + q0 % CS;
-            const i64 in_history = !inside && q >= 0 && hpos >= 0 && hpos < n;
-            v[g] = inside ? own[l * own_width + clip64(t - lag, 0, own_width - 1)] : 0;
-            if (in_history) v[g] = history[clip64(hpos, 0, n - 1)];
-            known[g] = inside || in_history;
-        }
+        for (int g = 0; g < 7; g++) v[g] = pixel_byte(s, l, t, lags[g], own, own_width, history, n, known + g);
         const i64 has_w = known[0] && x > 0, has_n = known[1], has_ne = known[3] && x < s->width - 1 && has_n;
         const i64 has_u = known[4] && ch > 0, u = v[4];
         const i64 w = has_w ? v[0] : has_n ? v[1] : 128;
@@ -81,6 +96,20 @@ VECTOR_CLONES void image_frequencies(ImageState *s, i64 t, const i64 *own, i64 o
 
 /* learn from the byte [L] each lane just coded at the position of the last image_frequencies */
 VECTOR_CLONES void image_update(ImageState *s, const i64 *byte) {
+    if (s->weighted) {
+        for (i64 l = 0; l < s->L; l++) {
+            const i64 *c = s->context + l * 3;
+            if (!c[0]) continue;
+            const i64 ctx = (l * s->channels + c[1]) * WIMG_ACTIVITY + c[2], v = 16 * byte[l];
+            i64 *e = s->error + ctx * WIMG_PREDICTORS;
+            for (int k = 0; k < WIMG_PREDICTORS; k++)
+                e[k] += (abs64(v - s->preds[l * WIMG_PREDICTORS + k]) - e[k]) >> WIMG_ERROR_SHIFT;
+            const i64 miss = v - s->guess[l];
+            s->bias[ctx] += (miss - s->bias[ctx]) >> WIMG_ERROR_SHIFT;
+            s->scale[ctx] += (abs64(miss - s->bias[ctx]) - s->scale[ctx]) >> WIMG_ERROR_SHIFT;
+        }
+        return;
+    }
     for (i64 l = 0; l < s->L; l++) {
         const i64 *c = s->context + l * 3;
         if (!c[0]) continue;
@@ -93,3 +122,115 @@ VECTOR_CLONES void image_update(ImageState *s, const i64 *byte) {
     }
 }
 
+
+/* ---- image.WeightedImageModel (format 14): 24 predictions (12 from the neighbours, 12 of them corrected by
+   the channel before's miss), weighted by their error in the activity context and at the four neighbours
+   coded before, and a Laplace scale from the context's and the neighbours' misses; every neighbour's
+   predictions are recomputed from the bytes themselves, so a lane needs no state beyond its tables ---- */
+
+/* the 12 predictions raw [12] of the byte d positions before lane l's position t (x: its column) from its
+   neighbours, as ImageModel finds them; returns has_w | has_n << 1 */
+INLINE i64 weighted_spatial(const ImageState *s, i64 l, i64 t, i64 d, i64 x, const i64 *own, i64 own_width,
+                            const uint8_t *history, i64 n, i64 *raw) {
+    const i64 C = s->channels, S = s->width * C, last = s->width - 1;
+    i64 kw, kn, knw, kne, kww, knn, knne;
+    const i64 vw = pixel_byte(s, l, t, d + C, own, own_width, history, n, &kw);
+    const i64 vn = pixel_byte(s, l, t, d + S, own, own_width, history, n, &kn);
+    const i64 vnw = pixel_byte(s, l, t, d + S + C, own, own_width, history, n, &knw);
+    const i64 vne = pixel_byte(s, l, t, d + S - C, own, own_width, history, n, &kne);
+    const i64 vww = pixel_byte(s, l, t, d + 2 * C, own, own_width, history, n, &kww);
+    const i64 vnn = pixel_byte(s, l, t, d + 2 * S, own, own_width, history, n, &knn);
+    const i64 vnne = pixel_byte(s, l, t, d + 2 * S - C, own, own_width, history, n, &knne);
+    const i64 has_w = kw && x > 0, has_n = kn;
+    const i64 w = has_w ? vw : has_n ? vn : 128, nn = has_n ? vn : w;
+    const i64 nw = knw && has_w && has_n ? vnw : nn, ne = kne && x < last && has_n ? vne : nn;
+    const i64 ww = kww && x > 1 ? vww : w, n2 = knn ? vnn : nn, nne = knne && x < last && has_n ? vnne : ne;
+    const i64 mx = nn > w ? nn : w, mn = nn < w ? nn : w;
+    raw[0] = w; raw[1] = nn; raw[2] = ne; raw[3] = nn + w - nw;
+    raw[4] = nw >= mx ? mn : nw <= mn ? mx : nn + w - nw;
+    raw[5] = (w + ne) >> 1; raw[6] = w + ne - nn; raw[7] = nn + ne - nne; raw[8] = 2 * w - ww;
+    raw[9] = 2 * nn - n2; raw[10] = (w + nn + 1) >> 1; raw[11] = nw;
+    return has_w | has_n << 1;
+}
+
+/* the 24 predictions x16, clipped: the 12 of raw, then each corrected by the channel before's miss (u - its
+   own prediction, before) where that channel is known, else the 12 again */
+INLINE void weighted_combine(const i64 *raw, const i64 *before, i64 known_u, i64 u, i64 *preds) {
+    for (int k = 0; k < WIMG_SPATIAL; k++) {
+        preds[k] = clip64(16 * raw[k], 0, 16 * 255);
+        preds[WIMG_SPATIAL + k] = clip64(16 * (known_u ? raw[k] + u - before[k] : raw[k]), 0, 16 * 255);
+    }
+}
+
+/* the 24 predictions of the (known) byte d positions before lane l's position t, in column x and channel ch */
+INLINE void weighted_predictions(const ImageState *s, i64 l, i64 t, i64 d, i64 x, i64 ch, const i64 *own,
+                                 i64 own_width, const uint8_t *history, i64 n, i64 *preds) {
+    i64 raw[WIMG_SPATIAL], before[WIMG_SPATIAL], known_u = 0;
+    weighted_spatial(s, l, t, d, x, own, own_width, history, n, raw);
+    const i64 u = ch > 0 ? pixel_byte(s, l, t, d + 1, own, own_width, history, n, &known_u) : 0;
+    if (known_u) weighted_spatial(s, l, t, d + 1, x, own, own_width, history, n, before);
+    weighted_combine(raw, before, known_u, u, preds);
+}
+
+static void weighted_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_width, const uint8_t *history,
+                                 i64 n, i64 *p, i64 *active_out) {
+    const i64 C = s->channels, S = s->width * C, last = s->width - 1;
+    for (i64 l = 0; l < s->L; l++) {
+        const i64 pos = s->starts[l] + t - s->offset, active = pos >= 0;
+        const i64 ch = active ? floormod(pos, C) : 0, x = active ? floormod(pos / C, s->width) : 0;
+        i64 raw[WIMG_SPATIAL], before[WIMG_SPATIAL], has_u = 0, kuw, kun;
+        const i64 flags = weighted_spatial(s, l, t, 0, x, own, own_width, history, n, raw);
+        const i64 u = ch > 0 ? pixel_byte(s, l, t, 1, own, own_width, history, n, &has_u) : 0;
+        if (has_u) weighted_spatial(s, l, t, 1, x, own, own_width, history, n, before);
+        i64 *preds = s->preds + l * WIMG_PREDICTORS;
+        weighted_combine(raw, before, has_u, u, preds);
+        const i64 vuw = pixel_byte(s, l, t, C + 1, own, own_width, history, n, &kuw);
+        const i64 vun = pixel_byte(s, l, t, S + 1, own, own_width, history, n, &kun);
+        const i64 uw = has_u && kuw && (flags & 1) ? vuw : u, un = has_u && kun && (flags & 2) ? vun : u;
+        const i64 w = raw[0], nn = raw[1], ne = raw[2], nw = raw[11];
+        const i64 act = abs64(w - nw) + abs64(nn - nw) + abs64(nn - ne) + (has_u ? abs64(u - uw) + abs64(u - un) : 0);
+        i64 activity = 63 - __builtin_clzll((unsigned long long)(act + 1));     /* floor(log2(act + 1)) */
+        activity = activity < WIMG_ACTIVITY - 1 ? activity : WIMG_ACTIVITY - 1;
+        /* the predictions' errors at the neighbours W, N, NW, NE, and the corrected MED's miss there (x2 at W
+           and N) and at the channel before */
+        const i64 lags[4] = {C, S, S + C, S - C}, columns[4] = {x - 1, x, x - 1, x + 1}, weights[4] = {2, 2, 1, 1};
+        i64 sums[WIMG_PREDICTORS] = {0}, count = 0, energy = 0, parts = 0, np[WIMG_PREDICTORS], known;
+        for (int g = 0; g < 4; g++) {
+            const i64 v = 16 * pixel_byte(s, l, t, lags[g], own, own_width, history, n, &known);
+            if (!known || columns[g] < 0 || columns[g] > last) continue;
+            weighted_predictions(s, l, t, lags[g], columns[g], ch, own, own_width, history, n, np);
+            for (int k = 0; k < WIMG_PREDICTORS; k++) sums[k] += abs64(v - np[k]);
+            count++;
+            energy += weights[g] * abs64(v - np[WIMG_SPATIAL + WIMG_MED]);
+            parts += weights[g];
+        }
+        if (has_u) {
+            weighted_predictions(s, l, t, 1, x, ch - 1, own, own_width, history, n, np);
+            energy += 2 * abs64(16 * u - np[WIMG_SPATIAL + WIMG_MED]);
+            parts += 2;
+        }
+        const i64 ctx = (l * C + ch) * WIMG_ACTIVITY + activity;
+        const i64 *err = s->error + ctx * WIMG_PREDICTORS;
+        i64 num = 0, den = 0;
+        for (int k = 0; k < WIMG_PREDICTORS; k++) {
+            i64 e = count ? (err[k] + sums[k] / count) >> 1 : err[k];
+            if (k >= WIMG_SPATIAL && !has_u) e = (i64)1 << 20;
+            const i64 inv = ((i64)1 << 40) / (e * e + 1);
+            num += preds[k] * inv;
+            den += inv;
+        }
+        s->guess[l] = floordiv(num, den > 1 ? den : 1);
+        s->context[l * 3] = active;
+        s->context[l * 3 + 1] = ch;
+        s->context[l * 3 + 2] = activity;
+        const i64 center = clip64(s->guess[l] + s->bias[ctx], 0, 16 * 255);
+        i64 scale = parts ? (s->scale[ctx] + energy / parts) >> 1 : s->scale[ctx];
+        scale = scale > IMG_MIN_SCALE ? scale : IMG_MIN_SCALE;
+        i64 *pl = p + l * 256, sum = 0;
+        laplace_row(s->exp, s->q_max, -center, 16, 32, scale, pl, 256, 0);
+        for (int k = 0; k < 256; k++) sum += pl[k];
+        const double inv_sum = 1.0 / (double)sum;
+        for (int k = 0; k < 256; k++) pl[k] = div_pos(pl[k] * ONE, sum, inv_sum);
+        active_out[l] = active;
+    }
+}

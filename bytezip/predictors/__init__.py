@@ -14,7 +14,7 @@ import numpy as np
 
 from .base import ONE, Input, Kind, Predictor
 from .context import ABOVE, FIELDS, RECORD, SKIP_2_3
-from .image import CarriedImageModel, ImageModel
+from .image import CarriedImageModel, ImageModel, WeightedImageModel
 from .pcm import CascadePcmModel, PcmModel
 
 _CONTEXT = ONE >> 6           # the starting weight of each match and context model
@@ -36,7 +36,7 @@ INPUTS: tuple[Input, ...] = (
     Input("history order 4", Kind.HISTORY_ORDER, _CONTEXT, arg=3, order=4, needs="history or dictionary"),
     Input("history order 6", Kind.HISTORY_ORDER, _CONTEXT, arg=4, order=6, needs="history or dictionary"),
     Input("audio", Kind.EXTERNAL, ONE, arg=0, predictor=CascadePcmModel),
-    Input("image", Kind.EXTERNAL, ONE, arg=1, predictor=CarriedImageModel),
+    Input("image", Kind.EXTERNAL, ONE, arg=1, predictor=WeightedImageModel),
     Input("dictionary match", Kind.MATCH, _CONTEXT, arg=2, needs="dictionary text"),
 )
 
@@ -49,10 +49,16 @@ def _without(inputs: tuple[Input, ...], names: tuple[str, ...], contexts: int) -
 
 
 # Format 11 added the chunk's skip, field and above contexts, format 12 its record context, format 13 the audio
-# predictor's second stage and warm start and the pixel predictor's carried tables; archives of formats 8-12
-# decode with the inputs they were made with (and a version-1 user dictionary's start weights follow format 10's)
-INPUTS_V12 = tuple(dataclasses.replace(i, predictor={"audio": PcmModel, "image": ImageModel}.get(i.name, i.predictor))
-                   for i in INPUTS)
+# predictor's second stage and warm start and the pixel predictor's carried tables, format 14 the weighted pixel
+# predictor; archives of formats 8-13 decode with the inputs they were made with (and a version-1 user
+# dictionary's start weights follow format 10's)
+def _with(inputs: tuple[Input, ...], predictors: dict[str, type]) -> tuple[Input, ...]:
+    """`inputs` with these external inputs' predictor classes, by name."""
+    return tuple(dataclasses.replace(i, predictor=predictors.get(i.name, i.predictor)) for i in inputs)
+
+
+INPUTS_V13 = _with(INPUTS, {"image": CarriedImageModel})
+INPUTS_V12 = _with(INPUTS, {"audio": PcmModel, "image": ImageModel})
 NEW_IN_12 = ("chunk record",)
 NEW_IN_11 = ("chunk skip 2-3", "chunk fields", "chunk above")
 INPUTS_V11 = _without(INPUTS_V12, NEW_IN_12, 13)
@@ -88,7 +94,9 @@ def of_kind(inputs: tuple[Input, ...], kind: Kind) -> tuple[Input, ...]:
 
 def inputs_for(version: int) -> tuple[Input, ...]:
     """The mixer's inputs in an archive of this format version: each decodes with the mixer it was made with."""
-    return INPUTS if version >= 13 else INPUTS_V12 if version == 12 else INPUTS_V11 if version == 11 else INPUTS_V10
+    if version >= 14:
+        return INPUTS
+    return {13: INPUTS_V13, 12: INPUTS_V12, 11: INPUTS_V11}.get(version, INPUTS_V10)
 
 
 def carry_over(weights: np.ndarray, source: tuple[Input, ...], target: tuple[Input, ...]) -> np.ndarray:
@@ -102,8 +110,10 @@ def carry_over(weights: np.ndarray, source: tuple[Input, ...], target: tuple[Inp
 
 
 check(INPUTS)
+check(INPUTS_V13)
 check(INPUTS_V12)
 check(INPUTS_V11)
 check(INPUTS_V10)
-__all__ = ["INPUTS", "INPUTS_V10", "INPUTS_V11", "INPUTS_V12", "WEIGHT_GROUPS", "carry_over", "inputs_for", "Input",
-           "Kind", "Predictor", "CarriedImageModel", "CascadePcmModel", "ImageModel", "PcmModel", "check", "of_kind"]
+__all__ = ["INPUTS", "INPUTS_V10", "INPUTS_V11", "INPUTS_V12", "INPUTS_V13", "WEIGHT_GROUPS", "carry_over", "inputs_for",
+           "Input", "Kind", "Predictor", "CarriedImageModel", "CascadePcmModel", "ImageModel", "PcmModel",
+           "WeightedImageModel", "check", "of_kind"]
