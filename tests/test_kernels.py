@@ -189,7 +189,7 @@ def test_model_steps_and_forward_match_torch_exactly(random_model, monkeypatch, 
 def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
     """The C sample and pixel predictors against the numpy code, byte by byte, lanes at different phases (their
     Laplace rows with AVX-512 and without); format 13's audio predictor warm-started from the band's chunk before
-    each lane's; format 14's pixel predictor in colour and grey, a lane starting in the header."""
+    each lane's; format 14's pixel predictor in colour, grey and grey as RGB, a lane starting in the header."""
     from bytezip.image import ImageLayout
     from bytezip.mixing import History
     from bytezip.pcm import PcmLayout
@@ -211,7 +211,9 @@ def test_pcm_and_image_predictors_match_numpy_exactly(monkeypatch, vector_code):
              (lambda: WeightedImageModel(ImageLayout(80, 3), np.array([3 * 800, 5 * 800, 7 * 800]), chunk, 3),
               pixels),
              (lambda: WeightedImageModel(ImageLayout(100, 1, 7), np.array([0, 3 * 800 + 7, 5 * 800 + 100]), chunk,
-                                         3), pixels)]
+                                         3), pixels),
+             (lambda: WeightedImageModel(ImageLayout(80, 3), np.array([3 * 800, 5 * 800, 7 * 800]), chunk, 3),
+              np.repeat(photo(h=60, channels=1), 3, axis=-1).reshape(-1).astype(np.int64))]      # grey as RGB
     for make, data in cases:
         with monkeypatch.context() as m:
             m.setattr(kernels, "LIB", None)

@@ -2,7 +2,8 @@
    lanes (the same integers as their numpy code) ---- */
 
 enum { IMG_PREDICTORS = 8, IMG_ACTIVITY = 8, IMG_ERROR_SHIFT = 4, IMG_MIN_SCALE = 8,
-       WIMG_SPATIAL = 12, WIMG_PREDICTORS = 24, WIMG_ACTIVITY = 4, WIMG_ERROR_SHIFT = 3, WIMG_MED = 4 };
+       WIMG_SPATIAL = 12, WIMG_PREDICTORS = 24, WIMG_ACTIVITY = 4, WIMG_ERROR_SHIFT = 3, WIMG_MED = 4,
+       WIMG_EXACT_SCALE = 4 };
 
 typedef struct {
     i64 L, channels, width, offset, band_chunks, chunk_size, round_chunks, q_max;
@@ -125,8 +126,9 @@ VECTOR_CLONES void image_update(ImageState *s, const i64 *byte) {
 
 /* ---- image.WeightedImageModel (format 14): 24 predictions (12 from the neighbours, 12 of them corrected by
    the channel before's miss), weighted by their error in the activity context and at the four neighbours
-   coded before, and a Laplace scale from the context's and the neighbours' misses; every neighbour's
-   predictions are recomputed from the bytes themselves, so a lane needs no state beyond its tables ---- */
+   coded before, and a Laplace scale from the context's and the neighbours' misses (half the usual least
+   where the neighbours were all met exactly); every neighbour's predictions are recomputed from the bytes
+   themselves, so a lane needs no state beyond its tables ---- */
 
 /* the 12 predictions raw [12] of the byte d positions before lane l's position t (x: its column) from its
    neighbours, as ImageModel finds them; returns has_w | has_n << 1 */
@@ -204,7 +206,7 @@ static void weighted_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_w
             energy += weights[g] * abs64(v - np[WIMG_SPATIAL + WIMG_MED]);
             parts += weights[g];
         }
-        if (has_u) {
+        if (has_u && !(parts && !energy)) {         /* not where the neighbours were all met exactly */
             weighted_predictions(s, l, t, 1, x, ch - 1, own, own_width, history, n, np);
             energy += 2 * abs64(16 * u - np[WIMG_SPATIAL + WIMG_MED]);
             parts += 2;
@@ -224,8 +226,9 @@ static void weighted_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_w
         s->context[l * 3 + 1] = ch;
         s->context[l * 3 + 2] = activity;
         const i64 center = clip64(s->guess[l] + s->bias[ctx], 0, 16 * 255);
+        const i64 least = parts && !energy ? WIMG_EXACT_SCALE : IMG_MIN_SCALE;
         i64 scale = parts ? (s->scale[ctx] + energy / parts) >> 1 : s->scale[ctx];
-        scale = scale > IMG_MIN_SCALE ? scale : IMG_MIN_SCALE;
+        scale = scale > least ? scale : least;
         i64 *pl = p + l * 256, sum = 0;
         laplace_row(s->exp, s->q_max, -center, 16, 32, scale, pl, 256, 0);
         for (int k = 0; k < 256; k++) sum += pl[k];

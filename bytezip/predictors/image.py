@@ -27,7 +27,9 @@ INITIAL_ERROR = 16 * 16        # before any sample: mean |error| 16 (predictions
 MIN_SCALE = 8                  # the Laplace scale is at least a mean |error| of 0.5
 N_PREDICTORS = 8               # W, N, NE, gradient, MED, (W+NE)/2; with a channel before: W, N following it
 W_SPATIAL = 12                 # WeightedImageModel: predictions from the neighbours (then as many corrected) ...
-W_MED = 4                      # ... MED among them (its corrected miss gives the neighbours' error energy)
+W_MED = 4                      # ... MED among them (its corrected miss gives the neighbours' error energy) ...
+EXACT_SCALE = 4                # ... and the least Laplace scale where those misses were all 0 (a grey image as
+                               # RGB, flat graphics), when the channel before's own miss is left out
 
 
 class ImageModel:
@@ -180,8 +182,10 @@ class WeightedImageModel(CarriedImageModel):
     the channel before's miss at the same pixel, as a colour transform would), blended by their errors in the
     activity context and at the four neighbours coded before (JPEG-XL's weighted predictor weighs by the
     latter), and a Laplace scale halfway between the context's and the corrected MED's misses at the neighbours
-    and the channel before (CALIC's error energy). A neighbour's predictions are computed again from the bytes
-    themselves, so a lane keeps nothing per position. Chosen on held-out images (the held-out part of `train/`,
+    and the channel before (CALIC's error energy; where the neighbours were all met exactly, the channel before
+    is left out and the scale may be half as small, so a grey image stored as RGB codes its second and third
+    channels almost free). A neighbour's predictions are computed again from the bytes themselves, so a lane
+    keeps nothing per position. Chosen on held-out images (the held-out part of `train/`,
     photos of Debian's mate-backgrounds, matplotlib's grace_hopper): the predictor alone 7.8% smaller than
     ImageModel's, `benchmarks/runs/2026-12-08-format14/`."""
 
@@ -222,8 +226,9 @@ class WeightedImageModel(CarriedImageModel):
             energy += np.where(there, weight * np.abs(v - np_[W_SPATIAL + W_MED]), 0)
             parts += np.where(there, weight, 0)
         np_ = self._predictions(V, K, 1, x, ch - 1)
-        energy += np.where(has_u, 2 * np.abs(16 * u - np_[W_SPATIAL + W_MED]), 0)
-        parts += np.where(has_u, 2, 0)
+        with_u = has_u & ~((parts > 0) & (energy == 0))                 # not where the neighbours were met
+        energy += np.where(with_u, 2 * np.abs(16 * u - np_[W_SPATIAL + W_MED]), 0)
+        parts += np.where(with_u, 2, 0)
         err = self.error[L, ch, activity].T                                     # [24, L]
         e = np.where(count > 0, (err + sums // np.maximum(count, 1)) >> 1, err)
         e[W_SPATIAL:] = np.where(has_u, e[W_SPATIAL:], 1 << 20)
@@ -232,7 +237,8 @@ class WeightedImageModel(CarriedImageModel):
         self.preds, self.guess, self.context = preds.T.copy(), guess, np.stack([active, ch, activity], 1)
         center = np.clip(guess + self.bias[L, ch, activity], 0, 16 * 255)
         scale = self.scale[L, ch, activity]
-        scale = np.maximum(np.where(parts > 0, (scale + energy // np.maximum(parts, 1)) >> 1, scale), MIN_SCALE)
+        least = np.where((parts > 0) & (energy == 0), EXACT_SCALE, MIN_SCALE)
+        scale = np.maximum(np.where(parts > 0, (scale + energy // np.maximum(parts, 1)) >> 1, scale), least)
         d = np.abs(16 * np.arange(256)[None, :] - center[:, None])
         p = EXP[np.minimum(d * 32 // scale[:, None], Q_MAX)]
         p = p * ONE // p.sum(-1, keepdims=True)
@@ -270,6 +276,7 @@ class WeightedImageModel(CarriedImageModel):
 
 kernels.check_constants({"IMG_PREDICTORS": ImageModel.n_predictors, "IMG_ACTIVITY": ImageModel.n_activity,
                          "IMG_ERROR_SHIFT": ImageModel.error_shift, "WIMG_SPATIAL": W_SPATIAL, "WIMG_MED": W_MED,
+                         "WIMG_EXACT_SCALE": EXACT_SCALE,
                          "WIMG_PREDICTORS": WeightedImageModel.n_predictors,
                          "WIMG_ACTIVITY": WeightedImageModel.n_activity,
                          "WIMG_ERROR_SHIFT": WeightedImageModel.error_shift})
