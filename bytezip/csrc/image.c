@@ -3,7 +3,7 @@
 
 enum { IMG_PREDICTORS = 8, IMG_ACTIVITY = 8, IMG_ERROR_SHIFT = 4, IMG_MIN_SCALE = 8,
        WIMG_SPATIAL = 12, WIMG_PREDICTORS = 24, WIMG_ACTIVITY = 4, WIMG_ERROR_SHIFT = 3, WIMG_MED = 4,
-       WIMG_EXACT_SCALE = 4 };
+       WIMG_EXACT_SCALE = 4, WIMG_FRACTION = 4 };
 
 typedef struct {
     i64 L, channels, width, offset, band_chunks, chunk_size, round_chunks, q_max;
@@ -101,13 +101,13 @@ VECTOR_CLONES void image_update(ImageState *s, const i64 *byte) {
         for (i64 l = 0; l < s->L; l++) {
             const i64 *c = s->context + l * 3;
             if (!c[0]) continue;
-            const i64 ctx = (l * s->channels + c[1]) * WIMG_ACTIVITY + c[2], v = 16 * byte[l];
+            const i64 ctx = (l * s->channels + c[1]) * WIMG_ACTIVITY + c[2], v = 16 * byte[l], one = 1 << WIMG_FRACTION;
             i64 *e = s->error + ctx * WIMG_PREDICTORS;
             for (int k = 0; k < WIMG_PREDICTORS; k++)
-                e[k] += (abs64(v - s->preds[l * WIMG_PREDICTORS + k]) - e[k]) >> WIMG_ERROR_SHIFT;
-            const i64 miss = v - s->guess[l];
-            s->bias[ctx] += (miss - s->bias[ctx]) >> WIMG_ERROR_SHIFT;
-            s->scale[ctx] += (abs64(miss - s->bias[ctx]) - s->scale[ctx]) >> WIMG_ERROR_SHIFT;
+                e[k] += (one * abs64(v - s->preds[l * WIMG_PREDICTORS + k]) - e[k]) >> WIMG_ERROR_SHIFT;
+            const i64 miss = v - s->guess[l], bias = (s->bias[ctx] + one / 2) >> WIMG_FRACTION;   /* as used */
+            s->bias[ctx] += (one * miss - s->bias[ctx]) >> WIMG_ERROR_SHIFT;
+            s->scale[ctx] += (one * abs64(miss - bias) - s->scale[ctx]) >> WIMG_ERROR_SHIFT;
         }
         return;
     }
@@ -128,7 +128,8 @@ VECTOR_CLONES void image_update(ImageState *s, const i64 *byte) {
    the channel before's miss), weighted by their error in the activity context and at the four neighbours
    coded before, and a Laplace scale from the context's and the neighbours' misses (half the usual least
    where the neighbours were all met exactly); every neighbour's predictions are recomputed from the bytes
-   themselves, so a lane needs no state beyond its tables ---- */
+   themselves, so a lane needs no state beyond its tables, which hold WIMG_FRACTION bits more than they are
+   used with ---- */
 
 /* the 12 predictions raw [12] of the byte d positions before lane l's position t (x: its column) from its
    neighbours, as ImageModel finds them; returns has_w | has_n << 1 */
@@ -215,7 +216,8 @@ static void weighted_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_w
         const i64 *err = s->error + ctx * WIMG_PREDICTORS;
         i64 num = 0, den = 0;
         for (int k = 0; k < WIMG_PREDICTORS; k++) {
-            i64 e = count ? (err[k] + sums[k] / count) >> 1 : err[k];
+            const i64 in_context = err[k] >> WIMG_FRACTION;
+            i64 e = count ? (in_context + sums[k] / count) >> 1 : in_context;
             if (k >= WIMG_SPATIAL && !has_u) e = (i64)1 << 20;
             const i64 inv = ((i64)1 << 40) / (e * e + 1);
             num += preds[k] * inv;
@@ -225,9 +227,10 @@ static void weighted_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_w
         s->context[l * 3] = active;
         s->context[l * 3 + 1] = ch;
         s->context[l * 3 + 2] = activity;
-        const i64 center = clip64(s->guess[l] + s->bias[ctx], 0, 16 * 255);
-        const i64 least = parts && !energy ? WIMG_EXACT_SCALE : IMG_MIN_SCALE;
-        i64 scale = parts ? (s->scale[ctx] + energy / parts) >> 1 : s->scale[ctx];
+        const i64 bias = (s->bias[ctx] + (1 << WIMG_FRACTION) / 2) >> WIMG_FRACTION;
+        const i64 in_context = s->scale[ctx] >> WIMG_FRACTION, least = parts && !energy ? WIMG_EXACT_SCALE : IMG_MIN_SCALE;
+        const i64 center = clip64(s->guess[l] + bias, 0, 16 * 255);
+        i64 scale = parts ? (in_context + energy / parts) >> 1 : in_context;
         scale = scale > least ? scale : least;
         i64 *pl = p + l * 256, sum = 0;
         laplace_row(s->exp, s->q_max, -center, 16, 32, scale, pl, 256, 0);

@@ -16,7 +16,7 @@ int kernel_layout(const char **names, i64 *values, int max) {
         {"IMG_PREDICTORS", IMG_PREDICTORS}, {"IMG_ACTIVITY", IMG_ACTIVITY}, {"IMG_ERROR_SHIFT", IMG_ERROR_SHIFT},
         {"WIMG_SPATIAL", WIMG_SPATIAL}, {"WIMG_PREDICTORS", WIMG_PREDICTORS}, {"WIMG_ACTIVITY", WIMG_ACTIVITY},
         {"WIMG_ERROR_SHIFT", WIMG_ERROR_SHIFT}, {"WIMG_MED", WIMG_MED},
-        {"WIMG_EXACT_SCALE", WIMG_EXACT_SCALE},
+        {"WIMG_EXACT_SCALE", WIMG_EXACT_SCALE}, {"WIMG_FRACTION", WIMG_FRACTION},
         {"sizeof Input", sizeof(Input)}, {"sizeof Source", sizeof(Source)}, {"sizeof Mixer", sizeof(Mixer)},
         {"sizeof Linear", sizeof(Linear)}, {"sizeof Block", sizeof(Block)}, {"sizeof Attn", sizeof(Attn)},
         {"sizeof Stack", sizeof(Stack)}, {"sizeof LocalModel", sizeof(LocalModel)},
