@@ -36,6 +36,32 @@ INLINE i64 pixel_byte(const ImageState *s, i64 l, i64 t, i64 lag, const i64 *own
     return inside ? own[l * own_width + clip64(t - lag, 0, own_width - 1)] : 0;
 }
 
+/* the blend of K predictions (x16) by 1/e^2 of their errors e (x16), floored as numpy's // */
+INLINE i64 blended_guess(const i64 *preds, const i64 *e, int K) {
+    i64 num = 0, den = 0;
+    for (int k = 0; k < K; k++) {
+        const i64 inv = ((i64)1 << 40) / (e[k] * e[k] + 1);
+        num += preds[k] * inv;
+        den += inv;
+    }
+    return floordiv(num, den > 1 ? den : 1);
+}
+
+/* lane l's guess and context (what the update learns from), and its distribution p [256]: a Laplace of this
+   scale around center, summing to about ONE */
+INLINE void pixel_distribution(ImageState *s, i64 l, i64 guess, i64 active, i64 ch, i64 activity, i64 center,
+                               i64 scale, i64 *pl) {
+    s->guess[l] = guess;
+    s->context[l * 3] = active;
+    s->context[l * 3 + 1] = ch;
+    s->context[l * 3 + 2] = activity;
+    i64 sum = 0;
+    laplace_row(s->exp, s->q_max, -center, 16, 32, scale, pl, 256, 0);
+    for (int k = 0; k < 256; k++) sum += pl[k];
+    const double inv_sum = 1.0 / (double)sum;
+    for (int k = 0; k < 256; k++) pl[k] = div_pos(pl[k] * ONE, sum, inv_sum);
+}
+
 static void weighted_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_width, const uint8_t *history,
                                  i64 n, i64 *p, i64 *active_out);
 
@@ -73,24 +99,12 @@ VECTOR_CLONES void image_frequencies(ImageState *s, i64 t, const i64 *own, i64 o
         activity = activity < IMG_ACTIVITY - 1 ? activity : IMG_ACTIVITY - 1;
         const i64 ctx = (l * C + ch) * IMG_ACTIVITY + activity;
         const i64 *err = s->error + ctx * IMG_PREDICTORS;
-        i64 num = 0, den = 0;
-        for (int k = 0; k < IMG_PREDICTORS; k++) {
-            const i64 e = k >= 6 && !has_u ? (i64)1 << 20 : err[k];
-            const i64 inv = ((i64)1 << 40) / (e * e + 1);
-            num += preds[k] * inv;
-            den += inv;
-        }
-        s->guess[l] = floordiv(num, den > 1 ? den : 1);
-        s->context[l * 3] = active;
-        s->context[l * 3 + 1] = ch;
-        s->context[l * 3 + 2] = activity;
-        const i64 center = clip64(s->guess[l] + s->bias[ctx], 0, 16 * 255);
+        i64 e[IMG_PREDICTORS];
+        for (int k = 0; k < IMG_PREDICTORS; k++) e[k] = k >= 6 && !has_u ? (i64)1 << 20 : err[k];
+        const i64 guess = blended_guess(preds, e, IMG_PREDICTORS);
+        const i64 center = clip64(guess + s->bias[ctx], 0, 16 * 255);
         const i64 scale = s->scale[ctx] > IMG_MIN_SCALE ? s->scale[ctx] : IMG_MIN_SCALE;
-        i64 *pl = p + l * 256, sum = 0;
-        laplace_row(s->exp, s->q_max, -center, 16, 32, scale, pl, 256, 0);
-        for (int k = 0; k < 256; k++) sum += pl[k];
-        const double inv_sum = 1.0 / (double)sum;
-        for (int k = 0; k < 256; k++) pl[k] = div_pos(pl[k] * ONE, sum, inv_sum);
+        pixel_distribution(s, l, guess, active, ch, activity, center, scale, p + l * 256);
         active_out[l] = active;
     }
 }
@@ -214,29 +228,17 @@ static void weighted_frequencies(ImageState *s, i64 t, const i64 *own, i64 own_w
         }
         const i64 ctx = (l * C + ch) * WIMG_ACTIVITY + activity;
         const i64 *err = s->error + ctx * WIMG_PREDICTORS;
-        i64 num = 0, den = 0;
+        i64 e[WIMG_PREDICTORS];
         for (int k = 0; k < WIMG_PREDICTORS; k++) {
             const i64 in_context = err[k] >> WIMG_FRACTION;
-            i64 e = count ? (in_context + sums[k] / count) >> 1 : in_context;
-            if (k >= WIMG_SPATIAL && !has_u) e = (i64)1 << 20;
-            const i64 inv = ((i64)1 << 40) / (e * e + 1);
-            num += preds[k] * inv;
-            den += inv;
+            e[k] = k >= WIMG_SPATIAL && !has_u ? (i64)1 << 20 : count ? (in_context + sums[k] / count) >> 1 : in_context;
         }
-        s->guess[l] = floordiv(num, den > 1 ? den : 1);
-        s->context[l * 3] = active;
-        s->context[l * 3 + 1] = ch;
-        s->context[l * 3 + 2] = activity;
+        const i64 guess = blended_guess(preds, e, WIMG_PREDICTORS);
         const i64 bias = (s->bias[ctx] + (1 << WIMG_FRACTION) / 2) >> WIMG_FRACTION;
         const i64 in_context = s->scale[ctx] >> WIMG_FRACTION, least = parts && !energy ? WIMG_EXACT_SCALE : IMG_MIN_SCALE;
-        const i64 center = clip64(s->guess[l] + bias, 0, 16 * 255);
-        i64 scale = parts ? (in_context + energy / parts) >> 1 : in_context;
-        scale = scale > least ? scale : least;
-        i64 *pl = p + l * 256, sum = 0;
-        laplace_row(s->exp, s->q_max, -center, 16, 32, scale, pl, 256, 0);
-        for (int k = 0; k < 256; k++) sum += pl[k];
-        const double inv_sum = 1.0 / (double)sum;
-        for (int k = 0; k < 256; k++) pl[k] = div_pos(pl[k] * ONE, sum, inv_sum);
+        const i64 scale = parts ? (in_context + energy / parts) >> 1 : in_context;
+        pixel_distribution(s, l, guess, active, ch, activity, clip64(guess + bias, 0, 16 * 255),
+                           scale > least ? scale : least, p + l * 256);
         active_out[l] = active;
     }
 }

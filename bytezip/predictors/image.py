@@ -32,6 +32,19 @@ EXACT_SCALE = 4                # ... and the least Laplace scale where those mis
                                # RGB, flat graphics), when the channel before's own miss is left out
 
 
+def _blended(preds: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """The blend [L] of predictions [K, L] (x16) by 1/e^2 of their errors [K, L] (x16), floored."""
+    inv = (1 << 40) // (errors * errors + 1)
+    return (preds * inv).sum(0) // np.maximum(inv.sum(0), 1)
+
+
+def _laplace(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Distributions [L, 256] summing to about ONE: a Laplace of this scale (x16) around center (x16)."""
+    d = np.abs(16 * np.arange(256)[None, :] - center[:, None])
+    p = EXP[np.minimum(d * 32 // scale[:, None], Q_MAX)]
+    return p * ONE // p.sum(-1, keepdims=True)
+
+
 class ImageModel:
     """Per-lane predictor state for `lanes` chunks in lockstep, lane i coding the input's bytes from starts[i]
     on, in an archive of `chunk_size` chunks and `round_chunks` per round (the history holds the chunks
@@ -127,15 +140,10 @@ class ImageModel:
         activity = np.minimum(np.log2(act + 1).astype(np.int64), N_ACTIVITY - 1)
         err = self.error[L, ch, activity]                               # [L, N_PREDICTORS] x16
         err[:, 6:] = np.where(has_u[:, None], err[:, 6:], 1 << 20)       # no channel before: not used
-        inv = (1 << 40) // (err * err + 1)
-        guess = (preds * inv).sum(1) // np.maximum(inv.sum(1), 1)
+        guess = _blended(preds.T, err.T)
         self.preds, self.guess, self.context = preds, guess, np.stack([active, ch, activity], 1)
         center = np.clip(guess + self.bias[L, ch, activity], 0, 16 * 255)
-        scale = np.maximum(self.scale[L, ch, activity], MIN_SCALE)
-        d = np.abs(16 * np.arange(256)[None, :] - center[:, None])
-        p = EXP[np.minimum(d * 32 // scale[:, None], Q_MAX)]
-        p = p * ONE // p.sum(-1, keepdims=True)
-        return active, p
+        return active, _laplace(center, np.maximum(self.scale[L, ch, activity], MIN_SCALE))
 
     def update(self, byte: np.ndarray):
         """After each lane's byte at the position of the last `frequencies` call is coded: learn from it."""
@@ -254,17 +262,13 @@ class WeightedImageModel(CarriedImageModel):
         err = self.error[L, ch, activity].T >> self.fraction                    # [24, L]
         e = np.where(count > 0, (err + sums // np.maximum(count, 1)) >> 1, err)
         e[W_SPATIAL:] = np.where(has_u, e[W_SPATIAL:], 1 << 20)
-        inv = (1 << 40) // (e * e + 1)
-        guess = (preds * inv).sum(0) // np.maximum(inv.sum(0), 1)
+        guess = _blended(preds, e)
         self.preds, self.guess, self.context = preds.T.copy(), guess, np.stack([active, ch, activity], 1)
         center = np.clip(guess + self._used(self.bias[L, ch, activity]), 0, 16 * 255)
         scale = self.scale[L, ch, activity] >> self.fraction
         least = np.where((parts > 0) & (energy == 0), EXACT_SCALE, MIN_SCALE)
         scale = np.maximum(np.where(parts > 0, (scale + energy // np.maximum(parts, 1)) >> 1, scale), least)
-        d = np.abs(16 * np.arange(256)[None, :] - center[:, None])
-        p = EXP[np.minimum(d * 32 // scale[:, None], Q_MAX)]
-        p = p * ONE // p.sum(-1, keepdims=True)
-        return active, p
+        return active, _laplace(center, scale)
 
     def _spatial(self, V: dict, K: dict, d: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The 12 predictions [12, L] of the byte d positions before each lane's (in column x) from its
