@@ -14,12 +14,13 @@ such data by mixing predictors. Here the mixer combines, for every byte:
   (`bytezip.dictionary`), each history order is blended with the dictionary's same order instead;
 - for 16-bit audio (`pcm.PcmLayout` in the archive header), a sample predictor (`predictors.CascadePcmModel`,
   `PcmModel` before format 13); for
-  8-bit images (`image.ImageLayout`), a pixel predictor (`predictors.ImageModel`);
+  8-bit images (`image.ImageLayout`), a pixel predictor (`predictors.WeightedImageModel`, `ImageModel` and
+  `CarriedImageModel` before format 14);
 
 linearly, with weights (one set per match-length bucket, and per kind of byte: audio low/high byte, image
 sample, anything else) learned
-online from each coded byte by a Bayesian-style multiplicative update. Without an audio or image layout, the
-coded distribution blends that linear mix with two geometric ones (the inputs' log-probabilities weighted
+online from each coded byte by a Bayesian-style multiplicative update. Without an audio layout (or, before
+format 14, an image layout), the coded distribution blends that linear mix with two geometric ones (the inputs' log-probabilities weighted
 and renormalised, paq's logistic mixing over 256 symbols, weights learned by the gradient of the code
 length; one weight set per match bucket, and one per bucket and class of the previous byte): on held-out
 training text, code and binaries even the plain mean of one geometric and the linear mix costs 2-7% less
@@ -264,10 +265,10 @@ class Mixer:
         self.counts = [np.zeros((L, 256 if k == 1 else 1 << OWN_HASH_BITS, 256), dtype=np.int16)
                        for k in self.own_orders]                          # counts < 2^15: chunks <= 32 KB
         self.record = record.fresh_state(L) if RECORD in self.own_orders else None   # what finds RECORD's length
-        # audio and image bytes keep the linear mix alone
+        # audio bytes (and the image bytes of formats 8-13) keep the linear mix alone
         self.geometric = all(p.geometric for p in present)
         # what the second and third match models read; the dictionary is text, so not for audio or image bytes
-        self.sources = (self.history, dictionary if self.geometric else None)
+        self.sources = (self.history, None if any(p is not None for p in self.external) else dictionary)
         used = np.array([self._on(i) for i in inputs])
         self.floor = np.where(used, W_MIN, 0)
         w = np.where(used, [i.weight for i in inputs], 0)

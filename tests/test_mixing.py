@@ -130,15 +130,22 @@ def test_a_priming_dictionary_helps_small_inputs_and_is_checked(trained_model, t
 
 
 def test_geometric_stage_tables_scope_and_gain(trained_model, monkeypatch):
-    """The geometric mix's integer tables are bytezip's own, it runs only where no audio/image predictor
-    does, and on text the mean of both mixes codes below the linear mix alone."""
+    """The geometric mix's integer tables are bytezip's own, it runs only where no audio predictor (nor,
+    before format 14, an image predictor) does, the priming dictionary's text only where neither does, and on
+    text the mean of both mixes codes below the linear mix alone."""
     from bytezip import mixing
+    from bytezip.predictors import INPUTS, INPUTS_V13
     log2, exp2 = mixing._log_exp_tables()
     assert log2[1] == 0 and log2[2] == mixing.LOG_SCALE and log2[mixing.ONE] == 16 * mixing.LOG_SCALE
     assert exp2[0] == mixing.ONE and exp2[-1] == 1 and np.all(np.diff(exp2) <= 0)
-    for layout in (bytezip.pcm.PcmLayout(1, 0), bytezip.image.ImageLayout(8, 3)):
-        assert not Mixer([8], signal=mixing.signal_model(layout, np.zeros(1), 8, 0)).geometric
-    assert Mixer([8]).geometric
+    dictionary = mixing.History()
+    for layout, inputs, geometric in ((bytezip.pcm.PcmLayout(1, 0), INPUTS, False),
+                                      (bytezip.image.ImageLayout(8, 3), INPUTS_V13, False),
+                                      (bytezip.image.ImageLayout(8, 3), INPUTS, True)):
+        m = Mixer([8], signal=mixing.signal_model(layout, np.zeros(1), 8, 0, inputs=inputs), dictionary=dictionary,
+                  inputs=inputs)
+        assert m.geometric == geometric and m.sources[1] is None
+    assert Mixer([8]).geometric and Mixer([8], dictionary=dictionary).sources[1] is dictionary
     cm = bytezip.coding_model(trained_model)
     text = english_text()
     n = cm.context

@@ -203,6 +203,9 @@ class WeightedImageModel(CarriedImageModel):
     # level below a mean miss it rises to (a grey image as RGB: 2.22 bits a byte alone, 1.87 with them)
     fraction = 4
     weighted = 1
+    # its bytes take the geometric mixes too (format 13's stay linear): its sharper distributions gain from
+    # them, the tuning images' archives 0.1-4.5% smaller for 12-17% more encoding time
+    geometric = True
 
     def update(self, byte: np.ndarray):
         if self._kernel is not None:
