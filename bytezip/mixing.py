@@ -268,7 +268,7 @@ class Mixer:
         # audio bytes (and the image bytes of formats 8-13) keep the linear mix alone
         self.geometric = all(p.geometric for p in present)
         # what the second and third match models read; the dictionary is text, so not for audio or image bytes
-        self.sources = (self.history, None if any(p is not None for p in self.external) else dictionary)
+        self.sources = (self.history, None if self.signalled else dictionary)
         used = np.array([self._on(i) for i in inputs])
         self.floor = np.where(used, W_MIN, 0)
         w = np.where(used, [i.weight for i in inputs], 0)
@@ -286,6 +286,11 @@ class Mixer:
         self._kernel = self._kernel_state() if kernels.available() else None
         self._flat_inputs = self._flat_pointers = self._row_lists = self._row_tables = None   # built when first needed
 
+    @property
+    def signalled(self) -> bool:
+        """Whether a sample or pixel predictor runs in these lanes (their bytes are samples or pixels)."""
+        return any(p is not None for p in self.external)
+
     def _on(self, i: Input) -> bool:
         """Whether input i takes part (gets weight) in these lanes: what it reads exists."""
         if i.kind == Kind.EXTERNAL:
@@ -293,7 +298,7 @@ class Mixer:
         return {"": True, "history": bool(self.history.size),
                 "history or dictionary": bool(self.history.size) or self.dictionary is not None,
                 "dictionary text": self.sources[1] is not None,
-                "no signal": all(p is None for p in self.external)}[i.needs]
+                "no signal": not self.signalled}[i.needs]
 
     def _kernel_state(self) -> kernels.MixerState:
         """This mixer's arrays, and the scratch that a step's mix leaves for its update, for the C kernel."""
@@ -346,7 +351,7 @@ class Mixer:
                 group = np.where(active, g, group)
             rows.append(p)
         inputs = rows, N_BUCKETS * group
-        if not any(p is not None for p in self.external):
+        if not self.signalled:
             self._flat_inputs = inputs
         return inputs
 
